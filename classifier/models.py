@@ -1,0 +1,95 @@
+import os
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+from ml import breeds
+
+NOT_A_PET = "not_a_pet"
+BREED_CHOICES = [(b.key, b.display_name) for b in breeds.BREEDS]
+LABEL_CHOICES = BREED_CHOICES + [(NOT_A_PET, "Not a cat or dog")]
+
+
+def _random_name(prefix: str, filename: str) -> str:
+    """A storage name that reveals nothing and never collides; the original name is kept in a field."""
+    ext = os.path.splitext(filename)[1].lower()
+    return f"{prefix}/{timezone.now():%Y/%m}/{uuid.uuid4().hex}{ext}"
+
+
+def image_upload_to(instance: "PetImage", filename: str) -> str:
+    return _random_name("images", filename)
+
+
+def thumbnail_upload_to(instance: "PetImage", filename: str) -> str:
+    return _random_name("thumbs", filename)
+
+
+def label_name(key: str) -> str:
+    """Display name of a breed key or of NOT_A_PET; empty for no label."""
+    return dict(LABEL_CHOICES).get(key, key)
+
+
+class PetImage(models.Model):
+    """One upload and everything known about it: file, prediction, feedback."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting"
+        PROCESSING = "processing", "Classifying"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="pet_images")
+    image = models.ImageField(upload_to=image_upload_to, max_length=255)
+    original_name = models.CharField(max_length=255)
+    thumbnail = models.ImageField(upload_to=thumbnail_upload_to, max_length=255, blank=True)
+    sha256 = models.CharField(max_length=64, db_index=True)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    uploaded_at = models.DateTimeField(default=timezone.now)
+
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
+    error_message = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    predicted_breed = models.CharField(max_length=50, choices=BREED_CHOICES, blank=True)
+    confidence = models.FloatField(null=True, blank=True)
+    top_k = models.JSONField(default=list, blank=True, help_text='[{"breed": key, "probability": p}, ...]')
+    model_version = models.ForeignKey(
+        "ml.ModelVersion", on_delete=models.SET_NULL, null=True, blank=True, related_name="pet_images"
+    )
+    classified_at = models.DateTimeField(null=True, blank=True)
+
+    # The owner's answer: is_correct True, or False with the true label (a breed or NOT_A_PET).
+    is_correct = models.BooleanField(null=True, blank=True)
+    true_breed = models.CharField(max_length=50, choices=LABEL_CHOICES, blank=True)
+    feedback_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-uploaded_at", "-pk"]
+        indexes = [
+            models.Index(fields=["owner", "-uploaded_at"], name="petimage_owner_recent"),
+            models.Index(fields=["owner", "predicted_breed"], name="petimage_owner_breed"),
+            models.Index(fields=["status", "uploaded_at"], name="petimage_status_age"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.original_name} ({self.get_status_display()})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("classifier:detail", args=[self.pk])
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.DONE, self.Status.FAILED)
+
+    @property
+    def species(self) -> str:
+        return breeds.species_of(self.predicted_breed) if self.predicted_breed else ""
+
+    def top_k_display(self) -> list[dict]:
+        return [
+            {"breed": row["breed"], "name": label_name(row["breed"]), "probability": row["probability"]}
+            for row in self.top_k
+        ]

@@ -1,0 +1,13 @@
+from django.urls import path
+
+from . import views
+
+app_name = "classifier"
+urlpatterns = [
+    path("", views.gallery, name="gallery"),
+    path("upload/", views.upload, name="upload"),
+    path("images/<int:pk>/", views.detail, name="detail"),
+    path("images/<int:pk>/status.json", views.status, name="status"),
+    path("images/<int:pk>/file", views.image_file, {"kind": "image"}, name="image_file"),
+    path("images/<int:pk>/thumbnail", views.image_file, {"kind": "thumbnail"}, name="thumbnail"),
+]

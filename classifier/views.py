@@ -1,0 +1,88 @@
+"""Thin views: they check who asks, validate with forms and call services."""
+from django.conf import settings
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import UserCreationForm
+from django.core.paginator import Paginator
+from django.http import FileResponse, Http404, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET
+
+from . import services
+from .forms import UploadForm
+from .models import PetImage, label_name
+
+
+def signup(request):
+    form = UserCreationForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user)
+        return redirect("classifier:upload")
+    return render(request, "registration/signup.html", {"form": form}, status=400 if form.errors else 200)
+
+
+@login_required
+def upload(request):
+    form = UploadForm(request.POST or None, request.FILES or None)
+    if request.method == "POST":
+        if form.is_valid():
+            pet = services.create_pet_image(request.user, form.cleaned_data["image"], form.image_info)
+            return redirect(pet)
+        return render(request, "classifier/upload.html", {"form": form}, status=400)
+    return render(request, "classifier/upload.html", {"form": form})
+
+
+@login_required
+def gallery(request):
+    images = PetImage.objects.filter(owner=request.user).select_related("model_version")
+    page = Paginator(images, settings.PETSITE_GALLERY_PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "classifier/gallery.html", {"page": page})
+
+
+def _own_image(request, pk: int) -> PetImage:
+    """The image if it is the requester's; a 404 otherwise, so ids reveal nothing."""
+    return get_object_or_404(PetImage.objects.select_related("model_version"), pk=pk, owner=request.user)
+
+
+@login_required
+def detail(request, pk: int):
+    return render(request, "classifier/detail.html", {"pet": _own_image(request, pk)})
+
+
+@login_required
+@require_GET
+def status(request, pk: int):
+    pet = _own_image(request, pk)
+    return JsonResponse({
+        "id": pet.pk,
+        "status": pet.status,
+        "status_display": pet.get_status_display(),
+        "finished": pet.is_finished,
+        "message": pet.error_message,
+        "predicted_breed": pet.predicted_breed,
+        "breed_name": label_name(pet.predicted_breed) if pet.predicted_breed else "",
+        "confidence": pet.confidence,
+        "top_k": pet.top_k_display(),
+        "model_version": pet.model_version.name if pet.model_version else None,
+        "classified_at": pet.classified_at.isoformat() if pet.classified_at else None,
+        "detail_url": reverse("classifier:detail", args=[pet.pk]),
+    })
+
+
+@login_required
+@require_GET
+def image_file(request, pk: int, kind: str):
+    """Serve an image through Django so that only its owner (and staff, who review) can fetch it."""
+    images = PetImage.objects.all() if request.user.is_staff else PetImage.objects.filter(owner=request.user)
+    field = getattr(get_object_or_404(images, pk=pk), kind)
+    if not field:
+        raise Http404("No such file.")
+    try:
+        handle = field.open("rb")
+    except FileNotFoundError:
+        raise Http404("The file is missing from storage.") from None
+    response = FileResponse(handle, filename=None)
+    response["Cache-Control"] = "private, max-age=3600"
+    return response

@@ -1,0 +1,38 @@
+"""Test-run setup shared by every test: isolated media, broker folder and queue.
+
+The suite runs on whatever database and broker the environment names (PostgreSQL and
+Redis in CI) and on the embedded defaults when nothing is set; the header of every
+run says which.
+"""
+import tempfile
+import uuid
+from pathlib import Path
+
+from django.conf import settings
+
+
+def pytest_configure(config):
+    scratch = Path(tempfile.mkdtemp(prefix="petsite-test-"))
+    settings.MEDIA_ROOT = scratch / "media"
+    # A queue of its own, so that a run never takes (or leaves) another run's messages.
+    settings.CELERY_TASK_DEFAULT_QUEUE = f"petsite-test-{uuid.uuid4().hex[:8]}"
+    if settings.CELERY_BROKER_URL.startswith("filesystem://"):
+        settings.PETSITE_BROKER_DIR = scratch / "broker"
+        settings.CELERY_BROKER_TRANSPORT_OPTIONS = {
+            **settings.CELERY_BROKER_TRANSPORT_OPTIONS,
+            "data_folder_in": str(settings.PETSITE_BROKER_DIR),
+            "data_folder_out": str(settings.PETSITE_BROKER_DIR),
+            "control_folder": str(settings.PETSITE_BROKER_DIR / "control"),
+        }
+    config.petsite_scratch = scratch
+
+
+def pytest_report_header(config):
+    db = settings.DATABASES["default"]
+    test_name = db.get("TEST", {}).get("NAME") or f"test_{db['NAME']}"
+    where = f" at {db['HOST']}:{db.get('PORT') or 'default port'}" if db.get("HOST") else ""
+    broker = settings.CELERY_BROKER_URL.split("@")[-1]  # never print a password
+    return [
+        f"petsite database: {db['ENGINE'].rsplit('.', 1)[-1]}, test database {test_name}{where}",
+        f"petsite broker: {broker} (queue {settings.CELERY_TASK_DEFAULT_QUEUE})",
+    ]

@@ -1,0 +1,22 @@
+from django.contrib import admin, messages
+
+from . import services
+from .models import ModelVersion
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    list_display = ["name", "is_active", "created_at", "accuracy", "image_size"]
+    list_filter = ["is_active"]
+    search_fields = ["name", "notes"]
+    readonly_fields = ["file", "created_at", "classes", "image_size", "metrics", "training_args", "history", "figures", "is_active"]
+    actions = ["activate"]
+
+    @admin.action(description="Make the selected model the active one")
+    def activate(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one model version to activate.", messages.ERROR)
+            return
+        version = queryset.get()
+        services.activate_version(version)
+        self.message_user(request, f"{version.name} is now the active model.")

@@ -1,0 +1,120 @@
+"""One self-describing checkpoint file per model.
+
+Everything needed to use a model travels with its weights: class names, the
+preprocessing numbers, the architecture, metrics and training arguments. A file is
+written to a temporary name and renamed, so an interrupted save never leaves a
+half-written checkpoint behind.
+"""
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, BinaryIO, Sequence
+
+import torch
+from torch import nn
+
+from .data import IMAGENET_MEAN, IMAGENET_STD, resize_size_for
+from .model import ARCH, build_resnet34
+
+FORMAT = "petsite-checkpoint"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """The file is not a Petsite checkpoint, or does not fit the model it describes."""
+
+
+@dataclass
+class Checkpoint:
+    state_dict: dict[str, torch.Tensor]
+    classes: list[str]
+    arch: str = ARCH
+    image_size: int = 224
+    resize_size: int = 256
+    mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
+    std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
+    metrics: dict[str, Any] = field(default_factory=dict)
+    training_args: dict[str, Any] = field(default_factory=dict)
+    created_at: str = ""
+    torch_version: str = ""
+
+    def build_model(self) -> nn.Module:
+        """The model in eval mode with these weights; a mismatch is a CheckpointError."""
+        if self.arch != ARCH:
+            raise CheckpointError(f"Unsupported architecture {self.arch!r}; this version knows {ARCH!r}.")
+        model = build_resnet34(num_classes=len(self.classes), weights=None)
+        try:
+            model.load_state_dict(self.state_dict)
+        except RuntimeError as exc:
+            raise CheckpointError(f"Checkpoint weights do not fit {self.arch}: {exc}") from exc
+        return model.eval()
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: nn.Module,
+    *,
+    classes: Sequence[str],
+    image_size: int = 224,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    metrics: dict[str, Any] | None = None,
+    training_args: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``model`` and its description to ``path`` atomically; returns the path."""
+    checkpoint = Checkpoint(
+        state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
+        classes=list(classes),
+        image_size=image_size,
+        resize_size=resize_size_for(image_size),
+        mean=list(mean),
+        std=list(std),
+        metrics=dict(metrics or {}),
+        training_args=dict(training_args or {}),
+        created_at=datetime.now(timezone.utc).isoformat(),
+        torch_version=str(torch.__version__),
+    )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, **asdict(checkpoint)}, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(source: str | os.PathLike | BinaryIO | bytes) -> Checkpoint:
+    """Read a checkpoint written by :func:`save_checkpoint`, checking that it is one."""
+    name = getattr(source, "name", None) or (str(source) if isinstance(source, (str, os.PathLike)) else "<bytes>")
+    if isinstance(source, bytes):
+        source = io.BytesIO(source)
+    try:
+        data = torch.load(source, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"Checkpoint file {name} does not exist.") from None
+    except Exception as exc:
+        raise CheckpointError(f"{name} is not a readable checkpoint (corrupt or not a PyTorch file): {exc}") from exc
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{name} is not a Petsite checkpoint (a bare state dict?). "
+            "Create one with `python manage.py train` or ml.checkpoints.save_checkpoint()."
+        )
+    if data.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{name} has checkpoint format {data.get('format_version')}; expected {FORMAT_VERSION}.")
+    data = {k: v for k, v in data.items() if k not in ("format", "format_version")}
+    try:
+        checkpoint = Checkpoint(**data)
+    except TypeError as exc:
+        raise CheckpointError(f"{name} has unexpected fields: {exc}") from exc
+    if not checkpoint.classes:
+        raise CheckpointError(f"{name} lists no classes.")
+    return checkpoint

@@ -1,0 +1,286 @@
+"""Images in, tensors out: the preprocessing shared by training, evaluation and inference.
+
+Evaluation and the Predictor must see an image exactly as validation did during
+training, so both take their transform from :func:`eval_transform` here and the
+numbers it needs (image size, resize size, normalisation) travel in the checkpoint.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Sequence
+
+import torch
+from PIL import Image, ImageOps
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
+from torchvision.datasets import OxfordIIITPet
+from torchvision.transforms import v2
+
+from .breeds import BREED_KEYS, NUM_CLASSES
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+ImageSource = str | os.PathLike | BinaryIO | Image.Image
+
+
+def resize_size_for(image_size: int) -> int:
+    """Shorter side before the centre crop: 256 for 224, the ImageNet convention."""
+    return int(round(image_size * 256 / 224))
+
+
+def open_image(source: ImageSource) -> Image.Image:
+    """An RGB PIL image, rotated as its EXIF orientation says (phone photos need this)."""
+    image = source if isinstance(source, Image.Image) else Image.open(source)
+    image = ImageOps.exif_transpose(image)
+    return image.convert("RGB")
+
+
+def eval_transform(
+    image_size: int = 224,
+    resize_size: int | None = None,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> v2.Compose:
+    """Resize the shorter side, centre-crop, scale to [0, 1], normalise."""
+    return v2.Compose([
+        v2.ToImage(),
+        v2.Resize(resize_size or resize_size_for(image_size), antialias=True),
+        v2.CenterCrop(image_size),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(mean=list(mean), std=list(std)),
+    ])
+
+
+def train_transform(
+    image_size: int = 224,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    crop_scale: tuple[float, float] = (0.35, 1.0),
+) -> v2.Compose:
+    """Augmentation for training: random resized crop, horizontal flip, light colour jitter."""
+    return v2.Compose([
+        v2.ToImage(),
+        v2.RandomResizedCrop(image_size, scale=crop_scale, antialias=True),
+        v2.RandomHorizontalFlip(),
+        v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(mean=list(mean), std=list(std)),
+    ])
+
+
+# --- The Oxford-IIIT Pet dataset on disk -------------------------------------------------
+#
+# Loading goes through torchvision's ``OxfordIIITPet`` so that the real dataset needs no
+# conversion. Everything below only adds what torchvision leaves out: a check that says
+# exactly what is missing, a seeded stratified validation split, extra data roots, and
+# DataLoaders.
+
+DATASET_DIR = "oxford-iiit-pet"  # torchvision's sub-folder of the root it is given
+DATASET_URLS = (
+    "https://thor.robots.ox.ac.uk/datasets/pets/images.tar.gz",
+    "https://thor.robots.ox.ac.uk/datasets/pets/annotations.tar.gz",
+)
+SPLITS = ("trainval", "test")
+
+
+class DatasetError(RuntimeError):
+    """The dataset is missing or incomplete; the message says what and how to get it."""
+
+
+def _how_to_get(root: Path) -> str:
+    return (
+        f"Download {DATASET_URLS[0]} and {DATASET_URLS[1]} and extract both into "
+        f"{root / DATASET_DIR} (giving {DATASET_DIR}/images/ and {DATASET_DIR}/annotations/), "
+        "or pass --download to let torchvision fetch them."
+    )
+
+
+def read_split(root: str | os.PathLike, split: str) -> list[tuple[str, int]]:
+    """(image name, class index 0..36) per row of ``annotations/<split>.txt``, in file order.
+
+    The same rows in the same order as torchvision reads them, so indices into this
+    list are indices into the ``OxfordIIITPet`` dataset.
+    """
+    path = Path(root) / DATASET_DIR / "annotations" / f"{split}.txt"
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        fields = line.split()
+        if len(fields) != 4 or not fields[1].isdigit():
+            raise DatasetError(
+                f"{path}, line {number}: expected 'name class_id species breed_id', got {line!r}."
+            )
+        rows.append((fields[0], int(fields[1]) - 1))
+    return rows
+
+
+def check_dataset(root: str | os.PathLike, splits: Sequence[str] = SPLITS) -> None:
+    """Raise one :class:`DatasetError` listing every problem found under ``root``.
+
+    torchvision only says "Dataset not found"; a user with a half-extracted archive or
+    a wrong path needs to know which part is missing.
+    """
+    root = Path(root)
+    base = root / DATASET_DIR
+    problems: list[str] = []
+    if not root.is_dir():
+        problems.append(f"the data directory {root} does not exist")
+    elif not base.is_dir():
+        problems.append(f"{root} has no {DATASET_DIR}/ directory")
+        if (root / "images").is_dir() or (root / "annotations").is_dir():
+            problems.append(f"{root} looks like the {DATASET_DIR} directory itself: pass its parent {root.parent}")
+    else:
+        images_dir = base / "images"
+        if not images_dir.is_dir():
+            problems.append(f"{images_dir} is missing (from images.tar.gz)")
+        if not (base / "annotations").is_dir():
+            problems.append(f"{base / 'annotations'} is missing (from annotations.tar.gz)")
+        for split in splits:
+            split_file = base / "annotations" / f"{split}.txt"
+            if (base / "annotations").is_dir() and not split_file.is_file():
+                problems.append(f"{split_file} is missing (from annotations.tar.gz)")
+                continue
+            if not split_file.is_file() or not images_dir.is_dir():
+                continue
+            try:
+                rows = read_split(root, split)
+            except DatasetError as exc:
+                problems.append(str(exc).rstrip("."))
+                continue
+            missing = [name for name, _ in rows if not (images_dir / f"{name}.jpg").is_file()]
+            if missing:
+                problems.append(
+                    f"{len(missing)} of the {len(rows)} images listed in {split_file.name} are missing "
+                    f"from {images_dir} (e.g. {', '.join(m + '.jpg' for m in missing[:3])})"
+                )
+            wrong = [
+                f"{name} (class {label + 1})" for name, label in rows
+                if not 0 <= label < NUM_CLASSES or name.rsplit("_", 1)[0] != BREED_KEYS[label]
+            ]
+            if wrong:
+                problems.append(
+                    f"{len(wrong)} rows of {split_file.name} have a class id that does not match the "
+                    f"breed in the image name or is outside 1..{NUM_CLASSES} (e.g. {', '.join(wrong[:3])})"
+                )
+    if problems:
+        raise DatasetError(
+            f"The Oxford-IIIT Pet dataset at {root} is missing or incomplete: "
+            + "; ".join(problems) + ". " + _how_to_get(root)
+        )
+
+
+def with_open_image(transform: v2.Transform) -> v2.Compose:
+    """``transform`` preceded by :func:`open_image`, exactly as the Predictor prepares an image.
+
+    torchvision's dataset opens files without applying their EXIF orientation; this puts
+    training and evaluation on the same footing as inference.
+    """
+    return v2.Compose([v2.Lambda(open_image, Image.Image), transform])
+
+
+def load_split(
+    root: str | os.PathLike,
+    split: str,
+    transform: v2.Transform | None = None,
+    download: bool = False,
+):
+    """torchvision's ``OxfordIIITPet`` for one official split, checked first."""
+    if download:  # torchvision skips the download when the folders already exist
+        try:
+            OxfordIIITPet(root, split=split, download=True)
+        except OSError as exc:  # URLError is an OSError
+            raise DatasetError(f"Could not download the Oxford-IIIT Pet dataset: {exc}. {_how_to_get(Path(root))}") from exc
+    check_dataset(root, splits=(split,))
+    return OxfordIIITPet(root, split=split, target_types="category", transform=transform)
+
+
+def stratified_split(labels: Sequence[int], valid_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """(train indices, valid indices) with ``valid_fraction`` of every class in valid.
+
+    Seeded so that a run can be repeated, and stratified so that every breed is
+    measured, however few images it has (each class with 2+ images gives at least one).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    by_class: dict[int, list[int]] = {}
+    for index, label in enumerate(labels):
+        by_class.setdefault(label, []).append(index)
+    train, valid = [], []
+    for label in sorted(by_class):
+        indices = by_class[label]
+        order = torch.randperm(len(indices), generator=generator).tolist()
+        n_valid = round(len(indices) * valid_fraction)
+        if valid_fraction > 0 and len(indices) >= 2:
+            n_valid = min(max(n_valid, 1), len(indices) - 1)
+        valid += [indices[i] for i in order[:n_valid]]
+        train += [indices[i] for i in order[n_valid:]]
+    return sorted(train), sorted(valid)
+
+
+@dataclass
+class PetDatasets:
+    """The datasets of a training run; ``test`` is None when it was not asked for."""
+
+    train: Dataset
+    valid: Dataset
+    test: Dataset | None
+    classes: list[str]  # breed keys; index = class id - 1
+
+
+def load_pet_datasets(
+    root: str | os.PathLike,
+    *,
+    image_size: int = 224,
+    valid_fraction: float = 0.2,
+    seed: int = 42,
+    extra_roots: Sequence[str | os.PathLike] = (),
+    with_test: bool = True,
+    download: bool = False,
+    crop_scale: tuple[float, float] = (0.35, 1.0),
+) -> PetDatasets:
+    """Official trainval/test split of ``root``; validation is a stratified part of trainval.
+
+    Extra roots (same layout, e.g. exported reviewed photos) add every image of their
+    ``trainval.txt`` to the training set only, so validation and test numbers stay
+    comparable between model versions.
+    """
+    train_tf = with_open_image(train_transform(image_size, crop_scale=crop_scale))
+    eval_tf = with_open_image(eval_transform(image_size))
+    train_full = load_split(root, "trainval", train_tf, download=download)
+    valid_full = load_split(root, "trainval", eval_tf)
+    labels = [label for _, label in read_split(root, "trainval")]
+    train_idx, valid_idx = stratified_split(labels, valid_fraction, seed)
+    extra = [load_split(extra_root, "trainval", train_tf) for extra_root in extra_roots]
+    return PetDatasets(
+        train=ConcatDataset([Subset(train_full, train_idx), *extra]),
+        valid=Subset(valid_full, valid_idx),
+        test=load_split(root, "test", eval_tf) if with_test else None,
+        classes=list(BREED_KEYS),
+    )
+
+
+def make_loader(
+    dataset: Dataset,
+    batch_size: int,
+    *,
+    train: bool,
+    workers: int = 0,
+    seed: int | None = None,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """Shuffled (seeded) batches for training, ordered batches for evaluation.
+
+    Training drops the last incomplete batch: a batch of one breaks BatchNorm, and
+    equal batches keep the one-cycle schedule's step count exact.
+    """
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=train,
+        drop_last=train and len(dataset) > batch_size,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        pin_memory=pin_memory,
+        generator=generator,
+    )

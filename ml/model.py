@@ -1,0 +1,118 @@
+"""ResNet34 with a new classification head, and the layer groups used for fine-tuning.
+
+Weights come from torchvision's weights API (its cache, or a download where there is
+internet) or from a local ``.pth`` file; a missing file is an error that says how to
+supply one, never a silent fall-back to random weights.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.error import URLError
+
+import torch
+from torch import nn
+from torchvision.models import ResNet, ResNet34_Weights, resnet34
+
+IMAGENET = "imagenet"
+ARCH = "resnet34"
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Pretrained weights were asked for but cannot be loaded."""
+
+
+def imagenet_weights_cache_path() -> Path:
+    """Where torchvision looks for the ImageNet ResNet34 file before downloading it."""
+    filename = os.path.basename(ResNet34_Weights.IMAGENET1K_V1.url)
+    return Path(torch.hub.get_dir()) / "checkpoints" / filename
+
+
+def _imagenet_state_dict() -> dict[str, torch.Tensor]:
+    try:
+        return ResNet34_Weights.IMAGENET1K_V1.get_state_dict(progress=False)
+    except (URLError, OSError, RuntimeError) as exc:
+        raise WeightsUnavailableError(
+            "ImageNet weights for ResNet34 are not available "
+            f"({exc.__class__.__name__}: {exc}). Either put the file "
+            f"{os.path.basename(ResNet34_Weights.IMAGENET1K_V1.url)} (from "
+            f"{ResNet34_Weights.IMAGENET1K_V1.url}) at {imagenet_weights_cache_path()}, "
+            "or pass a local file with --weights PATH, or train from scratch with --no-pretrained."
+        ) from exc
+
+
+def _file_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsUnavailableError(
+            f"Weights file {path} does not exist. Pass the path of a torchvision ResNet34 "
+            "state dict (for example resnet34-b627a593.pth), or use --no-pretrained."
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a bad file
+        raise WeightsUnavailableError(f"Could not read weights from {path}: {exc}") from exc
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise WeightsUnavailableError(f"{path} does not hold a state dict.")
+    return state
+
+
+def build_resnet34(
+    num_classes: int = 37, weights: str | os.PathLike | None = IMAGENET
+) -> ResNet:
+    """A torchvision ResNet34 whose ``fc`` is a new ``num_classes`` head.
+
+    ``weights`` is ``"imagenet"`` (torchvision's IMAGENET1K_V1), a path to a local
+    state dict, or ``None`` for random initialisation (an explicit choice, for tests
+    and for training from scratch). The body's weights are loaded strictly: a file for
+    another architecture is an error, only its classification layer is ignored.
+    """
+    model = resnet34(weights=None)
+    if weights is not None:
+        state = _imagenet_state_dict() if weights == IMAGENET else _file_state_dict(weights)
+        body_state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+        missing, unexpected = model.load_state_dict(body_state, strict=False)
+        missing = [k for k in missing if not k.startswith("fc.")]
+        if missing or unexpected:
+            raise WeightsUnavailableError(
+                f"Weights do not fit ResNet34: missing {missing[:5]}, unexpected {unexpected[:5]}."
+            )
+    model.fc = nn.Linear(model.fc.in_features, num_classes)
+    return model
+
+
+def layer_groups(model: ResNet) -> list[list[nn.Parameter]]:
+    """Parameters split as fastai splits a ResNet: early body, late body, head.
+
+    Discriminative learning rates give each group its own rate, smallest first:
+    early layers hold generic features that need little change.
+    """
+    early = [model.conv1, model.bn1, model.layer1, model.layer2]
+    late = [model.layer3, model.layer4]
+    return [
+        [p for m in early for p in m.parameters()],
+        [p for m in late for p in m.parameters()],
+        list(model.fc.parameters()),
+    ]
+
+
+def freeze_body(model: ResNet, train_bn: bool = True) -> None:
+    """Train only the head (and, by default, BatchNorm layers, as fastai does).
+
+    BatchNorm statistics of ImageNet do not match a new dataset exactly; letting their
+    affine parameters adapt while the convolutions stay frozen is what makes the
+    frozen stage work well.
+    """
+    for module in model.modules():
+        is_bn = isinstance(module, nn.modules.batchnorm._BatchNorm)
+        for p in module.parameters(recurse=False):
+            p.requires_grad = bool(train_bn and is_bn)
+    for p in model.fc.parameters():
+        p.requires_grad = True
+
+
+def unfreeze(model: ResNet) -> None:
+    for p in model.parameters():
+        p.requires_grad = True

@@ -1,0 +1,110 @@
+"""Registering, activating and loading model versions: the Django side of ``ml``."""
+from __future__ import annotations
+
+import functools
+import json
+import os
+from pathlib import Path
+
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.utils import timezone
+from django.utils.text import slugify
+
+from .checkpoints import load_checkpoint
+from .inference import Predictor
+from .models import ModelVersion
+from .signals import model_activated
+
+NO_ACTIVE_MODEL = (
+    "No active model. Train one with `python manage.py train --data PATH --activate` "
+    "or import one with `python manage.py import_model FILE --activate`."
+)
+
+
+class NoActiveModel(LookupError):
+    def __init__(self) -> None:
+        super().__init__(NO_ACTIVE_MODEL)
+
+
+def active_version() -> ModelVersion | None:
+    return ModelVersion.objects.filter(is_active=True).first()
+
+
+def require_active_version() -> ModelVersion:
+    version = active_version()
+    if version is None:
+        raise NoActiveModel()
+    return version
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def register_model(
+    checkpoint_path: str | os.PathLike,
+    *,
+    name: str | None = None,
+    activate: bool = False,
+    run_dir: str | os.PathLike | None = None,
+    notes: str = "",
+) -> ModelVersion:
+    """Copy a checkpoint (and, from a training run directory, its metrics, history and
+    figures) into media storage and record it as a ModelVersion.
+
+    The checkpoint is loaded first, so a corrupt or foreign file is refused before
+    anything is stored.
+    """
+    checkpoint_path = Path(checkpoint_path)
+    checkpoint = load_checkpoint(checkpoint_path)
+    name = slugify(name or f"{checkpoint.arch}-{timezone.now():%Y%m%d-%H%M%S}")
+    if ModelVersion.objects.filter(name=name).exists():
+        raise ValueError(f"A model version named {name!r} exists already; choose another --name.")
+    run_dir = Path(run_dir) if run_dir else None
+    metrics = _read_json(run_dir / "metrics.json") if run_dir else {}
+    history = _read_json(run_dir / "history.json") if run_dir else {}
+
+    figures = {}
+    if run_dir and (run_dir / "figures").is_dir():
+        for png in sorted((run_dir / "figures").glob("*.png")):
+            with png.open("rb") as f:
+                figures[png.stem] = default_storage.save(f"models/{name}/figures/{png.name}", File(f))
+
+    with checkpoint_path.open("rb") as f:
+        version = ModelVersion(
+            name=name,
+            classes=checkpoint.classes,
+            image_size=checkpoint.image_size,
+            metrics=metrics or checkpoint.metrics,
+            training_args=checkpoint.training_args,
+            history=history,
+            figures=figures,
+            notes=notes,
+        )
+        version.file.save(f"{name}/model.pt", File(f), save=False)
+    version.save()
+    if activate:
+        activate_version(version)
+    return version
+
+
+def activate_version(version: ModelVersion) -> None:
+    """Make ``version`` the only active one; listeners hear of it once the change is committed."""
+    with transaction.atomic():
+        ModelVersion.objects.filter(is_active=True).exclude(pk=version.pk).update(is_active=False)
+        ModelVersion.objects.filter(pk=version.pk).update(is_active=True)
+        version.is_active = True
+        transaction.on_commit(lambda: model_activated.send(sender=ModelVersion, version=version))
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_predictor(pk: int, file_name: str) -> Predictor:
+    with default_storage.open(file_name, "rb") as f:
+        return Predictor(f.read())
+
+
+def predictor_for(version: ModelVersion) -> Predictor:
+    """The Predictor for ``version``, loaded once per process (per worker child)."""
+    return _cached_predictor(version.pk, version.file.name)

@@ -1,0 +1,34 @@
+"""The Celery app. Configuration lives in Django settings under the CELERY_ prefix."""
+import os
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "petsite.settings")
+
+app = Celery("petsite")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+@app.on_after_configure.connect
+def _create_broker_folder(sender: Celery, **kwargs) -> None:
+    """The filesystem transport needs its folder to exist before the first message."""
+    options = sender.conf.broker_transport_options or {}
+    for key in ("data_folder_in", "data_folder_out", "control_folder"):
+        if options.get(key):
+            os.makedirs(options[key], exist_ok=True)
+
+
+@worker_process_init.connect
+def _limit_torch_threads(**kwargs) -> None:
+    """Each prefork child gets its share of the cores, so children x threads <= cores.
+
+    Runs in the child after fork: torch must never be initialised in the parent.
+    """
+    from django.conf import settings
+
+    import torch
+
+    threads = settings.PETSITE_TORCH_THREADS or max(1, (os.cpu_count() or 1) // max(1, app.conf.worker_concurrency or 1))
+    torch.set_num_threads(threads)

@@ -1,0 +1,52 @@
+// Polls the image's status JSON until classification finishes, then shows the result
+// in place: breed, top-k with probability bars, model version. No page reload.
+(function () {
+  "use strict";
+  const root = document.getElementById("pet");
+  if (!root || root.dataset.finished === "true") return;
+
+  const url = root.dataset.statusUrl;
+  let delay = 1000;
+
+  function percent(p) { return Math.round(p * 100) + "%"; }
+
+  function render(data) {
+    const status = document.getElementById("status");
+    status.textContent = data.status_display;
+    status.className = "status status-" + data.status;
+    const message = document.getElementById("message");
+    message.textContent = data.message;
+    message.hidden = !data.message;
+    if (data.status !== "done") return;
+    document.getElementById("breed").textContent = data.breed_name;
+    document.getElementById("model-version").textContent = data.model_version || "–";
+    const list = document.getElementById("top-k");
+    list.replaceChildren(...data.top_k.map(function (row) {
+      const li = document.createElement("li");
+      const name = document.createElement("span");
+      name.className = "name";
+      name.textContent = row.name;
+      const bar = document.createElement("span");
+      bar.className = "bar";
+      const fill = document.createElement("span");
+      fill.style.width = percent(row.probability);
+      bar.appendChild(fill);
+      const pct = document.createElement("span");
+      pct.className = "pct";
+      pct.textContent = percent(row.probability);
+      li.append(name, bar, pct);
+      return li;
+    }));
+  }
+
+  function poll() {
+    fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" })
+      .then(function (r) { if (!r.ok) throw new Error(r.status); return r.json(); })
+      .then(function (data) {
+        render(data);
+        if (!data.finished) { delay = Math.min(delay * 1.5, 10000); setTimeout(poll, delay); }
+      })
+      .catch(function () { delay = Math.min(delay * 2, 30000); setTimeout(poll, delay); });
+  }
+  setTimeout(poll, delay);
+})();

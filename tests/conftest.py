@@ -1,0 +1,120 @@
+"""Fixtures: users, a random-weight checkpoint, model versions and a real Celery worker."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+import torch
+from django.conf import settings
+
+from ml.breeds import BREED_KEYS
+from ml.checkpoints import save_checkpoint
+from ml.model import build_resnet34
+
+BASE_DIR = Path(settings.BASE_DIR)
+TEST_IMAGE_SIZE = 64  # small: the worker classifies fast and the file stays the same size
+
+
+@pytest.fixture
+def user(django_user_model):
+    return django_user_model.objects.create_user("alice", password="pw-alice-123")
+
+
+@pytest.fixture
+def other_user(django_user_model):
+    return django_user_model.objects.create_user("bob", password="pw-bob-123")
+
+
+@pytest.fixture(scope="session")
+def checkpoint_file(tmp_path_factory) -> Path:
+    """A checkpoint of a randomly initialised ResNet34 with the 37-class head (no download)."""
+    torch.manual_seed(0)
+    model = build_resnet34(num_classes=len(BREED_KEYS), weights=None)
+    path = tmp_path_factory.mktemp("checkpoints") / "random-resnet34.pt"
+    return save_checkpoint(path, model, classes=BREED_KEYS, image_size=TEST_IMAGE_SIZE, metrics={"accuracy": 0.0})
+
+
+@pytest.fixture
+def model_version(db, checkpoint_file):
+    from ml import services
+
+    return services.register_model(checkpoint_file, name="random-v1", activate=True)
+
+
+def database_url(db: dict) -> str:
+    """The DATABASE_URL of the test database, for a worker running in another process."""
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    user = quote(db.get("USER") or "")
+    password = f":{quote(db['PASSWORD'])}" if db.get("PASSWORD") else ""
+    port = f":{db['PORT']}" if db.get("PORT") else ""
+    return f"postgres://{user}{password}@{db.get('HOST') or ''}{port}/{db['NAME']}"
+
+
+class WorkerProcess:
+    """A real `celery worker` process on the configured broker and the test database."""
+
+    def __init__(self, env: dict[str, str]):
+        self.lines: list[str] = []
+        self.ready = threading.Event()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "petsite", "worker", "--concurrency", "1",
+             "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            cwd=BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line)
+            if " ready." in line:
+                self.ready.set()
+
+    def log(self) -> str:
+        return "".join(self.lines[-60:])
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, django_db_blocker):
+    """Start one worker for the session, after the test database exists.
+
+    Tests that use it must be ``django_db(transaction=True)``: the worker is another
+    process and sees committed rows only.
+    """
+    db = settings.DATABASES["default"]
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(db),
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "PETSITE_BROKER_DIR": str(settings.PETSITE_BROKER_DIR),
+        "CELERY_TASK_DEFAULT_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
+        "PETSITE_TORCH_THREADS": "1",
+    }
+    worker = WorkerProcess(env)
+    if not worker.ready.wait(timeout=90):
+        worker.stop()
+        pytest.fail("Celery worker did not start:\n" + worker.log())
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def worker(celery_worker, transactional_db):
+    """The session's worker, for one transactional test; a test fails if the worker died."""
+    yield celery_worker
+    if celery_worker.process.poll() is not None:
+        pytest.fail("The Celery worker died:\n" + celery_worker.log())

@@ -1,0 +1,34 @@
+"""Small builders for test data: images made in memory, never downloaded."""
+from __future__ import annotations
+
+import io
+import time
+from typing import Callable
+
+from django.core.files.uploadedfile import SimpleUploadedFile
+from PIL import Image
+
+
+def image_bytes(size: tuple[int, int] = (96, 72), color=(200, 120, 40), fmt: str = "JPEG", exif=None) -> bytes:
+    image = Image.new("RGB", size, color)
+    # A gradient, so that crops and rotations change the pixels.
+    for x in range(0, size[0], 8):
+        for y in range(0, size[1], 8):
+            image.putpixel((x, y), (x % 256, y % 256, (x * y) % 256))
+    buffer = io.BytesIO()
+    kwargs = {"exif": exif} if exif is not None else {}
+    image.save(buffer, fmt, **kwargs)
+    return buffer.getvalue()
+
+
+def upload(name: str = "rex.jpg", content: bytes | None = None, content_type: str = "image/jpeg") -> SimpleUploadedFile:
+    return SimpleUploadedFile(name, image_bytes() if content is None else content, content_type)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"Timed out after {timeout:.0f}s waiting for {what}")
