@@ -24,6 +24,8 @@ def pytest_configure(config):
             "data_folder_out": str(settings.PETSITE_BROKER_DIR),
             "control_folder": str(settings.PETSITE_BROKER_DIR / "control"),
         }
+    # Real password hashing costs a quarter of a second per user; tests need no security.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     config.petsite_scratch = scratch
 
 

@@ -65,3 +65,22 @@ def test_gallery_is_paginated_newest_first(client, user, settings):
     assert [p.original_name for p in first] == ["c.jpg", "b.jpg"] and first.has_next()
     second = client.get(reverse("classifier:gallery") + "?page=2").context["page"]
     assert [p.original_name for p in second] == ["a.jpg"]
+
+
+@pytest.mark.parametrize("url", ["admin:classifier_petimage_changelist", "admin:ml_modelversion_changelist"])
+def test_admin_lists_images_and_models_for_staff_only(client, user, alice_image, model_version, url):
+    client.force_login(user)
+    assert client.get(reverse(url)).status_code == 302  # not staff: sent to the admin login
+    user.is_staff = user.is_superuser = True
+    user.save()
+    response = client.get(reverse(url))
+    assert response.status_code == 200
+    assert (alice_image.original_name if "petimage" in url else model_version.name) in response.content.decode()
+
+
+def test_staff_may_fetch_any_thumbnail_for_review(client, other_user, alice_image):
+    other_user.is_staff = True
+    other_user.save()
+    client.force_login(other_user)
+    assert client.get(reverse("classifier:thumbnail", args=[alice_image.pk])).status_code == 200
+    assert client.get(reverse("classifier:detail", args=[alice_image.pk])).status_code == 404
