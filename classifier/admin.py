@@ -1,22 +1,105 @@
-from django.contrib import admin
+"""The admin as a review queue: images that need a look first, one-click review actions."""
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
-from .models import PetImage
+from ml.services import NoActiveModel
+
+from . import services
+from .models import LABEL_CHOICES, NOT_A_PET, Classification, PetImage
+
+
+class ReviewFilter(admin.SimpleListFilter):
+    title = "review"
+    parameter_name = "review"
+
+    def lookups(self, request, model_admin):
+        return [("needed", "Needs review"), ("done", "Reviewed"), ("not_done", "Not reviewed")]
+
+    def queryset(self, request, queryset):
+        return {
+            "needed": lambda: queryset.filter(needs_review=True),
+            "done": lambda: queryset.filter(reviewed_at__isnull=False),
+            "not_done": lambda: queryset.filter(reviewed_at__isnull=True),
+        }.get(self.value(), lambda: queryset)()
+
+
+class FeedbackFilter(admin.SimpleListFilter):
+    title = "owner's answer"
+    parameter_name = "feedback"
+
+    def lookups(self, request, model_admin):
+        return [("none", "None"), ("correct", "Correct"), ("wrong", "Wrong")]
+
+    def queryset(self, request, queryset):
+        values = {"none": None, "correct": True, "wrong": False}
+        return queryset.filter(is_correct=values[self.value()]) if self.value() in values else queryset
+
+
+class ReviewActionForm(helpers.ActionForm):
+    label = forms.ChoiceField(choices=[("", "Label for “Set label”…")] + LABEL_CHOICES, required=False)
+
+
+class ClassificationInline(admin.TabularInline):
+    model = Classification
+    fields = ["created_at", "model_version", "predicted_breed", "confidence"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    verbose_name_plural = "Prediction history"
+
+    def has_add_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(PetImage)
 class PetImageAdmin(admin.ModelAdmin):
-    list_display = ["preview", "original_name", "owner", "status", "predicted_breed", "confidence_pct", "model_version", "uploaded_at"]
-    list_filter = ["status", "model_version", "predicted_breed"]
-    search_fields = ["owner__username", "original_name", "sha256"]
+    list_display = [
+        "preview", "original_name", "owner", "status", "prediction", "owner_answer",
+        "reviewed_label", "needs_review", "model_version", "uploaded_at",
+    ]
+    list_display_links = ["preview", "original_name"]
+    list_filter = [ReviewFilter, "status", FeedbackFilter, "model_version", "predicted_breed", "reviewed_label"]
+    search_fields = ["owner__username", "owner__email", "original_name", "sha256"]
     date_hierarchy = "uploaded_at"
     list_select_related = ["owner", "model_version"]
-    readonly_fields = [
-        "preview", "owner", "image", "original_name", "thumbnail", "sha256", "width", "height", "uploaded_at",
-        "status", "error_message", "attempts", "predicted_breed", "confidence", "top_k", "model_version", "classified_at",
-        "is_correct", "true_breed", "feedback_at",
+    list_per_page = 50
+    action_form = ReviewActionForm
+    actions = ["confirm_prediction", "accept_owner_answer", "set_label", "mark_not_a_pet", "rerun_classification"]
+    inlines = [ClassificationInline]
+    fieldsets = [
+        (None, {"fields": ["preview", "owner", "original_name", "uploaded_at", "width", "height", "sha256"]}),
+        ("Prediction", {"fields": ["status", "error_message", "predicted_breed", "confidence", "top_k", "model_version", "classified_at", "attempts"]}),
+        ("Owner's answer", {"fields": ["is_correct", "true_breed", "feedback_at"]}),
+        ("Review", {"fields": ["reviewed_label", "reviewed_by", "reviewed_at"]}),
     ]
+    readonly_fields = [
+        "preview", "owner", "original_name", "uploaded_at", "width", "height", "sha256",
+        "status", "error_message", "predicted_breed", "confidence", "top_k", "model_version", "classified_at", "attempts",
+        "is_correct", "true_breed", "feedback_at", "reviewed_by", "reviewed_at",
+    ]
+
+    def get_queryset(self, request):
+        # Annotate before ordering: the default get_queryset orders first.
+        return PetImage.objects.with_review_state().order_by(*self.get_ordering(request))
+
+    def get_ordering(self, request):
+        # Needs-review first; then, inside each group, the newest.
+        return ["-needs_review", "-uploaded_at"]
+
+    def has_add_permission(self, request):
+        return False  # images come from uploads
+
+    def save_model(self, request, obj, form, change):
+        if "reviewed_label" in form.changed_data:
+            obj.reviewed_by = request.user if obj.reviewed_label else None
+            obj.reviewed_at = timezone.now() if obj.reviewed_label else None
+        super().save_model(request, obj, form, change)
+
+    # --- columns -------------------------------------------------------------------------
 
     @admin.display(description="Image")
     def preview(self, obj: PetImage) -> str:
@@ -24,6 +107,54 @@ class PetImageAdmin(admin.ModelAdmin):
             return "-"
         return format_html('<img src="{}" alt="" style="max-height:80px">', reverse("classifier:thumbnail", args=[obj.pk]))
 
-    @admin.display(description="Confidence", ordering="confidence")
-    def confidence_pct(self, obj: PetImage) -> str:
-        return f"{obj.confidence:.0%}" if obj.confidence is not None else "-"
+    @admin.display(description="Prediction", ordering="confidence")
+    def prediction(self, obj: PetImage) -> str:
+        if not obj.predicted_breed:
+            return "-"
+        return f"{obj.get_predicted_breed_display()} ({obj.confidence:.0%})"
+
+    @admin.display(description="Owner said")
+    def owner_answer(self, obj: PetImage) -> str:
+        if obj.is_correct is None:
+            return "-"
+        return "correct" if obj.is_correct else f"wrong: {obj.get_true_breed_display()}"
+
+    @admin.display(description="Needs review", boolean=True, ordering="needs_review")
+    def needs_review(self, obj: PetImage) -> bool:
+        return obj.needs_review
+
+    # --- review actions --------------------------------------------------------------------
+
+    def _report(self, request, done: int, total: int, what: str) -> None:
+        skipped = f" ({total - done} skipped: {what})" if done < total else ""
+        self.message_user(request, f"Reviewed {done} image{'s' if done != 1 else ''}{skipped}.")
+
+    @admin.action(description="Review: the prediction is right")
+    def confirm_prediction(self, request, queryset):
+        self._report(request, services.confirm_predictions(queryset, request.user), queryset.count(), "no prediction")
+
+    @admin.action(description="Review: accept the owner's answer")
+    def accept_owner_answer(self, request, queryset):
+        self._report(request, services.accept_owner_answers(queryset, request.user), queryset.count(), "no owner's answer")
+
+    @admin.action(description="Review: set the label chosen beside the actions")
+    def set_label(self, request, queryset):
+        label = request.POST.get("label", "")
+        if not label:
+            self.message_user(request, "Choose a label in the box beside the action first.", messages.ERROR)
+            return
+        self._report(request, services.set_label(queryset, label, request.user), queryset.count(), "")
+
+    @admin.action(description="Review: not a cat or dog")
+    def mark_not_a_pet(self, request, queryset):
+        self._report(request, services.set_label(queryset, NOT_A_PET, request.user), queryset.count(), "")
+
+    @admin.action(description="Classify again with the active model")
+    def rerun_classification(self, request, queryset):
+        try:
+            chunks = services.reclassify(queryset)
+        except NoActiveModel as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return
+        count = sum(len(c) for c in chunks)
+        self.message_user(request, f"Sent {count} image{'s' if count != 1 else ''} to the workers in {len(chunks)} chunk(s).")

@@ -3,6 +3,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.db.models import ExpressionWrapper, Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -32,8 +33,27 @@ def label_name(key: str) -> str:
     return dict(LABEL_CHOICES).get(key, key)
 
 
+class PetImageQuerySet(models.QuerySet):
+    def with_review_state(self) -> "PetImageQuerySet":
+        """Annotate ``needs_review``: the owner said wrong, or the model was unsure, and no
+        reviewer has looked yet. The admin's review queue sorts on it."""
+        unsure = Q(confidence__lt=settings.PETSITE_REVIEW_CONFIDENCE)
+        return self.annotate(
+            needs_review=ExpressionWrapper(
+                Q(reviewed_at__isnull=True) & (Q(is_correct=False) | unsure), output_field=models.BooleanField()
+            )
+        )
+
+    def needing_review(self) -> "PetImageQuerySet":
+        return self.with_review_state().filter(needs_review=True)
+
+    def labelled(self) -> "PetImageQuerySet":
+        """Images with a reviewed label: the ones that count as ground truth."""
+        return self.exclude(reviewed_label="")
+
+
 class PetImage(models.Model):
-    """One upload and everything known about it: file, prediction, feedback."""
+    """One upload and everything known about it: file, prediction, feedback, review."""
 
     class Status(models.TextChoices):
         PENDING = "pending", "Waiting"
@@ -66,12 +86,22 @@ class PetImage(models.Model):
     true_breed = models.CharField(max_length=50, choices=LABEL_CHOICES, blank=True)
     feedback_at = models.DateTimeField(null=True, blank=True)
 
+    # A staff reviewer's label: the ground truth that retraining uses.
+    reviewed_label = models.CharField(max_length=50, choices=LABEL_CHOICES, blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = PetImageQuerySet.as_manager()
+
     class Meta:
         ordering = ["-uploaded_at", "-pk"]
         indexes = [
             models.Index(fields=["owner", "-uploaded_at"], name="petimage_owner_recent"),
             models.Index(fields=["owner", "predicted_breed"], name="petimage_owner_breed"),
             models.Index(fields=["status", "uploaded_at"], name="petimage_status_age"),
+            models.Index(fields=["reviewed_at", "is_correct"], name="petimage_review"),
         ]
 
     def __str__(self) -> str:
@@ -88,8 +118,34 @@ class PetImage(models.Model):
     def species(self) -> str:
         return breeds.species_of(self.predicted_breed) if self.predicted_breed else ""
 
+    @property
+    def final_label(self) -> str:
+        """The reviewer's label, else the owner's answer, else none ("")."""
+        return self.reviewed_label or self.true_breed
+
     def top_k_display(self) -> list[dict]:
         return [
             {"breed": row["breed"], "name": label_name(row["breed"]), "probability": row["probability"]}
             for row in self.top_k
         ]
+
+
+class Classification(models.Model):
+    """Every prediction ever made for an image, so that a model change is auditable.
+
+    The PetImage row holds the current prediction; this table keeps all of them.
+    """
+
+    image = models.ForeignKey(PetImage, on_delete=models.CASCADE, related_name="classifications")
+    model_version = models.ForeignKey("ml.ModelVersion", on_delete=models.SET_NULL, null=True, related_name="+")
+    predicted_breed = models.CharField(max_length=50, choices=BREED_CHOICES)
+    confidence = models.FloatField()
+    top_k = models.JSONField(default=list)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["image", "-created_at"], name="classification_image_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.get_predicted_breed_display()} {self.confidence:.0%} by {self.model_version}"

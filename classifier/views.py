@@ -1,5 +1,7 @@
 """Thin views: they check who asks, validate with forms and call services."""
 from django.conf import settings
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
@@ -7,10 +9,11 @@ from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 
 from . import services
-from .forms import UploadForm
+from .filters import GalleryFilter
+from .forms import FeedbackForm, UploadForm
 from .models import PetImage, label_name
 
 
@@ -37,8 +40,10 @@ def upload(request):
 @login_required
 def gallery(request):
     images = PetImage.objects.filter(owner=request.user).select_related("model_version")
-    page = Paginator(images, settings.PETSITE_GALLERY_PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(request, "classifier/gallery.html", {"page": page})
+    filters = GalleryFilter(request.GET, queryset=images)
+    page = Paginator(filters.qs, settings.PETSITE_GALLERY_PAGE_SIZE).get_page(request.GET.get("page"))
+    filtered = any(value for key, value in request.GET.items() if key not in ("page", "sort"))
+    return render(request, "classifier/gallery.html", {"page": page, "filters": filters, "filtered": filtered})
 
 
 def _own_image(request, pk: int) -> PetImage:
@@ -48,7 +53,28 @@ def _own_image(request, pk: int) -> PetImage:
 
 @login_required
 def detail(request, pk: int):
-    return render(request, "classifier/detail.html", {"pet": _own_image(request, pk)})
+    pet = _own_image(request, pk)
+    initial = {"answer": "correct" if pet.is_correct else "wrong", "label": pet.true_breed} if pet.feedback_at else {}
+    form = FeedbackForm(initial=initial, pet=pet)
+    return render(request, "classifier/detail.html", {"pet": pet, "feedback_form": form})
+
+
+@login_required
+@require_POST
+def feedback(request, pk: int):
+    pet = _own_image(request, pk)
+    form = FeedbackForm(request.POST, pet=pet)
+    if not form.is_valid():
+        return render(request, "classifier/detail.html", {"pet": pet, "feedback_form": form}, status=400)
+    correct = form.cleaned_data["answer"] == "correct"
+    services.record_feedback(pet, correct=correct, label=form.cleaned_data.get("label", ""))
+    messages.success(request, "Thanks! Your answer helps the next model." if not correct else "Thanks for confirming!")
+    return redirect(pet)
+
+
+@staff_member_required
+def review_dashboard(request):
+    return render(request, "classifier/review_dashboard.html", services.review_summary())
 
 
 @login_required

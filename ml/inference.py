@@ -42,13 +42,23 @@ class Predictor:
 
     def predict_batch(self, images: Sequence[ImageSource], k: int = 5, batch_size: int = 32) -> list[list[Prediction]]:
         """Top-``k`` for each image, in input order, ``batch_size`` images per forward pass."""
-        k = min(k, len(self.classes))
         results: list[list[Prediction]] = []
-        with torch.inference_mode():
-            for start in range(0, len(images), batch_size):
-                batch = torch.stack([self.preprocess(im) for im in images[start:start + batch_size]])
-                probs = torch.softmax(self.model(batch.to(self.device)), dim=1)
-                top_p, top_i = probs.topk(k, dim=1)
-                for ps, idxs in zip(top_p.tolist(), top_i.tolist()):
-                    results.append([Prediction(self.classes[i], p) for p, i in zip(ps, idxs)])
+        for start in range(0, len(images), batch_size):
+            tensors = [self.preprocess(image) for image in images[start:start + batch_size]]
+            results.extend(self.predict_preprocessed(tensors, k=k))
         return results
+
+    def predict_preprocessed(self, tensors: Sequence[torch.Tensor], k: int = 5) -> list[list[Prediction]]:
+        """Top-``k`` for images already through :meth:`preprocess`, in one forward pass.
+
+        Callers that must survive unreadable images preprocess one by one themselves,
+        then send the good ones here together.
+        """
+        k = min(k, len(self.classes))
+        with torch.inference_mode():
+            probs = torch.softmax(self.model(torch.stack(list(tensors)).to(self.device)), dim=1)
+            top_p, top_i = probs.topk(k, dim=1)
+        return [
+            [Prediction(self.classes[i], p) for p, i in zip(ps, idxs)]
+            for ps, idxs in zip(top_p.tolist(), top_i.tolist())
+        ]

@@ -28,6 +28,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django_filters",
     "ml",
     "classifier",
 ]
@@ -125,6 +126,8 @@ PETSITE_MAX_UPLOAD_BYTES = env.int("PETSITE_MAX_UPLOAD_BYTES", default=10 * 1024
 PETSITE_MAX_IMAGE_PIXELS = env.int("PETSITE_MAX_IMAGE_PIXELS", default=40_000_000)
 PETSITE_GALLERY_PAGE_SIZE = env.int("PETSITE_GALLERY_PAGE_SIZE", default=24)
 PETSITE_TOP_K = 5
+# Predictions less confident than this join the admin's review queue.
+PETSITE_REVIEW_CONFIDENCE = env.float("PETSITE_REVIEW_CONFIDENCE", default=0.5)
 DATA_UPLOAD_MAX_MEMORY_SIZE = PETSITE_MAX_UPLOAD_BYTES + 1024 * 1024
 
 # --- Celery ---------------------------------------------------------------------------

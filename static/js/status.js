@@ -50,3 +50,24 @@
   }
   setTimeout(poll, delay);
 })();
+
+// The feedback form's breed search: typing hides the breeds that do not match.
+(function () {
+  "use strict";
+  document.querySelectorAll("input.breed-search").forEach(function (input) {
+    const select = document.getElementById(input.dataset.filters);
+    if (!select) return;
+    input.addEventListener("input", function () {
+      const needle = input.value.trim().toLowerCase();
+      let first = null;
+      select.querySelectorAll("option").forEach(function (option) {
+        const match = !option.value || option.textContent.toLowerCase().includes(needle);
+        option.hidden = !match;
+        if (match && option.value && !first) first = option;
+      });
+      if (needle && first) select.value = first.value;
+      const wrong = document.querySelector('input[name="answer"][value="wrong"]');
+      if (wrong && needle) wrong.checked = true;
+    });
+  });
+})();

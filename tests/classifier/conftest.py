@@ -1,0 +1,27 @@
+"""Images in known states, made directly through the services (no worker needed)."""
+import pytest
+from django.utils import timezone
+
+from classifier import services
+from classifier.models import PetImage
+from classifier.validators import inspect_image
+from tests.helpers import upload
+
+
+@pytest.fixture
+def make_image(user, model_version):
+    """make_image(breed="pug", confidence=0.9, owner=None, **fields) -> a classified PetImage."""
+
+    def make(breed: str = "pug", confidence: float = 0.9, owner=None, **fields) -> PetImage:
+        file = upload()
+        pet = services.create_pet_image(owner or user, file, inspect_image(file))
+        values = {
+            "status": PetImage.Status.DONE, "predicted_breed": breed, "confidence": confidence,
+            "top_k": [{"breed": breed, "probability": confidence}], "model_version": model_version,
+            "classified_at": timezone.now(), **fields,
+        }
+        PetImage.objects.filter(pk=pet.pk).update(**values)
+        pet.refresh_from_db()
+        return pet
+
+    return make
