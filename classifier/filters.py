@@ -19,13 +19,13 @@ FEEDBACK_CHOICES = [("none", "No answer yet"), ("correct", "Said correct"), ("wr
 
 class GalleryFilter(django_filters.FilterSet):
     breed = django_filters.ChoiceFilter(
-        field_name="predicted_breed", choices=sorted(BREED_CHOICES, key=lambda c: c[1]), empty_label="Any breed"
+        field_name="predicted_breed", choices=sorted(BREED_CHOICES, key=lambda c: c[1]), empty_label="Any breed", label="Breed"
     )
     species = django_filters.ChoiceFilter(
-        choices=[(breeds.CAT, "Cats"), (breeds.DOG, "Dogs")], method="filter_species", empty_label="Cats and dogs"
+        choices=[(breeds.CAT, "Cats"), (breeds.DOG, "Dogs")], method="filter_species", empty_label="Cats and dogs", label="Species"
     )
     status = django_filters.ChoiceFilter(choices=PetImage.Status.choices, empty_label="Any status")
-    feedback = django_filters.ChoiceFilter(choices=FEEDBACK_CHOICES, method="filter_feedback", empty_label="Any feedback")
+    feedback = django_filters.ChoiceFilter(choices=FEEDBACK_CHOICES, method="filter_feedback", empty_label="Any feedback", label="Your answer")
     # In percent, as people think of confidence; stored as a fraction.
     min_confidence = django_filters.NumberFilter(
         method="filter_min_confidence", label="Confidence from (%)",
@@ -36,7 +36,7 @@ class GalleryFilter(django_filters.FilterSet):
         widget=forms.NumberInput(attrs={"min": 0, "max": 100, "step": 1}),
     )
     sort = django_filters.ChoiceFilter(
-        choices=[(key, label) for key, (label, _) in SORTS.items()], method="sort_by", empty_label=None
+        choices=[(key, label) for key, (label, _) in SORTS.items()], method="sort_by", empty_label=None, label="Sort"
     )
 
     class Meta:

@@ -29,12 +29,11 @@ def signup(request):
 @login_required
 def upload(request):
     form = UploadForm(request.POST or None, request.FILES or None)
-    if request.method == "POST":
-        if form.is_valid():
-            pet = services.create_pet_image(request.user, form.cleaned_data["image"], form.image_info)
-            return redirect(pet)
-        return render(request, "classifier/upload.html", {"form": form}, status=400)
-    return render(request, "classifier/upload.html", {"form": form})
+    if request.method == "POST" and form.is_valid():
+        pet = services.create_pet_image(request.user, form.cleaned_data["image"], form.image_info)
+        return redirect(pet)
+    context = {"form": form, "max_upload": settings.PETSITE_MAX_UPLOAD_BYTES}
+    return render(request, "classifier/upload.html", context, status=400 if form.errors else 200)
 
 
 @login_required

@@ -31,13 +31,23 @@ def other_user(django_user_model):
     return django_user_model.objects.create_user("bob", password="pw-bob-123")
 
 
+def _random_checkpoint(directory: Path, seed: int) -> Path:
+    """A checkpoint of a randomly initialised ResNet34 with the 37-class head (no download)."""
+    torch.manual_seed(seed)
+    model = build_resnet34(num_classes=len(BREED_KEYS), weights=None)
+    path = directory / f"random-resnet34-seed{seed}.pt"
+    return save_checkpoint(path, model, classes=BREED_KEYS, image_size=TEST_IMAGE_SIZE, metrics={"accuracy": 0.0})
+
+
 @pytest.fixture(scope="session")
 def checkpoint_file(tmp_path_factory) -> Path:
-    """A checkpoint of a randomly initialised ResNet34 with the 37-class head (no download)."""
-    torch.manual_seed(0)
-    model = build_resnet34(num_classes=len(BREED_KEYS), weights=None)
-    path = tmp_path_factory.mktemp("checkpoints") / "random-resnet34.pt"
-    return save_checkpoint(path, model, classes=BREED_KEYS, image_size=TEST_IMAGE_SIZE, metrics={"accuracy": 0.0})
+    return _random_checkpoint(tmp_path_factory.mktemp("checkpoints"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def other_checkpoint_file(tmp_path_factory) -> Path:
+    """A second, different model: for reclassification and model-change tests."""
+    return _random_checkpoint(tmp_path_factory.mktemp("checkpoints"), seed=1)
 
 
 @pytest.fixture
