@@ -17,7 +17,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 from torchvision.datasets import OxfordIIITPet
 from torchvision.transforms import v2
 
-from .breeds import BREED_KEYS, NUM_CLASSES
+from .breeds import BREED_KEYS, BREEDS, CAT, DOG, NUM_CLASSES
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -284,3 +284,44 @@ def make_loader(
         pin_memory=pin_memory,
         generator=generator,
     )
+
+
+LIST_HEADER = (  # the header of the real annotations/list.txt, its typos included
+    "#Image CLASS-ID SPECIES BREED ID\n"
+    "#ID: 1:37 Class ids\n"
+    "#SPECIES: 1:Cat 2:Dog\n"
+    "#BREED ID: 1-25:Cat 1:12:Dog\n"
+    "#All images with 1st letter as captial are cat images\n"
+    "#images with small first letter are dog images\n"
+)
+
+
+def write_annotations(
+    root: str | os.PathLike, trainval: Sequence[tuple[str, int]], test: Sequence[tuple[str, int]] = ()
+) -> Path:
+    """Write ``list.txt``, ``trainval.txt`` and ``test.txt`` for (image name, class index) rows.
+
+    Rows are ``name class_id species breed_id`` as in the real dataset: class ids count
+    from 1, species is 1 for cats and 2 for dogs, breed ids count within each species.
+    Anything that writes the layout (fake data, exported reviews) goes through here, so
+    ``read_split`` and torchvision read it back.
+    """
+    breed_ids, species_ids = {}, {}
+    counters = {CAT: 0, DOG: 0}
+    for breed in BREEDS:
+        counters[breed.species] += 1
+        breed_ids[breed.key] = counters[breed.species]
+        species_ids[breed.key] = 1 if breed.species == CAT else 2
+
+    def lines(rows: Sequence[tuple[str, int]]) -> str:
+        return "".join(
+            f"{name} {label + 1} {species_ids[BREED_KEYS[label]]} {breed_ids[BREED_KEYS[label]]}\n"
+            for name, label in rows
+        )
+
+    annotations = Path(root) / DATASET_DIR / "annotations"
+    annotations.mkdir(parents=True, exist_ok=True)
+    (annotations / "list.txt").write_text(LIST_HEADER + lines([*trainval, *test]))
+    (annotations / "trainval.txt").write_text(lines(trainval))
+    (annotations / "test.txt").write_text(lines(test))
+    return Path(root)

@@ -1,10 +1,14 @@
 """Registering, activating and loading model versions: the Django side of ``ml``."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
+from typing import Iterator
 
 from django.core.files import File
 from django.core.files.storage import default_storage
@@ -97,6 +101,26 @@ def activate_version(version: ModelVersion) -> None:
         ModelVersion.objects.filter(pk=version.pk).update(is_active=True)
         version.is_active = True
         transaction.on_commit(lambda: model_activated.send(sender=ModelVersion, version=version))
+
+
+@contextlib.contextmanager
+def local_checkpoint(version: ModelVersion) -> Iterator[Path]:
+    """A local file path of the version's checkpoint, for code that needs one (training).
+
+    On local storage it is the stored file itself; on S3 a temporary copy, removed after.
+    """
+    try:
+        local = Path(version.file.path)
+    except NotImplementedError:  # remote storage has no local path
+        local = None
+    if local is not None:
+        yield local
+        return
+    with tempfile.TemporaryDirectory(prefix="petsite-model-") as tmp:
+        path = Path(tmp) / "model.pt"
+        with version.file.open("rb") as src, path.open("wb") as dst:
+            shutil.copyfileobj(src, dst)
+        yield path
 
 
 @functools.lru_cache(maxsize=2)

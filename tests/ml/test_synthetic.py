@@ -1,0 +1,101 @@
+"""The fake dataset must be the real dataset's layout, load in torchvision as is, and not be trivial."""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+from PIL import Image
+from torchvision.datasets import OxfordIIITPet
+
+from ml.breeds import BREED_KEYS, BREEDS, CAT, display_name
+from ml.data import read_split
+from ml.synthetic import LIST_HEADER, make_fake_pets, pattern_of
+
+REAL_LIST_HEADER = """\
+#Image CLASS-ID SPECIES BREED ID
+#ID: 1:37 Class ids
+#SPECIES: 1:Cat 2:Dog
+#BREED ID: 1-25:Cat 1:12:Dog
+#All images with 1st letter as captial are cat images
+#images with small first letter are dog images
+"""
+
+
+def _rows(path):
+    return [line.split() for line in path.read_text().splitlines() if not line.startswith("#")]
+
+
+def test_layout_matches_the_real_dataset(tiny_pets):
+    base = tiny_pets / "oxford-iiit-pet"
+    list_txt = (base / "annotations" / "list.txt").read_text()
+    assert list_txt.startswith(REAL_LIST_HEADER) and LIST_HEADER == REAL_LIST_HEADER
+
+    rows = _rows(base / "annotations" / "list.txt")
+    assert len(rows) == 37 * 4
+    breed_numbers = {CAT: set(), "dog": set()}
+    for name, class_id, species, breed_id in rows:
+        breed = BREEDS[int(class_id) - 1]
+        assert name.rsplit("_", 1)[0] == breed.key  # exact case: "Abyssinian_1", "beagle_3"
+        assert species == ("1" if breed.species == CAT else "2")
+        breed_numbers[breed.species].add(int(breed_id))
+        assert (base / "images" / f"{name}.jpg").is_file()
+    assert breed_numbers[CAT] == set(range(1, 13)) and breed_numbers["dog"] == set(range(1, 26))
+    assert (base / "images" / "Abyssinian_1.jpg").is_file() and (base / "images" / "yorkshire_terrier_4.jpg").is_file()
+
+    trainval = _rows(base / "annotations" / "trainval.txt")
+    test = _rows(base / "annotations" / "test.txt")
+    assert len(trainval) == 37 * 3 and len(test) == 37
+    assert sorted(trainval + test) == sorted(rows)
+    assert not (base / "annotations" / "trainval.txt").read_text().startswith("#")
+
+
+@pytest.mark.parametrize("split", ["trainval", "test"])
+def test_torchvision_loads_it_with_correct_labels(fake_pets, split):
+    dataset = OxfordIIITPet(fake_pets, split=split, target_types="category")
+    assert len(dataset) == 37 * (36 if split == "trainval" else 12)
+    assert dataset.classes == [display_name(key) for key in BREED_KEYS]
+    rows = read_split(fake_pets, split)  # our reading of the annotation file, row by row
+    for index in range(0, len(dataset), 97):
+        image, label = dataset[index]
+        name, expected = rows[index]
+        assert label == expected and name.rsplit("_", 1)[0] == BREED_KEYS[label]
+        assert image.mode == "RGB" and image.size == (64, 64)
+
+
+def test_same_arguments_write_the_same_files_and_seeds_differ(tmp_path):
+    def digest(root):
+        files = sorted((root / "oxford-iiit-pet").rglob("*.*"))
+        return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()
+
+    a = make_fake_pets(tmp_path / "a", images_per_class=1, image_size=32, seed=3)
+    b = make_fake_pets(tmp_path / "b", images_per_class=1, image_size=32, seed=3)
+    c = make_fake_pets(tmp_path / "c", images_per_class=1, image_size=32, seed=4)
+    assert digest(a) == digest(b) != digest(c)
+
+
+def test_every_breed_has_its_own_pattern():
+    assert len({pattern_of(i) for i in range(37)}) == 37
+
+
+def test_colour_alone_does_not_tell_the_breed(fake_pets):
+    """Nearest mean colour (a trivial classifier) must do little better than chance (1/37)."""
+    def features(split):
+        rows = read_split(fake_pets, split)
+        images = fake_pets / "oxford-iiit-pet" / "images"
+        xs = np.stack([np.asarray(Image.open(images / f"{name}.jpg"), dtype=float).reshape(-1, 3).mean(0)
+                       for name, _ in rows])
+        return xs, np.array([label for _, label in rows])
+
+    train_x, train_y = features("trainval")
+    test_x, test_y = features("test")
+    centroids = np.stack([train_x[train_y == c].mean(0) for c in range(37)])
+    predicted = np.argmin(((test_x[:, None, :] - centroids[None]) ** 2).sum(-1), axis=1)
+    assert (predicted == test_y).mean() < 0.15
+
+
+def test_bad_arguments_are_refused(tmp_path):
+    with pytest.raises(ValueError):
+        make_fake_pets(tmp_path, images_per_class=0)
+    with pytest.raises(ValueError):
+        make_fake_pets(tmp_path, test_fraction=1.0)
