@@ -1,4 +1,6 @@
 from django.contrib import admin, messages
+from django.urls import reverse
+from django.utils.html import format_html
 
 from . import services
 from .models import ModelVersion
@@ -6,11 +8,15 @@ from .models import ModelVersion
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
-    list_display = ["name", "is_active", "created_at", "accuracy", "image_size"]
+    list_display = ["name", "is_active", "created_at", "accuracy", "image_size", "report"]
     list_filter = ["is_active"]
     search_fields = ["name", "notes"]
     readonly_fields = ["file", "created_at", "classes", "image_size", "metrics", "training_args", "history", "figures", "is_active"]
     actions = ["activate"]
+
+    @admin.display(description="Report")
+    def report(self, obj: ModelVersion) -> str:
+        return format_html('<a href="{}">metrics and figures</a>', reverse("ml:model_detail", args=[obj.name]))
 
     @admin.action(description="Make the selected model the active one")
     def activate(self, request, queryset):

@@ -7,5 +7,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/signup/", classifier_views.signup, name="signup"),
     path("accounts/", include("django.contrib.auth.urls")),
+    path("models/", include("ml.urls")),
     path("", include("classifier.urls")),
 ]

@@ -1,0 +1,57 @@
+"""Staff pages for model versions: the whole training report of each, in the product."""
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import FileResponse, Http404
+from django.shortcuts import get_object_or_404, render
+
+from .breeds import display_name
+from .models import ModelVersion
+
+FIGURE_TITLES = {
+    "loss": "Loss (train and validation)",
+    "accuracy": "Accuracy and error rate per epoch",
+    "lr_schedule": "Learning-rate schedule",
+    "confusion_matrix": "Confusion matrix",
+    "most_confused": "Most confused breeds",
+    "top_losses": "Top losses",
+    "sample_predictions": "Sample predictions",
+}
+
+
+@staff_member_required
+def model_list(request):
+    return render(request, "ml/model_list.html", {"versions": ModelVersion.objects.all()})
+
+
+@staff_member_required
+def model_detail(request, name: str):
+    version = get_object_or_404(ModelVersion, name=name)
+    metrics = version.metrics
+    figures = [(key, FIGURE_TITLES.get(key, key.replace("_", " ").capitalize())) for key in FIGURE_TITLES if key in version.figures]
+    figures += [(key, key.replace("_", " ").capitalize()) for key in version.figures if key not in FIGURE_TITLES]
+    confused = [
+        {"actual": display_name(pair["actual"]), "predicted": display_name(pair["predicted"]), "count": pair["count"]}
+        for pair in metrics.get("most_confused", [])
+    ]
+    per_class = sorted(metrics.get("per_class", []), key=lambda row: row["f1"])
+    return render(request, "ml/model_detail.html", {
+        "version": version, "metrics": metrics, "figures": figures, "confused": confused, "per_class": per_class,
+        "epochs": _epoch_rows(version.history),
+    })
+
+
+def _epoch_rows(history: dict) -> list[dict]:
+    """History as table rows: one per epoch, the columns fastai prints while training."""
+    epochs = history.get("epochs") if isinstance(history, dict) else None
+    return epochs if isinstance(epochs, list) else []
+
+
+@staff_member_required
+def model_figure(request, name: str, figure: str):
+    version = get_object_or_404(ModelVersion, name=name)
+    path = version.figures.get(figure)
+    if not path:
+        raise Http404("No such figure.")
+    try:
+        return FileResponse(version.file.storage.open(path, "rb"), content_type="image/png")
+    except FileNotFoundError:
+        raise Http404("The figure is missing from storage.") from None
