@@ -3,7 +3,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
-from django.db.models import ExpressionWrapper, Q
+from django.db.models import Case, Q, Value, When
 from django.urls import reverse
 from django.utils import timezone
 
@@ -38,9 +38,13 @@ class PetImageQuerySet(models.QuerySet):
         """Annotate ``needs_review``: the owner said wrong, or the model was unsure, and no
         reviewer has looked yet. The admin's review queue sorts on it."""
         unsure = Q(confidence__lt=settings.PETSITE_REVIEW_CONFIDENCE)
+        # Case/When, not a bare boolean expression: SQL's NULL (no answer, no confidence)
+        # must count as "no", and NULLs would otherwise sort first on PostgreSQL.
         return self.annotate(
-            needs_review=ExpressionWrapper(
-                Q(reviewed_at__isnull=True) & (Q(is_correct=False) | unsure), output_field=models.BooleanField()
+            needs_review=Case(
+                When(Q(reviewed_at__isnull=True) & (Q(is_correct=False) | unsure), then=Value(True)),
+                default=Value(False),
+                output_field=models.BooleanField(),
             )
         )
 

@@ -18,8 +18,8 @@ from .models import PetImage, label_name
 
 
 def signup(request):
-    form = UserCreationForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
+    form = UserCreationForm(request.POST) if request.method == "POST" else UserCreationForm()
+    if form.is_bound and form.is_valid():
         user = form.save()
         login(request, user)
         return redirect("classifier:upload")
@@ -28,8 +28,8 @@ def signup(request):
 
 @login_required
 def upload(request):
-    form = UploadForm(request.POST or None, request.FILES or None)
-    if request.method == "POST" and form.is_valid():
+    form = UploadForm(request.POST, request.FILES) if request.method == "POST" else UploadForm()
+    if form.is_bound and form.is_valid():
         pet = services.create_pet_image(request.user, form.cleaned_data["image"], form.image_info)
         return redirect(pet)
     context = {"form": form, "max_upload": settings.PETSITE_MAX_UPLOAD_BYTES}
