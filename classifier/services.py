@@ -21,7 +21,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from ml import services as ml_services
 from ml.breeds import BREED_KEYS
@@ -41,8 +41,8 @@ Status = PetImage.Status
 
 
 def make_thumbnail(image: Image.Image) -> ContentFile:
-    """A JPEG no larger than THUMBNAIL_SIZE, upright as the EXIF orientation says."""
-    thumb = ImageOps.exif_transpose(image).convert("RGB")
+    """A JPEG no larger than THUMBNAIL_SIZE of an upright RGB image (as inspect_image gives)."""
+    thumb = image.copy()
     thumb.thumbnail(THUMBNAIL_SIZE)
     buffer = io.BytesIO()
     thumb.save(buffer, "JPEG", quality=85)

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from django.template.defaultfilters import filesizeformat
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 ALLOWED_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp"}
 
@@ -24,7 +24,7 @@ class ImageInfo:
     extension: str
     width: int
     height: int
-    image: Image.Image  # decoded, for the thumbnail
+    image: Image.Image  # decoded, upright, RGB: for the thumbnail
 
 
 def inspect_image(upload: UploadedFile) -> ImageInfo:
@@ -56,6 +56,7 @@ def inspect_image(upload: UploadedFile) -> ImageInfo:
                     code="too_many_pixels",
                 )
             image.load()
+            upright = ImageOps.exif_transpose(image).convert("RGB")  # what the thumbnail and model see
     except UnidentifiedImageError:
         raise ValidationError(
             "This file is not an image we can read; upload a JPEG, PNG, WebP, GIF or BMP photo.",
@@ -69,4 +70,4 @@ def inspect_image(upload: UploadedFile) -> ImageInfo:
         ) from None
     finally:
         upload.seek(0)
-    return ImageInfo(fmt, ALLOWED_FORMATS[fmt], width, height, image)
+    return ImageInfo(fmt, ALLOWED_FORMATS[fmt], *upright.size, upright)  # as displayed

@@ -79,3 +79,27 @@ def test_upload_page_needs_csrf(client, user):
     response = csrf_client.post(reverse("classifier:upload"), {"image": upload()})
     assert response.status_code == 403
     assert PetImage.objects.count() == 0
+
+
+@pytest.mark.parametrize("mode", ["I;16", "LA", "1", "P", "RGBA"])
+def test_unusual_png_modes_upload_fine(logged_in, mode):
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new(mode, (40, 30)).save(buffer, "PNG")
+    response = logged_in.post(reverse("classifier:upload"), {"image": upload("odd.png", buffer.getvalue(), "image/png")})
+    assert response.status_code == 302
+    assert PetImage.objects.get().thumbnail
+
+
+def test_thumbnail_is_upright(logged_in):
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored landscape, shown portrait
+    logged_in.post(reverse("classifier:upload"), {"image": upload("phone.jpg", image_bytes(size=(120, 60), exif=exif))})
+    pet = PetImage.objects.get()
+    assert Image.open(pet.thumbnail.open("rb")).size == (60, 120)
+    assert (pet.width, pet.height) == (60, 120)  # as shown, not as stored
