@@ -8,6 +8,7 @@ half-written checkpoint behind.
 from __future__ import annotations
 
 import io
+import json
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -55,6 +56,12 @@ class Checkpoint:
         return model.eval()
 
 
+def _plain(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` as plain JSON types: numpy scalars (float64 passes json, not torch's
+    safe loader) would make the checkpoint unloadable with ``weights_only=True``."""
+    return json.loads(json.dumps(data))
+
+
 def save_checkpoint(
     path: str | os.PathLike,
     model: nn.Module,
@@ -74,8 +81,8 @@ def save_checkpoint(
         resize_size=resize_size_for(image_size),
         mean=list(mean),
         std=list(std),
-        metrics=dict(metrics or {}),
-        training_args=dict(training_args or {}),
+        metrics=_plain(metrics or {}),
+        training_args=_plain(training_args or {}),
         created_at=datetime.now(timezone.utc).isoformat(),
         torch_version=str(torch.__version__),
     )

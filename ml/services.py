@@ -94,6 +94,19 @@ def register_model(
     return version
 
 
+def record_evaluation(version: ModelVersion, metrics: dict, figures_dir: str | os.PathLike) -> None:
+    """Keep an evaluation of ``version`` on one split: metrics under ``evaluations[split]``,
+    figures as ``<split>_<figure>``, beside those of its training run."""
+    split = metrics["split"]
+    for png in sorted(Path(figures_dir).glob("*.png")):
+        with png.open("rb") as f:
+            version.figures[f"{split}_{png.stem}"] = default_storage.save(
+                f"models/{version.name}/evaluations/{split}/{png.name}", File(f)
+            )
+    version.metrics.setdefault("evaluations", {})[split] = metrics
+    version.save(update_fields=["metrics", "figures"])
+
+
 def activate_version(version: ModelVersion) -> None:
     """Make ``version`` the only active one; listeners hear of it once the change is committed."""
     with transaction.atomic():

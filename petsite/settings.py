@@ -121,6 +121,9 @@ STORAGES = {
     },
 }
 
+# Training runs (checkpoint, history, metrics, figures) are written here by `train`.
+PETSITE_RUNS_DIR = Path(env("PETSITE_RUNS_DIR", default=str(VAR_DIR / "runs")))
+
 # --- Uploads --------------------------------------------------------------------------
 PETSITE_MAX_UPLOAD_BYTES = env.int("PETSITE_MAX_UPLOAD_BYTES", default=10 * 1024 * 1024)
 PETSITE_MAX_IMAGE_PIXELS = env.int("PETSITE_MAX_IMAGE_PIXELS", default=40_000_000)

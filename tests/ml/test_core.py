@@ -119,3 +119,11 @@ def test_predictor_applies_exif_orientation(predictor):
     assert predictor.preprocess(stored_sideways).shape == predictor.preprocess(shown).shape
     assert torch.allclose(predictor.preprocess(stored_sideways), predictor.preprocess(shown), atol=1e-5)
     assert not torch.allclose(predictor.preprocess(stored_sideways), predictor.preprocess(upright), atol=1e-2)
+
+
+def test_checkpoint_metrics_with_numpy_numbers_still_load_safely(tmp_path):
+    import numpy as np
+
+    path = save_checkpoint(tmp_path / "m.pt", build_resnet34(weights=None), classes=breeds.BREED_KEYS,
+                           metrics={"accuracy": np.float64(0.5), "per_class": [{"f1": np.float32(0.25).item()}]})
+    assert load_checkpoint(path).metrics == {"accuracy": 0.5, "per_class": [{"f1": 0.25}]}

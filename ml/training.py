@@ -1,0 +1,377 @@
+"""Training (and evaluation) runs: fastai's fine-tuning recipe in plain PyTorch.
+
+The recipe, as fastai's ``Learner.fine_tune`` does it for a pretrained ResNet:
+
+1. Stage 1 ("frozen"): the body's convolutions are frozen, the new head and the
+   BatchNorm layers train for ``freeze_epochs`` with one cycle of learning rate
+   (peak ``lr`` for the head, ``lr / 10`` for BatchNorm in the body).
+2. Stage 2 ("unfrozen"): every layer trains for ``epochs`` with one cycle and
+   discriminative learning rates: the head peaks at ``lr / 2``, the late body at
+   ``lr / 2 / sqrt(lr_mult)``, the early body at ``lr / 2 / lr_mult`` (fastai's
+   ``slice(lr / lr_mult, lr)``), because early layers hold generic features.
+
+AdamW with weight decay 0.01, one ``OneCycleLR`` per stage (cosine, momentum
+0.95 -> 0.85 -> 0.95). The loop itself is written like torchvision's
+``references/classification/train.py``: every step is visible below.
+
+A run writes into one directory (what ``ml.services.register_model`` copies)::
+
+    out_dir/history.json   per epoch and per step
+    out_dir/metrics.json   see ml.evaluation.Evaluation.to_metrics, plus "valid"
+    out_dir/figures/*.png  see ml.plots.FIGURES
+    out_dir/model.pt       written last, atomically: its presence means the run finished
+"""
+from __future__ import annotations
+
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.optim.lr_scheduler import OneCycleLR
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from . import plots
+from .breeds import BREED_KEYS, NUM_CLASSES
+from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from .data import IMAGENET_MEAN, IMAGENET_STD, eval_transform, load_pet_datasets, load_split, make_loader, with_open_image
+from .evaluation import collect_logits, evaluate, write_json
+from .model import IMAGENET, build_resnet34, freeze_body, layer_groups, unfreeze
+
+PARAM_GROUPS = ["early body (conv1..layer2)", "late body (layer3, layer4)", "head (fc)"]
+FROZEN, UNFROZEN = "frozen", "unfrozen"
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class TrainConfig:
+    """Every choice of a training run; stored in the checkpoint as its training_args."""
+
+    data: str
+    extra_data: list[str] = field(default_factory=list)  # more roots in the same layout, training only
+    download: bool = False
+    epochs: int = 4  # stage 2: all layers
+    freeze_epochs: int = 1  # stage 1: head (and BatchNorm) only
+    lr: float = 2e-3  # peak learning rate of the head in stage 1; stage 2 uses lr / 2
+    lr_mult: float = 100.0  # head lr / early-body lr in stage 2
+    weight_decay: float = 0.01
+    batch_size: int = 64
+    image_size: int = 224
+    crop_scale: tuple[float, float] = (0.35, 1.0)  # RandomResizedCrop area range
+    valid_fraction: float = 0.2  # of trainval, stratified
+    workers: int = 4
+    device: str = "auto"  # auto | cpu | cuda
+    seed: int = 42
+    weights: str | None = IMAGENET  # "imagenet", a local .pth path, or None (from scratch)
+    init_checkpoint: str | None = None  # fine-tune this Petsite checkpoint instead of `weights`
+    evaluate_test: bool = True  # headline metrics on the official test split, else on validation
+    threads: int | None = None  # torch.set_num_threads; None leaves torch's default
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.valid_fraction < 1.0:
+            raise ValueError("valid_fraction must be between 0 and 1 (exclusive).")
+        if self.epochs < 0 or self.freeze_epochs < 0 or self.epochs + self.freeze_epochs == 0:
+            raise ValueError("epochs and freeze_epochs must be >= 0 and not both 0.")
+        self.crop_scale = tuple(self.crop_scale)
+        self.data = str(self.data)
+        self.extra_data = [str(p) for p in self.extra_data]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for but no CUDA GPU is available; use --device cpu.")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed every RNG a run touches. On a CPU that makes a run repeatable bit for bit."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def stage_lrs(lr: float, stage: str, lr_mult: float = 100.0, n_groups: int = 3) -> list[float]:
+    """Peak learning rate per layer group (early body, late body, head) for a stage.
+
+    Frozen: fastai's ``slice(lr)``, i.e. lr / 10 for the body's (BatchNorm) parameters.
+    Unfrozen: fastai's ``slice(lr / 2 / lr_mult, lr / 2)``, spaced geometrically.
+    """
+    if stage == FROZEN:
+        return [lr / 10] * (n_groups - 1) + [lr]
+    head = lr / 2
+    return [head / lr_mult ** (1 - g / (n_groups - 1)) for g in range(n_groups)]
+
+
+def make_optimizer(model: nn.Module, lrs: list[float], weight_decay: float) -> torch.optim.AdamW:
+    """AdamW with one parameter group per layer group, holding only trainable parameters.
+
+    Frozen parameters are left out rather than given lr 0, so weight decay cannot
+    move them either.
+    """
+    groups = []
+    for params, lr in zip(layer_groups(model), lrs, strict=True):
+        groups.append({"params": [p for p in params if p.requires_grad], "lr": lr})
+    return torch.optim.AdamW(groups, lr=lrs[-1], weight_decay=weight_decay)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, lrs: list[float], total_steps: int, stage: str) -> OneCycleLR:
+    """One cycle over the stage: warm up, then cosine down to almost zero.
+
+    fastai warms up for 99% of the frozen stage (the head starts from random weights)
+    and for 30% of the unfrozen one, starting at lr / 5 there (div=5) instead of lr / 25.
+    """
+    frozen = stage == FROZEN
+    return OneCycleLR(
+        optimizer, max_lr=lrs, total_steps=max(total_steps, 2),
+        pct_start=0.99 if frozen else 0.3, div_factor=25.0 if frozen else 5.0, final_div_factor=1e5 / 25,
+    )
+
+
+@dataclass
+class History:
+    """What happened during training, as plain lists of dicts (that is what history.json holds)."""
+
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"param_groups": PARAM_GROUPS, "epochs": self.epochs, "steps": self.steps}
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    scheduler: OneCycleLR,
+    scaler: torch.amp.GradScaler,
+    device: torch.device,
+    history: History,
+    epoch: int,
+    stage: str,
+    desc: str = "",
+    progress: bool = True,
+) -> tuple[float, float]:
+    """One pass over ``loader``; returns (mean loss, accuracy) on the augmented images."""
+    model.train()
+    cuda = device.type == "cuda"
+    total_loss, correct, seen = 0.0, 0, 0
+    bar = tqdm(loader, desc=desc, leave=False, disable=not progress, dynamic_ncols=True)
+    for images, targets in bar:
+        images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        if cuda:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=cuda):
+            output = model(images)
+            loss = F.cross_entropy(output, targets)
+
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        lrs = [group["lr"] for group in optimizer.param_groups]  # the rates this step used
+        scheduler.step()
+
+        batch_loss = loss.item()
+        total_loss += batch_loss * len(targets)
+        correct += (output.argmax(dim=1) == targets).sum().item()
+        seen += len(targets)
+        history.steps.append({"step": len(history.steps) + 1, "epoch": epoch, "stage": stage,
+                              "lr": lrs, "loss": batch_loss})
+        bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}", refresh=False)
+    return total_loss / max(seen, 1), correct / max(seen, 1)
+
+
+def fit(
+    model: nn.Module,
+    train_loader: DataLoader,
+    valid_loader: DataLoader,
+    *,
+    freeze_epochs: int = 1,
+    epochs: int = 4,
+    lr: float = 2e-3,
+    lr_mult: float = 100.0,
+    weight_decay: float = 0.01,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+    log: Log = print,
+) -> History:
+    """Stage 1 with the body frozen, then stage 2 with everything unfrozen (module docstring).
+
+    The model is trained in place and is on ``device`` afterwards.
+    """
+    device = torch.device(device)
+    cuda = device.type == "cuda"
+    model.to(device)
+    if cuda:
+        model.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True
+    scaler = torch.amp.GradScaler("cuda", enabled=cuda)
+    history = History()
+    total_epochs = freeze_epochs + epochs
+    epoch = 0
+    for stage, stage_epochs in ((FROZEN, freeze_epochs), (UNFROZEN, epochs)):
+        if stage_epochs == 0:
+            continue
+        if stage == FROZEN:
+            freeze_body(model, train_bn=True)
+        else:
+            unfreeze(model)
+        lrs = stage_lrs(lr, stage, lr_mult)
+        optimizer = make_optimizer(model, lrs, weight_decay)
+        scheduler = make_scheduler(optimizer, lrs, stage_epochs * len(train_loader), stage)
+        for _ in range(stage_epochs):
+            epoch += 1
+            start = time.perf_counter()
+            train_loss, train_acc = train_one_epoch(
+                model, train_loader, optimizer, scheduler, scaler, device, history, epoch, stage,
+                desc=f"epoch {epoch}/{total_epochs} ({stage})", progress=progress,
+            )
+            logits, targets = collect_logits(model, valid_loader, device)
+            row = {
+                "epoch": epoch, "stage": stage, "train_loss": train_loss, "train_accuracy": train_acc,
+                "valid_loss": F.cross_entropy(logits, targets).item(),
+                "accuracy": (logits.argmax(dim=1) == targets).float().mean().item(),
+                "time": time.perf_counter() - start,
+            }
+            row["error_rate"] = 1.0 - row["accuracy"]
+            history.epochs.append(row)
+            log(
+                f"epoch {epoch}/{total_epochs} {stage:<8} train_loss {train_loss:.4f}  "
+                f"valid_loss {row['valid_loss']:.4f}  accuracy {row['accuracy']:.4f}  "
+                f"error_rate {row['error_rate']:.4f}  time {row['time']:.1f}s"
+            )
+    unfreeze(model)
+    return history
+
+
+def initial_model(config: TrainConfig) -> nn.Module:
+    """The model a run starts from: a Petsite checkpoint to fine-tune, or ResNet34 + new head."""
+    if config.init_checkpoint:
+        checkpoint = load_checkpoint(config.init_checkpoint)
+        if checkpoint.classes != BREED_KEYS:
+            raise CheckpointError(
+                f"{config.init_checkpoint} predicts {len(checkpoint.classes)} classes that are not the "
+                f"{NUM_CLASSES} Oxford-IIIT Pet breeds in ml.breeds order; it cannot be fine-tuned here."
+            )
+        return checkpoint.build_model()
+    return build_resnet34(NUM_CLASSES, weights=config.weights)
+
+
+@dataclass
+class RunResult:
+    out_dir: Path
+    checkpoint: Path
+    metrics: dict[str, Any]
+    history: dict[str, Any]
+    figures: dict[str, Path]
+
+
+def _write_report(evaluation, dataset, split: str, out_dir: Path, extra: dict[str, Any] | None = None) -> tuple[dict, dict]:
+    """metrics.json and the evaluation figures of a run directory."""
+    metrics = {**evaluation.to_metrics(split), **(extra or {})}
+    figures = plots.save_evaluation_figures(evaluation, dataset, out_dir / "figures", IMAGENET_MEAN, IMAGENET_STD)
+    write_json(out_dir / "metrics.json", metrics)
+    return metrics, figures
+
+
+def run_training(config: TrainConfig, out_dir: str | os.PathLike, log: Log = print) -> RunResult:
+    """Train, evaluate, and write a complete run directory (layout in the module docstring).
+
+    Ctrl-C at any point leaves no ``model.pt`` (it is written last, atomically), so
+    an interrupted run is never mistaken for a finished one.
+    """
+    out_dir = Path(out_dir)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = resolve_device(config.device)
+    seed_everything(config.seed)
+
+    datasets = load_pet_datasets(
+        config.data, image_size=config.image_size, valid_fraction=config.valid_fraction, seed=config.seed,
+        extra_roots=config.extra_data, with_test=config.evaluate_test, download=config.download,
+        crop_scale=config.crop_scale,
+    )
+    pin = device.type == "cuda"
+    train_loader = make_loader(datasets.train, config.batch_size, train=True, workers=config.workers,
+                               seed=config.seed, pin_memory=pin)
+    valid_loader = make_loader(datasets.valid, config.batch_size * 2, train=False, workers=config.workers,
+                               pin_memory=pin)
+    log(f"{len(datasets.train)} training, {len(datasets.valid)} validation"
+        + (f", {len(datasets.test)} test" if datasets.test is not None else "")
+        + f" images; device {device}; {config.freeze_epochs} frozen + {config.epochs} unfrozen epochs")
+
+    model = initial_model(config)
+    history = fit(
+        model, train_loader, valid_loader, freeze_epochs=config.freeze_epochs, epochs=config.epochs,
+        lr=config.lr, lr_mult=config.lr_mult, weight_decay=config.weight_decay, device=device,
+        progress=config.progress, log=log,
+    )
+
+    valid = evaluate(model, valid_loader, datasets.classes, device)
+    if datasets.test is not None:
+        split, dataset = "test", datasets.test
+        test_loader = make_loader(dataset, config.batch_size * 2, train=False, workers=config.workers, pin_memory=pin)
+        headline = evaluate(model, test_loader, datasets.classes, device, progress=config.progress)
+    else:
+        split, dataset, headline = "valid", datasets.valid, valid
+    history_dict = history.to_dict()
+    write_json(out_dir / "history.json", history_dict)
+    figures = plots.save_training_figures(history_dict, out_dir / "figures")
+    metrics, eval_figures = _write_report(headline, dataset, split, out_dir, {"valid": valid.summary()})
+    figures.update(eval_figures)
+
+    checkpoint = save_checkpoint(
+        out_dir / "model.pt", model.to("cpu").to(memory_format=torch.contiguous_format),
+        classes=datasets.classes, image_size=config.image_size, metrics=metrics,
+        training_args={**config.to_dict(), "num_train_images": len(datasets.train),
+                       "num_valid_images": len(datasets.valid)},
+    )
+    log(f"{split} accuracy {metrics['accuracy']:.4f} (error rate {metrics['error_rate']:.4f}, "
+        f"top-5 {metrics['top5_accuracy']:.4f}); wrote {checkpoint}")
+    return RunResult(out_dir, checkpoint, metrics, history_dict, figures)
+
+
+def run_evaluation(
+    checkpoint_path: str | os.PathLike,
+    data: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    split: str = "test",
+    batch_size: int = 128,
+    workers: int = 4,
+    device: str = "auto",
+    download: bool = False,
+    progress: bool = True,
+) -> tuple[dict[str, Any], dict[str, Path]]:
+    """metrics.json and evaluation figures of a saved model on one official split.
+
+    The images go through the checkpoint's own preprocessing, as in the Predictor.
+    """
+    checkpoint = load_checkpoint(checkpoint_path)
+    if checkpoint.classes != BREED_KEYS:
+        raise CheckpointError(f"{checkpoint_path} does not predict the {NUM_CLASSES} Oxford-IIIT Pet breeds.")
+    torch_device = resolve_device(device)
+    transform = with_open_image(eval_transform(checkpoint.image_size, checkpoint.resize_size,
+                                               checkpoint.mean, checkpoint.std))
+    dataset = load_split(data, split, transform, download=download)
+    loader = make_loader(dataset, batch_size, train=False, workers=workers, pin_memory=torch_device.type == "cuda")
+    model = checkpoint.build_model().to(torch_device)
+    evaluation = evaluate(model, loader, checkpoint.classes, torch_device, progress=progress)
+    metrics = evaluation.to_metrics(split)
+    figures = plots.save_evaluation_figures(evaluation, dataset, Path(out_dir) / "figures", checkpoint.mean, checkpoint.std)
+    write_json(Path(out_dir) / "metrics.json", metrics)
+    return metrics, figures
