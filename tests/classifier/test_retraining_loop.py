@@ -71,3 +71,26 @@ def test_reclassify_through_the_worker_keeps_history(worker, user, model_version
     call_command("reclassify", "--model", "v2")
     assert "Sent 0 image(s)" in capsys.readouterr().out
     assert Classification.objects.count() == 6
+
+
+@pytest.mark.slow
+def test_admin_rerun_action_uses_the_new_active_model(worker, user, model_version, other_checkpoint_file, client):
+    from django.contrib.admin import helpers
+    from django.urls import reverse
+
+    from ml import services as ml_services
+
+    file = upload()
+    pet = services.create_pet_image(user, file, inspect_image(file))
+    wait_for(lambda: PetImage.objects.get(pk=pet.pk).status == "done", what="the first classification")
+
+    ml_services.register_model(other_checkpoint_file, name="v2", activate=True)
+    user.is_staff = user.is_superuser = True
+    user.save()
+    client.force_login(user)
+    response = client.post(reverse("admin:classifier_petimage_changelist"),
+                           {"action": "rerun_classification", helpers.ACTION_CHECKBOX_NAME: [pet.pk]}, follow=True)
+    assert "Sent 1 image to the workers in 1 chunk(s)" in response.content.decode()
+    wait_for(lambda: PetImage.objects.get(pk=pet.pk).model_version.name == "v2", what="reclassification by v2")
+    assert list(pet.classifications.order_by("created_at").values_list("model_version__name", flat=True)) == [
+        model_version.name, "v2"]
