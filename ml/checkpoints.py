@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 from torch import nn
 
 from .data import IMAGENET_MEAN, IMAGENET_STD, resize_size_for
+from .files import atomic_path
 from .model import ARCH, build_resnet34
 
 FORMAT = "petsite-checkpoint"
@@ -86,17 +86,9 @@ def save_checkpoint(
         created_at=datetime.now(timezone.utc).isoformat(),
         torch_version=str(torch.__version__),
     )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, **asdict(checkpoint)}, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_path(path) as tmp, tmp.open("wb") as f:
+        torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, **asdict(checkpoint)}, f)
+    return Path(path)
 
 
 def load_checkpoint(source: str | os.PathLike | BinaryIO | bytes) -> Checkpoint:

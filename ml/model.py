@@ -69,7 +69,9 @@ def build_resnet34(
     and for training from scratch). The body's weights are loaded strictly: a file for
     another architecture is an error, only its classification layer is ignored.
     """
-    model = resnet34(weights=None)
+    # Residual blocks start as the identity (their last BatchNorm scale is 0): a network
+    # trained from random weights then learns much sooner; loaded weights overwrite it.
+    model = resnet34(weights=None, zero_init_residual=True)
     if weights is not None:
         state = _imagenet_state_dict() if weights == IMAGENET else _file_state_dict(weights)
         body_state = {k: v for k, v in state.items() if not k.startswith("fc.")}

@@ -18,7 +18,8 @@ from matplotlib.figure import Figure
 from torch.utils.data import Dataset
 
 from .breeds import display_name
-from .evaluation import ConfusedPair, Evaluation, atomic_path
+from .evaluation import ConfusedPair, Evaluation
+from .files import atomic_path
 
 # File names (without .png) of the figures of a run, in the order a report shows them.
 TRAINING_FIGURES = ("loss", "accuracy", "lr_schedule")
@@ -35,7 +36,7 @@ def _figure(width: float, height: float) -> Figure:
 
 
 def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
-    """Write ``fig`` as PNG, atomically (see :func:`ml.evaluation.atomic_path`)."""
+    """Write ``fig`` as PNG, atomically (see :func:`ml.files.atomic_path`)."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     return Path(path)

@@ -1,15 +1,17 @@
 """A small fake Oxford-IIIT Pet dataset, written in the real dataset's exact on-disk layout.
 
 Tests, benchmarks and demos need data that torchvision's ``OxfordIIITPet`` loads
-unmodified (so the real loading code is what gets tested) and that a network can
-learn quickly on a CPU, without being solvable by looking at a single pixel.
+unmodified (so the real loading code is what gets tested) and that a ResNet34 trained
+from random weights learns within a couple of CPU minutes, without any single cheap
+statistic giving the answer.
 
-Each breed is a pair (silhouette, fill texture): 5 silhouettes x 8 textures give 40
-combinations, of which the first 37 are used. Everything else is random per image:
-the colours of the background, the shape and its texture, position, size, a small
-rotation, the texture's phase and period, and pixel noise. Every silhouette and
-texture looks the same mirrored left-right, so horizontal-flip augmentation never
-turns one class into another.
+Each breed is a coloured silhouette with a marking (see :func:`pattern_of`): its coat
+colour is shared with exactly one other breed, which has another silhouette and another
+kind of marking, so colour gets a classifier to about half right and the rest needs
+shape or texture. Everything else is random per image: background lightness and
+gradient, marking colour, position, size, a small rotation, stripe period and phase,
+and pixel noise. Every silhouette and marking looks the same mirrored left-right, so
+horizontal-flip augmentation never turns one breed into another.
 
 Layout written under ``root/oxford-iiit-pet/``::
 
@@ -27,19 +29,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .breeds import BREEDS, CAT
-
-DATASET_DIR = "oxford-iiit-pet"
-
-# The header of the real annotations/list.txt, copied as it is (its typos included).
-LIST_HEADER = (
-    "#Image CLASS-ID SPECIES BREED ID\n"
-    "#ID: 1:37 Class ids\n"
-    "#SPECIES: 1:Cat 2:Dog\n"
-    "#BREED ID: 1-25:Cat 1:12:Dog\n"
-    "#All images with 1st letter as captial are cat images\n"
-    "#images with small first letter are dog images\n"
-)
+from .breeds import BREEDS
+from .data import DATASET_DIR, write_annotations
 
 # Coat colours: 18 hues 20 degrees apart, and brown. Each breed's body has one of them
 # (jittered per image); breeds that share a colour differ in silhouette and texture.
@@ -50,13 +41,24 @@ COAT_COLOURS = tuple(
 ) + ((130, 80, 30),)
 
 SHAPES = ("circle", "square", "triangle", "diamond", "plus")
-TEXTURES = ("solid", "hstripes", "vstripes", "checker", "spot", "halves", "outline", "rings")
+# Two families of markings: a few large areas, or many edges. The two breeds that share a
+# coat colour always take one of each, and differ in silhouette as well.
+AREA_TEXTURES = ("solid", "spot", "halves", "outline")
+EDGE_TEXTURES = ("hstripes", "vstripes", "checker", "rings")
+TEXTURES = AREA_TEXTURES + EDGE_TEXTURES
 
 
 def pattern_of(class_index: int) -> tuple[str, str, int]:
-    """(silhouette, texture, coat colour index) of breed number ``class_index`` (0-based)."""
-    shape, texture = divmod(class_index, len(TEXTURES))
-    return SHAPES[shape], TEXTURES[texture], class_index % len(COAT_COLOURS)
+    """(silhouette, texture, coat colour index) of breed number ``class_index`` (0-based).
+
+    Breeds ``i`` and ``i + 19`` share a coat colour; the first has an area marking, the
+    second an edge marking and a silhouette two steps further along ``SHAPES``.
+    """
+    colour = class_index % len(COAT_COLOURS)
+    second = class_index >= len(COAT_COLOURS)
+    textures = EDGE_TEXTURES if second else AREA_TEXTURES
+    shape = (colour // len(textures) + (2 if second else 0)) % len(SHAPES)
+    return SHAPES[shape], textures[colour % len(textures)], colour
 
 
 def _shape_mask(shape: str, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -101,17 +103,16 @@ def _texture_mask(texture: str, shape: str, x: np.ndarray, y: np.ndarray, u: np.
 
 
 def _distinct_colour(
-    rng: np.random.Generator, *others: np.ndarray, min_distance: float = 90.0, tint: float | None = None
+    rng: np.random.Generator, *others: np.ndarray, min_distance: float = 90.0,
+    lightness: tuple[float, float] = (0, 255), tint: float = 25.0,
 ) -> np.ndarray:
-    """A random RGB colour at least ``min_distance`` away from each of ``others``.
+    """A random colour at least ``min_distance`` away from each of ``others``.
 
-    With ``tint``, a grey of random lightness whose channels differ by at most ``tint``.
+    Its mean channel value lies in ``lightness``; the channels differ from it by up to
+    ``tint`` (0 gives a grey).
     """
     while True:
-        if tint is None:
-            colour = rng.uniform(0, 255, size=3)
-        else:
-            colour = np.clip(rng.uniform(0, 255) + rng.uniform(-tint, tint, size=3), 0, 255)
+        colour = np.clip(rng.uniform(*lightness) + rng.uniform(-tint, tint, size=3), 0, 255)
         if all(np.linalg.norm(colour - o) >= min_distance for o in others):
             return colour
 
@@ -123,8 +124,9 @@ def render_pet(class_index: int, rng: np.random.Generator, image_size: int = 64)
     yy, xx = np.mgrid[0:n, 0:n].astype(np.float32) + 0.5
 
     body = np.clip(np.array(COAT_COLOURS[coat], dtype=float) + rng.normal(0, 8, size=3), 0, 255)
-    background = _distinct_colour(rng, body, tint=25.0)
-    marking = _distinct_colour(rng, body, min_distance=100.0)
+    background = _distinct_colour(rng, body, lightness=(60, 200), tint=25.0)
+    # Area markings are dark, edge markings light; their hue is random.
+    marking = _distinct_colour(rng, body, lightness=(0, 80) if texture in AREA_TEXTURES else (180, 255), tint=60.0)
 
     radius = rng.uniform(0.3, 0.45) * n
     cx, cy = (rng.uniform(radius, n - radius) for _ in range(2))
@@ -166,29 +168,17 @@ def make_fake_pets(
     if not 0.0 <= test_fraction < 1.0:
         raise ValueError("test_fraction must be in [0, 1)")
     root = Path(root)
-    base = root / DATASET_DIR
-    images_dir = base / "images"
-    annotations_dir = base / "annotations"
+    images_dir = root / DATASET_DIR / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
-    annotations_dir.mkdir(parents=True, exist_ok=True)
 
     rng = np.random.default_rng(seed)
     n_trainval = max(1, round(images_per_class * (1.0 - test_fraction)))
-    breed_ids = {CAT: 0, "dog": 0}
-    all_rows: list[str] = []
-    trainval_rows: list[str] = []
-    test_rows: list[str] = []
+    trainval: list[tuple[str, int]] = []
+    test: list[tuple[str, int]] = []
     for class_index, breed in enumerate(BREEDS):
-        breed_ids[breed.species] += 1  # the real list.txt numbers breeds within each species
-        species_id = 1 if breed.species == CAT else 2
         for number in range(1, images_per_class + 1):
             name = f"{breed.key}_{number}"
             render_pet(class_index, rng, image_size).save(images_dir / f"{name}.jpg", quality=92)
-            row = f"{name} {class_index + 1} {species_id} {breed_ids[breed.species]}\n"
-            all_rows.append(row)
-            (trainval_rows if number <= n_trainval else test_rows).append(row)
-
-    (annotations_dir / "list.txt").write_text(LIST_HEADER + "".join(all_rows))
-    (annotations_dir / "trainval.txt").write_text("".join(trainval_rows))
-    (annotations_dir / "test.txt").write_text("".join(test_rows))
+            (trainval if number <= n_trainval else test).append((name, class_index))
+    write_annotations(root, trainval, test)
     return root

@@ -8,11 +8,14 @@ The recipe, as fastai's ``Learner.fine_tune`` does it for a pretrained ResNet:
 2. Stage 2 ("unfrozen"): every layer trains for ``epochs`` with one cycle and
    discriminative learning rates: the head peaks at ``lr / 2``, the late body at
    ``lr / 2 / sqrt(lr_mult)``, the early body at ``lr / 2 / lr_mult`` (fastai's
-   ``slice(lr / lr_mult, lr)``), because early layers hold generic features.
+   ``slice(lr / 2 / lr_mult, lr / 2)``), because early layers hold generic features.
 
 AdamW with weight decay 0.01, one ``OneCycleLR`` per stage (cosine, momentum
-0.95 -> 0.85 -> 0.95). The loop itself is written like torchvision's
-``references/classification/train.py``: every step is visible below.
+0.95 -> 0.85 -> 0.95). On CUDA: mixed precision (float16 autocast + GradScaler) and
+channels_last. On a CPU a seeded run is deterministic. The loop itself is written like
+torchvision's ``references/classification/train.py``: every step is visible below.
+A model trained from random weights (``weights=None``, for tests) starts with
+zero-initialised residual branches (see :func:`ml.model.build_resnet34`).
 
 A run writes into one directory (what ``ml.services.register_model`` copies)::
 
@@ -86,7 +89,8 @@ class TrainConfig:
         self.extra_data = [str(p) for p in self.extra_data]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain JSON types (the checkpoint and ModelVersion.training_args keep this)."""
+        return {**asdict(self), "crop_scale": list(self.crop_scale)}
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -280,14 +284,6 @@ class RunResult:
     figures: dict[str, Path]
 
 
-def _write_report(evaluation, dataset, split: str, out_dir: Path, extra: dict[str, Any] | None = None) -> tuple[dict, dict]:
-    """metrics.json and the evaluation figures of a run directory."""
-    metrics = {**evaluation.to_metrics(split), **(extra or {})}
-    figures = plots.save_evaluation_figures(evaluation, dataset, out_dir / "figures", IMAGENET_MEAN, IMAGENET_STD)
-    write_json(out_dir / "metrics.json", metrics)
-    return metrics, figures
-
-
 def run_training(config: TrainConfig, out_dir: str | os.PathLike, log: Log = print) -> RunResult:
     """Train, evaluate, and write a complete run directory (layout in the module docstring).
 
@@ -299,6 +295,7 @@ def run_training(config: TrainConfig, out_dir: str | os.PathLike, log: Log = pri
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
     seed_everything(config.seed)
+    model = initial_model(config)  # first: missing weights should stop a run before anything else
 
     datasets = load_pet_datasets(
         config.data, image_size=config.image_size, valid_fraction=config.valid_fraction, seed=config.seed,
@@ -314,7 +311,6 @@ def run_training(config: TrainConfig, out_dir: str | os.PathLike, log: Log = pri
         + (f", {len(datasets.test)} test" if datasets.test is not None else "")
         + f" images; device {device}; {config.freeze_epochs} frozen + {config.epochs} unfrozen epochs")
 
-    model = initial_model(config)
     history = fit(
         model, train_loader, valid_loader, freeze_epochs=config.freeze_epochs, epochs=config.epochs,
         lr=config.lr, lr_mult=config.lr_mult, weight_decay=config.weight_decay, device=device,
@@ -329,10 +325,13 @@ def run_training(config: TrainConfig, out_dir: str | os.PathLike, log: Log = pri
     else:
         split, dataset, headline = "valid", datasets.valid, valid
     history_dict = history.to_dict()
+    metrics = {**headline.to_metrics(split), "valid": valid.summary()}
     write_json(out_dir / "history.json", history_dict)
-    figures = plots.save_training_figures(history_dict, out_dir / "figures")
-    metrics, eval_figures = _write_report(headline, dataset, split, out_dir, {"valid": valid.summary()})
-    figures.update(eval_figures)
+    write_json(out_dir / "metrics.json", metrics)
+    figures = {
+        **plots.save_training_figures(history_dict, out_dir / "figures"),
+        **plots.save_evaluation_figures(headline, dataset, out_dir / "figures", IMAGENET_MEAN, IMAGENET_STD),
+    }
 
     checkpoint = save_checkpoint(
         out_dir / "model.pt", model.to("cpu").to(memory_format=torch.contiguous_format),

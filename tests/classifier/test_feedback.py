@@ -1,5 +1,4 @@
 """The owner's answer on the detail page: correct, or wrong with the true breed."""
-import pytest
 from django.test import Client
 from django.urls import reverse
 

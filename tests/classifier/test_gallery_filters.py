@@ -2,7 +2,6 @@
 import pytest
 from django.urls import reverse
 
-from classifier.models import PetImage
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from classifier import services
 from classifier.models import PetImage
-from tests.helpers import image_bytes, upload
+from tests.helpers import upload
 from classifier.validators import inspect_image
 
 Status = PetImage.Status

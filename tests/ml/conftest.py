@@ -12,15 +12,18 @@ from ml.synthetic import make_fake_pets
 torch.set_num_threads(2)
 
 
+# The dataset the learning test trains on (and most data tests read).
+FAKE_PETS = dict(images_per_class=80, image_size=64, seed=0, test_fraction=0.2)
+TRAINVAL_PER_CLASS, TEST_PER_CLASS = 64, 16
+
+
 @pytest.fixture(scope="session")
 def fake_pets(tmp_path_factory) -> Path:
-    """The dataset the learning test trains on: 48 images per breed, a quarter of them test."""
-    return make_fake_pets(tmp_path_factory.mktemp("pets"), images_per_class=48, image_size=64, seed=0,
-                          test_fraction=0.25)
+    return make_fake_pets(tmp_path_factory.mktemp("pets"), **FAKE_PETS)
 
 
 @pytest.fixture(scope="session")
 def tiny_pets(tmp_path_factory) -> Path:
     """4 images per breed (3 trainval, 1 test): enough for runs that check mechanics, not learning."""
-    return make_fake_pets(tmp_path_factory.mktemp("tiny-pets"), images_per_class=4, image_size=32, seed=1,
+    return make_fake_pets(tmp_path_factory.mktemp("tiny-pets"), images_per_class=4, image_size=64, seed=1,
                           test_fraction=0.25)

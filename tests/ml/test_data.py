@@ -13,6 +13,8 @@ from ml.data import (
 )
 from ml.synthetic import make_fake_pets
 
+from .conftest import TEST_PER_CLASS, TRAINVAL_PER_CLASS
+
 
 def _copy(root, tmp_path):
     """A private copy of a generated dataset, for tests that break it."""
@@ -22,14 +24,14 @@ def _copy(root, tmp_path):
 def test_official_splits_and_stratified_validation(fake_pets):
     datasets = load_pet_datasets(fake_pets, image_size=32, valid_fraction=0.2, seed=7)
     trainval = read_split(fake_pets, "trainval")
-    assert len(datasets.train) + len(datasets.valid) == len(trainval) == 37 * 36
-    assert len(datasets.test) == 37 * 12
+    assert len(datasets.train) + len(datasets.valid) == len(trainval) == 37 * TRAINVAL_PER_CLASS
+    assert len(datasets.test) == 37 * TEST_PER_CLASS
 
     valid_indices = datasets.valid.indices
     train_indices = datasets.train.datasets[0].indices
     assert not set(valid_indices) & set(train_indices)
     per_class = Counter(trainval[i][1] for i in valid_indices)
-    assert set(per_class.values()) == {round(36 * 0.2)}  # every breed, the same share
+    assert set(per_class.values()) == {round(TRAINVAL_PER_CLASS * 0.2)}  # every breed, the same share
     image, label = datasets.valid[0]
     assert image.shape == (3, 32, 32) and image.dtype == torch.float32
     assert label == trainval[valid_indices[0]][1]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -10,7 +11,10 @@ from torchvision.datasets import OxfordIIITPet
 
 from ml.breeds import BREED_KEYS, BREEDS, CAT, display_name
 from ml.data import read_split
-from ml.synthetic import LIST_HEADER, make_fake_pets, pattern_of
+from ml.data import LIST_HEADER
+from ml.synthetic import make_fake_pets, pattern_of
+
+from .conftest import TEST_PER_CLASS, TRAINVAL_PER_CLASS
 
 REAL_LIST_HEADER = """\
 #Image CLASS-ID SPECIES BREED ID
@@ -53,7 +57,7 @@ def test_layout_matches_the_real_dataset(tiny_pets):
 @pytest.mark.parametrize("split", ["trainval", "test"])
 def test_torchvision_loads_it_with_correct_labels(fake_pets, split):
     dataset = OxfordIIITPet(fake_pets, split=split, target_types="category")
-    assert len(dataset) == 37 * (36 if split == "trainval" else 12)
+    assert len(dataset) == 37 * (TRAINVAL_PER_CLASS if split == "trainval" else TEST_PER_CLASS)
     assert dataset.classes == [display_name(key) for key in BREED_KEYS]
     rows = read_split(fake_pets, split)  # our reading of the annotation file, row by row
     for index in range(0, len(dataset), 97):
@@ -74,12 +78,22 @@ def test_same_arguments_write_the_same_files_and_seeds_differ(tmp_path):
     assert digest(a) == digest(b) != digest(c)
 
 
-def test_every_breed_has_its_own_pattern():
-    assert len({pattern_of(i) for i in range(37)}) == 37
+def test_every_breed_has_its_own_pattern_and_colour_alone_never_decides():
+    patterns = [pattern_of(i) for i in range(37)]
+    assert len(set(patterns)) == 37
+    for a in patterns:
+        for b in patterns:
+            if a != b and a[2] == b[2]:  # same coat colour: silhouette and texture both differ
+                assert a[0] != b[0] and a[1] != b[1]
+    assert max(Counter(p[2] for p in patterns).values()) == 2
 
 
-def test_colour_alone_does_not_tell_the_breed(fake_pets):
-    """Nearest mean colour (a trivial classifier) must do little better than chance (1/37)."""
+def test_mean_colour_is_far_from_enough(fake_pets):
+    """A trivial classifier (nearest mean colour per breed) stays far below what a CNN must reach.
+
+    Coat colour is a real cue (each colour is shared by two breeds), but the background,
+    the markings' hue and the pet's size vary, so the image's mean colour says little.
+    """
     def features(split):
         rows = read_split(fake_pets, split)
         images = fake_pets / "oxford-iiit-pet" / "images"
@@ -91,7 +105,7 @@ def test_colour_alone_does_not_tell_the_breed(fake_pets):
     test_x, test_y = features("test")
     centroids = np.stack([train_x[train_y == c].mean(0) for c in range(37)])
     predicted = np.argmin(((test_x[:, None, :] - centroids[None]) ** 2).sum(-1), axis=1)
-    assert (predicted == test_y).mean() < 0.15
+    assert (predicted == test_y).mean() < 0.3
 
 
 def test_bad_arguments_are_refused(tmp_path):

@@ -35,6 +35,10 @@ class Command(BaseCommand):
         parser.add_argument("--workers", type=int, default=defaults.workers, help="data-loading processes")
         parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default=defaults.device)
         parser.add_argument("--seed", type=int, default=defaults.seed)
+        parser.add_argument("--valid-fraction", type=float, default=defaults.valid_fraction,
+                            help="part of trainval held out for validation, per breed")
+        parser.add_argument("--crop-scale", type=float, nargs=2, default=defaults.crop_scale, metavar=("MIN", "MAX"),
+                            help="area range of the random resized crop")
         parser.add_argument("--threads", type=int, help="PyTorch CPU threads")
         start = parser.add_mutually_exclusive_group()
         start.add_argument("--weights", metavar="PATH", help="local ImageNet ResNet34 weights (default: torchvision's)")
@@ -54,6 +58,7 @@ class Command(BaseCommand):
             data=o["data"], download=o["download"], extra_data=o["extra_data"], epochs=o["epochs"],
             freeze_epochs=o["freeze_epochs"], lr=o["lr"], lr_mult=o["lr_mult"], batch_size=o["batch_size"],
             image_size=o["image_size"], workers=o["workers"], device=o["device"], seed=o["seed"],
+            valid_fraction=o["valid_fraction"], crop_scale=tuple(o["crop_scale"]),
             threads=o["threads"], evaluate_test=not o["no_test"], progress=o["verbosity"] > 0,
             weights=None if o["no_pretrained"] else (o["weights"] or IMAGENET),
         )
