@@ -30,5 +30,6 @@ def _limit_torch_threads(**kwargs) -> None:
 
     import torch
 
-    threads = settings.PETSITE_TORCH_THREADS or max(1, (os.cpu_count() or 1) // max(1, app.conf.worker_concurrency or 1))
+    children = app.conf.worker_concurrency or os.cpu_count() or 1
+    threads = settings.PETSITE_TORCH_THREADS or max(1, (os.cpu_count() or 1) // children)
     torch.set_num_threads(threads)
