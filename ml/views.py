@@ -35,14 +35,8 @@ def model_detail(request, name: str):
     per_class = sorted(metrics.get("per_class", []), key=lambda row: row["f1"])
     return render(request, "ml/model_detail.html", {
         "version": version, "metrics": metrics, "figures": figures, "confused": confused, "per_class": per_class,
-        "epochs": _epoch_rows(version.history),
+        "epochs": version.history.get("epochs", []),  # the columns fastai prints per epoch
     })
-
-
-def _epoch_rows(history: dict) -> list[dict]:
-    """History as table rows: one per epoch, the columns fastai prints while training."""
-    epochs = history.get("epochs") if isinstance(history, dict) else None
-    return epochs if isinstance(epochs, list) else []
 
 
 @staff_member_required
