@@ -47,6 +47,15 @@ def _read_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def _store_figures(folder: Path, prefix: str) -> dict[str, str]:
+    """Copy every PNG of ``folder`` into media storage under ``prefix``: figure name -> storage path."""
+    figures = {}
+    for png in sorted(folder.glob("*.png")):  # a missing folder globs to nothing
+        with png.open("rb") as f:
+            figures[png.stem] = default_storage.save(f"{prefix}/{png.name}", File(f))
+    return figures
+
+
 def register_model(
     checkpoint_path: str | os.PathLike,
     *,
@@ -70,11 +79,7 @@ def register_model(
     metrics = _read_json(run_dir / "metrics.json") if run_dir else {}
     history = _read_json(run_dir / "history.json") if run_dir else {}
 
-    figures = {}
-    if run_dir and (run_dir / "figures").is_dir():
-        for png in sorted((run_dir / "figures").glob("*.png")):
-            with png.open("rb") as f:
-                figures[png.stem] = default_storage.save(f"models/{name}/figures/{png.name}", File(f))
+    figures = _store_figures(run_dir / "figures", f"models/{name}/figures") if run_dir else {}
 
     with checkpoint_path.open("rb") as f:
         version = ModelVersion(
@@ -98,11 +103,8 @@ def record_evaluation(version: ModelVersion, metrics: dict, figures_dir: str | o
     """Keep an evaluation of ``version`` on one split: metrics under ``evaluations[split]``,
     figures as ``<split>_<figure>``, beside those of its training run."""
     split = metrics["split"]
-    for png in sorted(Path(figures_dir).glob("*.png")):
-        with png.open("rb") as f:
-            version.figures[f"{split}_{png.stem}"] = default_storage.save(
-                f"models/{version.name}/evaluations/{split}/{png.name}", File(f)
-            )
+    stored = _store_figures(Path(figures_dir), f"models/{version.name}/evaluations/{split}")
+    version.figures.update({f"{split}_{key}": path for key, path in stored.items()})
     version.metrics.setdefault("evaluations", {})[split] = metrics
     version.save(update_fields=["metrics", "figures"])
 
