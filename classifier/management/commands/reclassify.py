@@ -37,8 +37,8 @@ class Command(BaseCommand):
             images = images.filter(status__in=status)
         if since:
             images = images.filter(uploaded_at__gte=since)
-        pks = list(images.values_list("pk", flat=True))
-        chunks = services.reclassify(PetImage.objects.filter(pk__in=pks), version, chunk_size=chunk_size)
+        chunks = services.reclassify(images, version, chunk_size=chunk_size)
+        pks = [pk for chunk in chunks for pk in chunk]
         self.stdout.write(f"Sent {len(pks)} image(s) in {len(chunks)} chunk(s) to be classified by {version.name}.")
         if wait and pks:
             self._wait(pks, version, timeout)
