@@ -83,11 +83,14 @@ def main() -> None:
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         per_class = -(-args.batch_size * args.steps * 10 // 8 // 37)  # enough after the validation split
-        root = make_fake_pets(tmp, images_per_class=per_class, image_size=max(64, args.image_size), seed=0, test_fraction=0.0)
+        root = make_fake_pets(
+            tmp, images_per_class=per_class, image_size=max(64, args.image_size), seed=0, test_fraction=0.0
+        )
         train = load_pet_datasets(root, image_size=args.image_size, with_test=False).train
         subset = Subset(train, range(args.batch_size * args.steps))
-        loader = make_loader(subset, args.batch_size, train=True, workers=args.workers, seed=0,
-                             pin_memory=device.type == "cuda")
+        loader = make_loader(
+            subset, args.batch_size, train=True, workers=args.workers, seed=0, pin_memory=device.type == "cuda"
+        )
         model = build_resnet34(weights=None)
         if device.type == "cuda":  # what fit() does on a GPU, for both loops
             model = model.to(memory_format=torch.channels_last)
@@ -105,13 +108,19 @@ def main() -> None:
 
     # Best run per loop, as timeit does: background load only ever slows a run down.
     bare, project = max(results["bare"]), max(results["project"])
-    print(f"device {device}, threads {torch.get_num_threads()}, image size {args.image_size}, "
-          f"batch size {args.batch_size}, {args.steps} steps x {args.repeats} runs per loop")
+    print(
+        f"device {device}, threads {torch.get_num_threads()}, image size {args.image_size}, "
+        f"batch size {args.batch_size}, {args.steps} steps x {args.repeats} runs per loop"
+    )
     for name, values in results.items():
-        print(f"{name:>8} loop: best {max(values):7.1f} images/s, median {statistics.median(values):7.1f}  "
-              f"(runs: {', '.join(f'{v:.1f}' for v in values)})")
-    print(f"ratio project/bare: {project / bare:.3f} (best runs), "
-          f"{statistics.median(results['project']) / statistics.median(results['bare']):.3f} (medians); goal >= 0.9")
+        print(
+            f"{name:>8} loop: best {max(values):7.1f} images/s, median {statistics.median(values):7.1f}  "
+            f"(runs: {', '.join(f'{v:.1f}' for v in values)})"
+        )
+    print(
+        f"ratio project/bare: {project / bare:.3f} (best runs), "
+        f"{statistics.median(results['project']) / statistics.median(results['bare']):.3f} (medians); goal >= 0.9"
+    )
 
 
 if __name__ == "__main__":

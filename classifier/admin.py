@@ -8,7 +8,7 @@ from django.utils.html import format_html
 
 from ml.services import NoActiveModel
 
-from . import services
+from . import classification, review
 from .models import LABEL_CHOICES, NOT_A_PET, Classification, PetImage
 
 
@@ -72,14 +72,45 @@ class PetImageAdmin(admin.ModelAdmin):
     inlines = [ClassificationInline]
     fieldsets = [
         (None, {"fields": ["preview", "owner", "original_name", "uploaded_at", "width", "height", "sha256"]}),
-        ("Prediction", {"fields": ["status", "error_message", "predicted_breed", "confidence", "top_k", "model_version", "classified_at", "attempts"]}),
+        (
+            "Prediction",
+            {
+                "fields": [
+                    "status",
+                    "error_message",
+                    "predicted_breed",
+                    "confidence",
+                    "top_k",
+                    "model_version",
+                    "classified_at",
+                    "attempts",
+                ]
+            },
+        ),
         ("Owner's answer", {"fields": ["is_correct", "true_breed", "feedback_at"]}),
         ("Review", {"fields": ["reviewed_label", "reviewed_by", "reviewed_at"]}),
     ]
     readonly_fields = [
-        "preview", "owner", "original_name", "uploaded_at", "width", "height", "sha256",
-        "status", "error_message", "predicted_breed", "confidence", "top_k", "model_version", "classified_at", "attempts",
-        "is_correct", "true_breed", "feedback_at", "reviewed_by", "reviewed_at",
+        "preview",
+        "owner",
+        "original_name",
+        "uploaded_at",
+        "width",
+        "height",
+        "sha256",
+        "status",
+        "error_message",
+        "predicted_breed",
+        "confidence",
+        "top_k",
+        "model_version",
+        "classified_at",
+        "attempts",
+        "is_correct",
+        "true_breed",
+        "feedback_at",
+        "reviewed_by",
+        "reviewed_at",
     ]
 
     def get_queryset(self, request):
@@ -105,7 +136,9 @@ class PetImageAdmin(admin.ModelAdmin):
     def preview(self, obj: PetImage) -> str:
         if not obj.thumbnail:
             return "-"
-        return format_html('<img src="{}" alt="" style="max-height:80px">', reverse("classifier:thumbnail", args=[obj.pk]))
+        return format_html(
+            '<img src="{}" alt="" style="max-height:80px">', reverse("classifier:thumbnail", args=[obj.pk])
+        )
 
     @admin.display(description="Prediction", ordering="confidence")
     def prediction(self, obj: PetImage) -> str:
@@ -131,11 +164,13 @@ class PetImageAdmin(admin.ModelAdmin):
 
     @admin.action(description="Review: the prediction is right")
     def confirm_prediction(self, request, queryset):
-        self._report(request, services.confirm_predictions(queryset, request.user), queryset.count(), "no prediction")
+        self._report(request, review.confirm_predictions(queryset, request.user), queryset.count(), "no prediction")
 
     @admin.action(description="Review: accept the owner's answer")
     def accept_owner_answer(self, request, queryset):
-        self._report(request, services.accept_owner_answers(queryset, request.user), queryset.count(), "no owner's answer")
+        self._report(
+            request, review.accept_owner_answers(queryset, request.user), queryset.count(), "no owner's answer"
+        )
 
     @admin.action(description="Review: set the label chosen beside the actions")
     def set_label(self, request, queryset):
@@ -143,18 +178,20 @@ class PetImageAdmin(admin.ModelAdmin):
         if not label:
             self.message_user(request, "Choose a label in the box beside the action first.", messages.ERROR)
             return
-        self._report(request, services.set_label(queryset, label, request.user), queryset.count(), "")
+        self._report(request, review.set_label(queryset, label, request.user), queryset.count(), "")
 
     @admin.action(description="Review: not a cat or dog")
     def mark_not_a_pet(self, request, queryset):
-        self._report(request, services.set_label(queryset, NOT_A_PET, request.user), queryset.count(), "")
+        self._report(request, review.set_label(queryset, NOT_A_PET, request.user), queryset.count(), "")
 
     @admin.action(description="Classify again with the active model")
     def rerun_classification(self, request, queryset):
         try:
-            chunks = services.reclassify(queryset)
+            chunks = classification.reclassify(queryset)
         except NoActiveModel as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return
         count = sum(len(c) for c in chunks)
-        self.message_user(request, f"Sent {count} image{'s' if count != 1 else ''} to the workers in {len(chunks)} chunk(s).")
+        self.message_user(
+            request, f"Sent {count} image{'s' if count != 1 else ''} to the workers in {len(chunks)} chunk(s)."
+        )

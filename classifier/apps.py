@@ -8,6 +8,6 @@ class ClassifierConfig(AppConfig):
     def ready(self) -> None:
         from ml.signals import model_activated
 
-        from . import services
+        from . import classification
 
-        model_activated.connect(services.on_model_activated, dispatch_uid="classifier.enqueue_pending")
+        model_activated.connect(classification.on_model_activated, dispatch_uid="classifier.enqueue_pending")

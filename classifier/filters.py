@@ -19,20 +19,30 @@ FEEDBACK_CHOICES = [("none", "No answer yet"), ("correct", "Said correct"), ("wr
 
 class GalleryFilter(django_filters.FilterSet):
     breed = django_filters.ChoiceFilter(
-        field_name="predicted_breed", choices=sorted(BREED_CHOICES, key=lambda c: c[1]), empty_label="Any breed", label="Breed"
+        field_name="predicted_breed",
+        choices=sorted(BREED_CHOICES, key=lambda c: c[1]),
+        empty_label="Any breed",
+        label="Breed",
     )
     species = django_filters.ChoiceFilter(
-        choices=[(breeds.CAT, "Cats"), (breeds.DOG, "Dogs")], method="filter_species", empty_label="Cats and dogs", label="Species"
+        choices=[(breeds.CAT, "Cats"), (breeds.DOG, "Dogs")],
+        method="filter_species",
+        empty_label="Cats and dogs",
+        label="Species",
     )
     status = django_filters.ChoiceFilter(choices=PetImage.Status.choices, empty_label="Any status")
-    feedback = django_filters.ChoiceFilter(choices=FEEDBACK_CHOICES, method="filter_feedback", empty_label="Any feedback", label="Your answer")
+    feedback = django_filters.ChoiceFilter(
+        choices=FEEDBACK_CHOICES, method="filter_feedback", empty_label="Any feedback", label="Your answer"
+    )
     # In percent, as people think of confidence; stored as a fraction.
     min_confidence = django_filters.NumberFilter(
-        method="filter_min_confidence", label="Confidence from (%)",
+        method="filter_min_confidence",
+        label="Confidence from (%)",
         widget=forms.NumberInput(attrs={"min": 0, "max": 100, "step": 1}),
     )
     max_confidence = django_filters.NumberFilter(
-        method="filter_max_confidence", label="to (%)",
+        method="filter_max_confidence",
+        label="to (%)",
         widget=forms.NumberInput(attrs={"min": 0, "max": 100, "step": 1}),
     )
     sort = django_filters.ChoiceFilter(

@@ -33,7 +33,9 @@ def _grouped_label_choices() -> list:
 class FeedbackForm(forms.Form):
     """The owner's answer: the prediction is right, or it is wrong and here is the truth."""
 
-    answer = forms.ChoiceField(choices=[("correct", "Correct"), ("wrong", "Wrong, it is a …")], widget=forms.RadioSelect)
+    answer = forms.ChoiceField(
+        choices=[("correct", "Correct"), ("wrong", "Wrong, it is a …")], widget=forms.RadioSelect
+    )
     label = forms.ChoiceField(choices=_grouped_label_choices, required=False)
 
     def __init__(self, *args, pet=None, **kwargs):

@@ -76,7 +76,14 @@ class PetImage(models.Model):
 
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
     error_message = models.TextField(blank=True)
-    attempts = models.PositiveSmallIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="classifications started (a worker died if unfinished)")
+    # Delivery bookkeeping: a queue message is only a hint, these fields decide what is re-sent.
+    enqueued_at = models.DateTimeField(null=True, blank=True, help_text="when a message was last sent for it")
+    enqueue_count = models.PositiveIntegerField(default=0)
+    # The claim: a worker owns the image from claimed_at until it writes the result.
+    claim_token = models.UUIDField(null=True, blank=True, editable=False)
+    claimed_by = models.CharField(max_length=255, blank=True, help_text="host:pid of the worker process")
+    claimed_at = models.DateTimeField(null=True, blank=True)
     predicted_breed = models.CharField(max_length=50, choices=BREED_CHOICES, blank=True)
     confidence = models.FloatField(null=True, blank=True)
     top_k = models.JSONField(default=list, blank=True, help_text='[{"breed": key, "probability": p}, ...]')
@@ -104,9 +111,11 @@ class PetImage(models.Model):
         indexes = [
             models.Index(fields=["owner", "-uploaded_at"], name="petimage_owner_recent"),
             models.Index(fields=["owner", "predicted_breed"], name="petimage_owner_breed"),
-            models.Index(fields=["status", "uploaded_at"], name="petimage_status_age"),
+            models.Index(fields=["status", "enqueued_at"], name="petimage_status_sent"),
+            models.Index(fields=["status", "claimed_at"], name="petimage_status_claimed"),
             models.Index(fields=["reviewed_at", "is_correct"], name="petimage_review"),
         ]
+        permissions = [("review_petimage", "Can review pet images (labels, review queue, dashboard)")]
 
     def __str__(self) -> str:
         return f"{self.original_name} ({self.get_status_display()})"
@@ -150,6 +159,11 @@ class Classification(models.Model):
     class Meta:
         ordering = ["-created_at", "-pk"]
         indexes = [models.Index(fields=["image", "-created_at"], name="classification_image_recent")]
+        constraints = [
+            # A model version classifies an image once: a second delivery of the same task, or a
+            # second worker, can never add a second row.
+            models.UniqueConstraint(fields=["image", "model_version"], name="one_classification_per_image_version")
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_predicted_breed_display()} {self.confidence:.0%} by {self.model_version}"

@@ -1,4 +1,4 @@
-"""Celery tasks: thin wrappers that pass ids, never objects, to the services.
+"""Celery tasks: thin wrappers that pass ids, never objects, to the classification.
 
 Classification tasks are acknowledged only after they finish (a worker that dies
 mid-task leaves the message for another) and retry when the database is briefly away.
@@ -8,7 +8,7 @@ from datetime import timedelta
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from . import services
+from . import classification
 
 RELIABLE = {
     "acks_late": True,
@@ -21,15 +21,15 @@ RELIABLE = {
 
 @shared_task(**RELIABLE)
 def classify_image(pk: int) -> None:
-    services.classify(pk)
+    classification.classify(pk)
 
 
 @shared_task(**RELIABLE)
 def classify_batch(pks: list[int], version_id: int) -> None:
     """Reclassification: a chunk of images with a named model version."""
-    services.classify_images(pks, version_id)
+    classification.classify_images(pks, version_id)
 
 
 @shared_task
 def requeue_stale(minutes: int = 5) -> int:
-    return services.requeue_stale(timedelta(minutes=minutes))
+    return classification.requeue_stale(timedelta(minutes=minutes))

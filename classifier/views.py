@@ -1,4 +1,4 @@
-"""Thin views: they check who asks, validate with forms and call services."""
+"""Thin views: they check who asks, validate with forms and call the service functions."""
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
@@ -11,7 +11,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from . import services
+from . import review, uploads
 from .filters import GalleryFilter
 from .forms import FeedbackForm, UploadForm
 from .models import PetImage, label_name
@@ -30,7 +30,7 @@ def signup(request):
 def upload(request):
     form = UploadForm(request.POST, request.FILES) if request.method == "POST" else UploadForm()
     if form.is_bound and form.is_valid():
-        pet = services.create_pet_image(request.user, form.cleaned_data["image"], form.image_info)
+        pet = uploads.create_pet_image(request.user, form.cleaned_data["image"], form.image_info)
         return redirect(pet)
     context = {"form": form, "max_upload": settings.PETSITE_MAX_UPLOAD_BYTES}
     return render(request, "classifier/upload.html", context, status=400 if form.errors else 200)
@@ -66,14 +66,14 @@ def feedback(request, pk: int):
     if not form.is_valid():
         return render(request, "classifier/detail.html", {"pet": pet, "feedback_form": form}, status=400)
     correct = form.cleaned_data["answer"] == "correct"
-    services.record_feedback(pet, correct=correct, label=form.cleaned_data.get("label", ""))
+    review.record_feedback(pet, correct=correct, label=form.cleaned_data.get("label", ""))
     messages.success(request, "Thanks! Your answer helps the next model." if not correct else "Thanks for confirming!")
     return redirect(pet)
 
 
 @staff_member_required
 def review_dashboard(request):
-    return render(request, "classifier/review_dashboard.html", services.review_summary())
+    return render(request, "classifier/review_dashboard.html", review.review_summary())
 
 
 @login_required

@@ -11,7 +11,17 @@ class ModelVersionAdmin(admin.ModelAdmin):
     list_display = ["name", "is_active", "created_at", "accuracy", "image_size", "report"]
     list_filter = ["is_active"]
     search_fields = ["name", "notes"]
-    readonly_fields = ["file", "created_at", "classes", "image_size", "metrics", "training_args", "history", "figures", "is_active"]
+    readonly_fields = [
+        "file",
+        "created_at",
+        "classes",
+        "image_size",
+        "metrics",
+        "training_args",
+        "history",
+        "figures",
+        "is_active",
+    ]
     actions = ["activate"]
 
     @admin.display(description="Report")

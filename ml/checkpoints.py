@@ -10,10 +10,11 @@ from __future__ import annotations
 import io
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Sequence
+from typing import Any, BinaryIO
 
 import torch
 from torch import nn
@@ -83,7 +84,7 @@ def save_checkpoint(
         std=list(std),
         metrics=_plain(metrics or {}),
         training_args=_plain(training_args or {}),
-        created_at=datetime.now(timezone.utc).isoformat(),
+        created_at=datetime.now(UTC).isoformat(),
         torch_version=str(torch.__version__),
     )
     with atomic_path(path) as tmp, tmp.open("wb") as f:

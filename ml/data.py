@@ -7,9 +7,10 @@ numbers it needs (image size, resize size, normalisation) travel in the checkpoi
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Sequence
+from typing import BinaryIO
 
 import torch
 from PIL import Image, ImageOps
@@ -190,7 +191,8 @@ def load_split(
         try:
             OxfordIIITPet(root, split=split, download=True)
         except OSError as exc:  # URLError is an OSError
-            raise DatasetError(f"Could not download the Oxford-IIIT Pet dataset: {exc}. {_how_to_get(Path(root))}") from exc
+            how = _how_to_get(Path(root))
+            raise DatasetError(f"Could not download the Oxford-IIIT Pet dataset: {exc}. {how}") from exc
     check_dataset(root, splits=(split,))
     return OxfordIIITPet(root, split=split, target_types="category", transform=transform)
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -96,12 +97,16 @@ class ConfusedPair(NamedTuple):
     count: int
 
 
-def most_confused(matrix: np.ndarray, classes: Sequence[str], min_count: int = 1, limit: int = 20) -> list[ConfusedPair]:
+def most_confused(
+    matrix: np.ndarray, classes: Sequence[str], min_count: int = 1, limit: int = 20
+) -> list[ConfusedPair]:
     """Off-diagonal cells with at least ``min_count`` images, largest first."""
     off_diagonal = matrix.copy()
     np.fill_diagonal(off_diagonal, 0)
     actual, predicted = np.nonzero(off_diagonal >= min_count)
-    pairs = [ConfusedPair(classes[a], classes[p], int(off_diagonal[a, p])) for a, p in zip(actual, predicted)]
+    pairs = [
+        ConfusedPair(classes[a], classes[p], int(off_diagonal[a, p])) for a, p in zip(actual, predicted, strict=True)
+    ]
     pairs.sort(key=lambda pair: (-pair.count, pair.actual, pair.predicted))
     return pairs[:limit]
 
@@ -122,8 +127,12 @@ def top_losses(logits: torch.Tensor, targets: torch.Tensor, k: int = 9) -> list[
     worst = losses.topk(min(k, len(losses))).indices.tolist()
     return [
         TopLoss(
-            index=i, loss=losses[i].item(), predicted=int(probabilities[i].argmax()), actual=int(targets[i]),
-            probability=probabilities[i].max().item(), actual_probability=probabilities[i, targets[i]].item(),
+            index=i,
+            loss=losses[i].item(),
+            predicted=int(probabilities[i].argmax()),
+            actual=int(targets[i]),
+            probability=probabilities[i].max().item(),
+            actual_probability=probabilities[i, targets[i]].item(),
         )
         for i in worst
     ]
@@ -186,7 +195,10 @@ class Evaluation:
 
 
 def evaluate(
-    model: nn.Module, loader: DataLoader, classes: Sequence[str], device: torch.device | str = "cpu",
+    model: nn.Module,
+    loader: DataLoader,
+    classes: Sequence[str],
+    device: torch.device | str = "cpu",
     progress: bool = False,
 ) -> Evaluation:
     logits, targets = collect_logits(model, loader, device, progress=progress)

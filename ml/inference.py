@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import os
-from typing import BinaryIO, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import BinaryIO, NamedTuple
 
 import torch
 
@@ -59,6 +60,6 @@ class Predictor:
             probs = torch.softmax(self.model(torch.stack(list(tensors)).to(self.device)), dim=1)
             top_p, top_i = probs.topk(k, dim=1)
         return [
-            [Prediction(self.classes[i], p) for p, i in zip(ps, idxs)]
-            for ps, idxs in zip(top_p.tolist(), top_i.tolist())
+            [Prediction(self.classes[i], p) for p, i in zip(ps, idxs, strict=True)]
+            for ps, idxs in zip(top_p.tolist(), top_i.tolist(), strict=True)
         ]

@@ -29,9 +29,10 @@ from __future__ import annotations
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,7 +45,15 @@ from tqdm.auto import tqdm
 from . import plots
 from .breeds import BREED_KEYS, NUM_CLASSES
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
-from .data import IMAGENET_MEAN, IMAGENET_STD, eval_transform, load_pet_datasets, load_split, make_loader, with_open_image
+from .data import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    eval_transform,
+    load_pet_datasets,
+    load_split,
+    make_loader,
+    with_open_image,
+)
 from .evaluation import collect_logits, evaluate, write_json
 from .model import IMAGENET, build_resnet34, freeze_body, layer_groups, unfreeze
 
@@ -371,6 +380,7 @@ def run_evaluation(
     model = checkpoint.build_model().to(torch_device)
     evaluation = evaluate(model, loader, checkpoint.classes, torch_device, progress=progress)
     metrics = evaluation.to_metrics(split)
-    figures = plots.save_evaluation_figures(evaluation, dataset, Path(out_dir) / "figures", checkpoint.mean, checkpoint.std)
+    figures_dir = Path(out_dir) / "figures"
+    figures = plots.save_evaluation_figures(evaluation, dataset, figures_dir, checkpoint.mean, checkpoint.std)
     write_json(Path(out_dir) / "metrics.json", metrics)
     return metrics, figures

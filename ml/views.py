@@ -26,17 +26,29 @@ def model_list(request):
 def model_detail(request, name: str):
     version = get_object_or_404(ModelVersion, name=name)
     metrics = version.metrics
-    figures = [(key, FIGURE_TITLES.get(key, key.replace("_", " ").capitalize())) for key in FIGURE_TITLES if key in version.figures]
+    figures = [
+        (key, FIGURE_TITLES.get(key, key.replace("_", " ").capitalize()))
+        for key in FIGURE_TITLES
+        if key in version.figures
+    ]
     figures += [(key, key.replace("_", " ").capitalize()) for key in version.figures if key not in FIGURE_TITLES]
     confused = [
         {"actual": display_name(pair["actual"]), "predicted": display_name(pair["predicted"]), "count": pair["count"]}
         for pair in metrics.get("most_confused", [])
     ]
     per_class = sorted(metrics.get("per_class", []), key=lambda row: row["f1"])
-    return render(request, "ml/model_detail.html", {
-        "version": version, "metrics": metrics, "figures": figures, "confused": confused, "per_class": per_class,
-        "epochs": version.history.get("epochs", []),  # the columns fastai prints per epoch
-    })
+    return render(
+        request,
+        "ml/model_detail.html",
+        {
+            "version": version,
+            "metrics": metrics,
+            "figures": figures,
+            "confused": confused,
+            "per_class": per_class,
+            "epochs": version.history.get("epochs", []),  # the columns fastai prints per epoch
+        },
+    )
 
 
 @staff_member_required

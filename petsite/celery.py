@@ -26,9 +26,8 @@ def _limit_torch_threads(**kwargs) -> None:
 
     Runs in the child after fork: torch must never be initialised in the parent.
     """
-    from django.conf import settings
-
     import torch
+    from django.conf import settings
 
     children = app.conf.worker_concurrency or os.cpu_count() or 1
     threads = settings.PETSITE_TORCH_THREADS or max(1, (os.cpu_count() or 1) // children)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import io
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image

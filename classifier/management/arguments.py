@@ -10,5 +10,7 @@ def since(value: str) -> datetime:
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a date like 2026-11-25 or 2026-11-25T14:00, not {value!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected a date like 2026-11-25 or 2026-11-25T14:00, not {value!r}"
+        ) from None
     return timezone.make_aware(moment) if timezone.is_naive(moment) else moment

@@ -2,7 +2,7 @@
 import pytest
 from django.utils import timezone
 
-from classifier import services
+from classifier import uploads
 from classifier.models import PetImage
 from classifier.validators import inspect_image
 from tests.helpers import upload
@@ -14,7 +14,7 @@ def make_image(user, model_version):
 
     def make(breed: str = "pug", confidence: float = 0.9, owner=None, **fields) -> PetImage:
         file = upload()
-        pet = services.create_pet_image(owner or user, file, inspect_image(file))
+        pet = uploads.create_pet_image(owner or user, file, inspect_image(file))
         values = {
             "status": PetImage.Status.DONE, "predicted_breed": breed, "confidence": confidence,
             "top_k": [{"breed": breed, "probability": confidence}], "model_version": model_version,

@@ -3,7 +3,6 @@ import pytest
 from django.urls import reverse
 
 
-
 @pytest.fixture
 def pets(make_image):
     return {
@@ -73,7 +72,9 @@ def test_bad_filter_values_are_ignored_not_errors(client, user, pets):
 
 
 @pytest.mark.parametrize("page_size", [5, 40])
-def test_queries_do_not_grow_with_page_size(client, user, make_image, settings, django_assert_max_num_queries, page_size):
+def test_queries_do_not_grow_with_page_size(
+    client, user, make_image, settings, django_assert_max_num_queries, page_size
+):
     settings.PETSITE_GALLERY_PAGE_SIZE = page_size
     for i in range(page_size):
         make_image("pug" if i % 2 else "Persian", is_correct=bool(i % 3), true_breed="pug")

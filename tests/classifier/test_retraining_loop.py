@@ -3,10 +3,10 @@ import pytest
 from django.core.management import CommandError, call_command
 from torchvision.datasets import OxfordIIITPet
 
-from classifier import services
+from classifier import uploads
 from classifier.models import NOT_A_PET, Classification, PetImage
-from ml.breeds import BREED_KEYS
 from classifier.validators import inspect_image
+from ml.breeds import BREED_KEYS
 from ml.data import check_dataset, read_split
 from tests.helpers import upload, wait_for
 
@@ -24,7 +24,10 @@ def test_export_writes_the_dataset_layout(tmp_path, make_image, capsys):
     assert "Exported 3 reviewed image(s) of 3 breed(s)" in out and "Beagle" in out
 
     check_dataset(tmp_path, splits=("trainval",))
-    expected = {f"{label}_{pet.pk}": BREED_KEYS.index(label) for pet, label in zip(pets, ["pug", "beagle", "Sphynx"])}
+    expected = {
+        f"{label}_{pet.pk}": BREED_KEYS.index(label)
+        for pet, label in zip(pets, ["pug", "beagle", "Sphynx"], strict=True)
+    }
     assert dict(read_split(tmp_path, "trainval")) == expected
 
     dataset = OxfordIIITPet(tmp_path, split="trainval", target_types="category")
@@ -47,7 +50,7 @@ def test_export_since(tmp_path, make_image, capsys):
 def test_reclassify_through_the_worker_keeps_history(worker, user, model_version, other_checkpoint_file, capsys):
     for _ in range(3):  # uploads, classified by the worker with the active model
         file = upload()
-        services.create_pet_image(user, file, inspect_image(file))
+        uploads.create_pet_image(user, file, inspect_image(file))
     wait_for(lambda: PetImage.objects.filter(status="done").count() == 3, what="the first classification")
     assert Classification.objects.filter(model_version=model_version).count() == 3
 
@@ -81,16 +84,21 @@ def test_admin_rerun_action_uses_the_new_active_model(worker, user, model_versio
     from ml import services as ml_services
 
     file = upload()
-    pet = services.create_pet_image(user, file, inspect_image(file))
+    pet = uploads.create_pet_image(user, file, inspect_image(file))
     wait_for(lambda: PetImage.objects.get(pk=pet.pk).status == "done", what="the first classification")
 
     ml_services.register_model(other_checkpoint_file, name="v2", activate=True)
     user.is_staff = user.is_superuser = True
     user.save()
     client.force_login(user)
-    response = client.post(reverse("admin:classifier_petimage_changelist"),
-                           {"action": "rerun_classification", helpers.ACTION_CHECKBOX_NAME: [pet.pk]}, follow=True)
+    response = client.post(
+        reverse("admin:classifier_petimage_changelist"),
+        {"action": "rerun_classification", helpers.ACTION_CHECKBOX_NAME: [pet.pk]},
+        follow=True,
+    )
     assert "Sent 1 image to the workers in 1 chunk(s)" in response.content.decode()
     wait_for(lambda: PetImage.objects.get(pk=pet.pk).model_version.name == "v2", what="reclassification by v2")
     assert list(pet.classifications.order_by("created_at").values_list("model_version__name", flat=True)) == [
-        model_version.name, "v2"]
+        model_version.name,
+        "v2",
+    ]

@@ -89,7 +89,9 @@ def test_unusual_png_modes_upload_fine(logged_in, mode):
 
     buffer = io.BytesIO()
     Image.new(mode, (40, 30)).save(buffer, "PNG")
-    response = logged_in.post(reverse("classifier:upload"), {"image": upload("odd.png", buffer.getvalue(), "image/png")})
+    response = logged_in.post(
+        reverse("classifier:upload"), {"image": upload("odd.png", buffer.getvalue(), "image/png")}
+    )
     assert response.status_code == 302
     assert PetImage.objects.get().thumbnail
 

@@ -44,7 +44,9 @@ def test_predict_prints_top5_of_active_model(model_version, checkpoint_file, tmp
     expected = Predictor(checkpoint_file).predict(path, k=5)
     lines = out.splitlines()
     assert lines[0] == f"{path}  [{model_version.name}]"
-    assert [line.split(".", 1)[1].rsplit(None, 1)[0].strip() for line in lines[1:]] == [display_name(p.label) for p in expected]
+    assert [line.split(".", 1)[1].rsplit(None, 1)[0].strip() for line in lines[1:]] == [
+        display_name(p.label) for p in expected
+    ]
 
 
 def test_predict_without_model_says_how_to_get_one(db, tmp_path):

@@ -102,9 +102,11 @@ def test_predictor_top_k_is_sorted_probabilities(predictor):
 
 
 def test_batch_equals_one_by_one(predictor):
-    images = [Image.open(io.BytesIO(image_bytes(size=(64 + 16 * i, 80), color=(40 * i, 90, 200 - 30 * i)))) for i in range(5)]
+    images = [
+        Image.open(io.BytesIO(image_bytes(size=(64 + 16 * i, 80), color=(40 * i, 90, 200 - 30 * i)))) for i in range(5)
+    ]
     batch = predictor.predict_batch(images, k=3, batch_size=2)
-    for image, batched in zip(images, batch):
+    for image, batched in zip(images, batch, strict=True):
         single = predictor.predict(image, k=3)
         assert [p.label for p in single] == [p.label for p in batched]
         assert [p.probability for p in single] == pytest.approx([p.probability for p in batched], abs=1e-5)
@@ -124,6 +126,10 @@ def test_predictor_applies_exif_orientation(predictor):
 def test_checkpoint_metrics_with_numpy_numbers_still_load_safely(tmp_path):
     import numpy as np
 
-    path = save_checkpoint(tmp_path / "m.pt", build_resnet34(weights=None), classes=breeds.BREED_KEYS,
-                           metrics={"accuracy": np.float64(0.5), "per_class": [{"f1": np.float32(0.25).item()}]})
+    path = save_checkpoint(
+        tmp_path / "m.pt",
+        build_resnet34(weights=None),
+        classes=breeds.BREED_KEYS,
+        metrics={"accuracy": np.float64(0.5), "per_class": [{"f1": np.float32(0.25).item()}]},
+    )
     assert load_checkpoint(path).metrics == {"accuracy": 0.5, "per_class": [{"f1": 0.25}]}

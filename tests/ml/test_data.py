@@ -8,8 +8,16 @@ import pytest
 import torch
 
 from ml.data import (
-    DATASET_URLS, DatasetError, check_dataset, eval_transform, load_pet_datasets, load_split, make_loader,
-    open_image, read_split, stratified_split,
+    DATASET_URLS,
+    DatasetError,
+    check_dataset,
+    eval_transform,
+    load_pet_datasets,
+    load_split,
+    make_loader,
+    open_image,
+    read_split,
+    stratified_split,
 )
 from ml.synthetic import make_fake_pets
 

@@ -14,8 +14,17 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ml import plots
 from ml.evaluation import (
-    Evaluation, accuracy, atomic_path, collect_logits, confusion_matrix, error_rate, most_confused,
-    per_class_metrics, top_k_accuracy, top_losses, write_json,
+    Evaluation,
+    accuracy,
+    atomic_path,
+    collect_logits,
+    confusion_matrix,
+    error_rate,
+    most_confused,
+    per_class_metrics,
+    top_k_accuracy,
+    top_losses,
+    write_json,
 )
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -52,7 +61,7 @@ def test_accuracy_error_rate_and_top5():
     assert error_rate(logits, TARGETS) == pytest.approx(4 / 8)
     assert top_k_accuracy(logits, TARGETS, k=1) == pytest.approx(4 / 8)
     # top-2 adds rows whose target is predicted+1: (0 -> 1) actual 1, (1 -> 2) actual 2... counted below
-    top2 = [t in (p, (p + 1) % 4) for p, t in zip(PREDICTED, TARGETS.tolist())]
+    top2 = [t in (p, (p + 1) % 4) for p, t in zip(PREDICTED, TARGETS.tolist(), strict=True)]
     assert top_k_accuracy(logits, TARGETS, k=2) == pytest.approx(sum(top2) / 8)
     assert top_k_accuracy(logits, TARGETS, k=5) == 1.0  # k larger than the classes: everything
 

@@ -10,8 +10,7 @@ from PIL import Image
 from torchvision.datasets import OxfordIIITPet
 
 from ml.breeds import BREED_KEYS, BREEDS, CAT, display_name
-from ml.data import read_split
-from ml.data import LIST_HEADER
+from ml.data import LIST_HEADER, read_split
 from ml.synthetic import make_fake_pets, pattern_of
 
 from .conftest import TEST_PER_CLASS, TRAINVAL_PER_CLASS

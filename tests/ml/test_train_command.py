@@ -50,12 +50,28 @@ def test_train_registers_an_active_version_with_everything(db, tiny_pets, tmp_pa
     for name in FIGURES:
         assert reverse("ml:model_figure", args=["tiny-v1", name]) in html
     assert admin_client.get(reverse("ml:model_figure", args=["tiny-v1", "loss"]))["Content-Type"] == "image/png"
-    assert reverse("ml:model_detail", args=["tiny-v1"]) in admin_client.get(reverse("admin:ml_modelversion_changelist")).content.decode()
+    assert (
+        reverse("ml:model_detail", args=["tiny-v1"])
+        in admin_client.get(reverse("admin:ml_modelversion_changelist")).content.decode()
+    )
 
     # evaluate: metrics and figures of the version on another split, kept with it
     capsys.readouterr()
-    call_command("evaluate", "--model", "tiny-v1", "--data", str(tiny_pets), "--split", "trainval",
-                 "--workers", "0", "--out", str(tmp_path / "eval"), "--verbosity", "0")
+    call_command(
+        "evaluate",
+        "--model",
+        "tiny-v1",
+        "--data",
+        str(tiny_pets),
+        "--split",
+        "trainval",
+        "--workers",
+        "0",
+        "--out",
+        str(tmp_path / "eval"),
+        "--verbosity",
+        "0",
+    )
     assert "tiny-v1 on trainval (111 images)" in capsys.readouterr().out
     version.refresh_from_db()
     assert version.metrics["evaluations"]["trainval"]["num_images"] == 111
@@ -64,19 +80,31 @@ def test_train_registers_an_active_version_with_everything(db, tiny_pets, tmp_pa
 
 def test_fine_tune_from_a_version_on_exported_reviews(model_version, tiny_pets, tmp_path, user):
     """The loop back: reviewed uploads, exported, fine-tune the active version into a new one."""
-    from classifier import services
+    from classifier import review, uploads
     from classifier.models import PetImage
     from classifier.validators import inspect_image
     from tests.helpers import upload
 
     for label in ["pug", "Bengal", "beagle"]:
         file = upload()
-        pet = services.create_pet_image(user, file, inspect_image(file))
-        services.set_label(PetImage.objects.filter(pk=pet.pk), label, reviewer=user)
+        pet = uploads.create_pet_image(user, file, inspect_image(file))
+        review.set_label(PetImage.objects.filter(pk=pet.pk), label, reviewer=user)
     call_command("export_reviewed", str(tmp_path / "reviewed"))
 
-    call_command("train", "--data", str(tiny_pets), "--init-from", model_version.name, "--extra-data", str(tmp_path / "reviewed"),
-                 "--out", str(tmp_path / "run2"), "--name", "tiny-v2", *[a for a in TINY if a != "--no-pretrained"])
+    call_command(
+        "train",
+        "--data",
+        str(tiny_pets),
+        "--init-from",
+        model_version.name,
+        "--extra-data",
+        str(tmp_path / "reviewed"),
+        "--out",
+        str(tmp_path / "run2"),
+        "--name",
+        "tiny-v2",
+        *[a for a in TINY if a != "--no-pretrained"],
+    )
     v2 = ModelVersion.objects.get(name="tiny-v2")
     assert v2.training_args["extra_data"] == [str(tmp_path / "reviewed")]
     assert v2.training_args["num_train_images"] == 3 * 37 - 37 + 3  # trainval minus validation, plus the exports
@@ -95,8 +123,11 @@ def test_clear_errors(db, tmp_path, tiny_pets):
 
 def test_model_pages_are_staff_only(client, model_version, user):
     name = model_version.name
-    for url in [reverse("ml:model_list"), reverse("ml:model_detail", args=[name]),
-                reverse("ml:model_figure", args=[name, "loss"])]:
+    for url in [
+        reverse("ml:model_list"),
+        reverse("ml:model_detail", args=[name]),
+        reverse("ml:model_figure", args=[name, "loss"]),
+    ]:
         client.logout()
         assert client.get(url).status_code == 302
         client.force_login(user)

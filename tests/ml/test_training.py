@@ -22,7 +22,14 @@ from ml.inference import Predictor
 from ml.model import WeightsUnavailableError, build_resnet34, layer_groups
 from ml.plots import FIGURES
 from ml.training import (
-    FROZEN, UNFROZEN, TrainConfig, fit, make_optimizer, run_evaluation, run_training, stage_lrs,
+    FROZEN,
+    UNFROZEN,
+    TrainConfig,
+    fit,
+    make_optimizer,
+    run_evaluation,
+    run_training,
+    stage_lrs,
 )
 
 from .test_evaluation import assert_valid_png
@@ -109,7 +116,7 @@ def test_checkpoint_loads_in_the_predictor_and_agrees_with_the_evaluation(run, f
     rows = read_split(fake_pets, "test")
     images = [fake_pets / "oxford-iiit-pet" / "images" / f"{name}.jpg" for name, _ in rows]
     top1 = [p[0].label for p in predictor.predict_batch(images, k=1)]
-    accuracy = np.mean([label == BREED_KEYS[actual] for label, (_, actual) in zip(top1, rows)])
+    accuracy = np.mean([label == BREED_KEYS[actual] for label, (_, actual) in zip(top1, rows, strict=True)])
     # Same preprocessing as evaluation, so exactly the same predictions.
     assert accuracy == pytest.approx(result.metrics["accuracy"], abs=1e-6)
 
@@ -165,7 +172,7 @@ def test_optimizer_param_groups_hold_the_layer_groups_and_their_rates():
     lrs = stage_lrs(1e-3, UNFROZEN, lr_mult=100)
     optimizer = make_optimizer(model, lrs, weight_decay=0.01)
     assert [g["lr"] for g in optimizer.param_groups] == pytest.approx(lrs)
-    for group, params in zip(optimizer.param_groups, layer_groups(model)):
+    for group, params in zip(optimizer.param_groups, layer_groups(model), strict=True):
         assert [id(p) for p in group["params"]] == [id(p) for p in params]
         assert group["weight_decay"] == 0.01
 
@@ -188,7 +195,8 @@ def test_freezing_really_freezes(tiny_pets):
     convs = [k for k in before if "conv" in k or "downsample.0" in k]
     assert len(convs) == 33 + 3  # 33 convolutions on the main path, 3 in downsampling shortcuts
     assert all(torch.equal(before[k], after[k]) for k in convs), "a body convolution moved while frozen"
-    assert not torch.equal(before["fc.weight"], after["fc.weight"]) and not torch.equal(before["fc.bias"], after["fc.bias"])
+    assert not torch.equal(before["fc.weight"], after["fc.weight"])
+    assert not torch.equal(before["fc.bias"], after["fc.bias"])
     assert not torch.equal(before["bn1.weight"], after["bn1.weight"])  # BatchNorm trains (fastai's train_bn)
     assert len(history.epochs) == 1 and history.epochs[0]["stage"] == FROZEN
     assert all(p.requires_grad for p in model.parameters())  # handed back unfrozen
@@ -215,8 +223,9 @@ def test_fine_tuning_starts_from_an_existing_checkpoint(run, tiny_pets, tmp_path
     _, result, _ = run
     # The tiny dataset comes from the same generator, so the trained model knows its breeds;
     # with a negligible learning rate the first epoch shows where the run started.
-    config = _tiny_config(tiny_pets, init_checkpoint=str(result.checkpoint), freeze_epochs=0, lr=1e-9,
-                          evaluate_test=False)
+    config = _tiny_config(
+        tiny_pets, init_checkpoint=str(result.checkpoint), freeze_epochs=0, lr=1e-9, evaluate_test=False
+    )
     tuned = run_training(config, tmp_path, log=lambda _: None)
     assert tuned.history["epochs"][0]["accuracy"] >= 0.7
     assert load_checkpoint(tuned.checkpoint).training_args["init_checkpoint"] == str(result.checkpoint)
@@ -235,8 +244,9 @@ def test_checkpoint_for_other_classes_cannot_be_fine_tuned(tiny_pets, tmp_path):
 @pytest.mark.parametrize("weights", ["imagenet", "missing.pth"])
 def test_missing_weights_stop_the_run_before_training(tiny_pets, tmp_path, monkeypatch, weights):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty-hub"))
-    monkeypatch.setattr("torchvision.models._api.load_state_dict_from_url",
-                        lambda *a, **k: (_ for _ in ()).throw(OSError("no network")))
+    monkeypatch.setattr(
+        "torchvision.models._api.load_state_dict_from_url", lambda *a, **k: (_ for _ in ()).throw(OSError("no network"))
+    )
     monkeypatch.setattr(training, "fit", lambda *a, **k: pytest.fail("training started"))
     path = weights if weights == "imagenet" else str(tmp_path / weights)
     with pytest.raises(WeightsUnavailableError, match="--no-pretrained"):

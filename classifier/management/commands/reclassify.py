@@ -3,7 +3,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from classifier import services
+from classifier import classification
 from classifier.management.arguments import since
 from classifier.models import PetImage
 from ml import services as ml_services
@@ -37,14 +37,16 @@ class Command(BaseCommand):
             images = images.filter(status__in=status)
         if since:
             images = images.filter(uploaded_at__gte=since)
-        chunks = services.reclassify(images, version, chunk_size=chunk_size)
+        chunks = classification.reclassify(images, version, chunk_size=chunk_size)
         pks = [pk for chunk in chunks for pk in chunk]
         self.stdout.write(f"Sent {len(pks)} image(s) in {len(chunks)} chunk(s) to be classified by {version.name}.")
         if wait and pks:
             self._wait(pks, version, timeout)
 
     def _wait(self, pks, version, timeout):
-        finished = PetImage.objects.filter(pk__in=pks).exclude(status__in=[PetImage.Status.PENDING, PetImage.Status.PROCESSING])
+        finished = PetImage.objects.filter(pk__in=pks).exclude(
+            status__in=[PetImage.Status.PENDING, PetImage.Status.PROCESSING]
+        )
         done_by_version = finished.filter(status=PetImage.Status.DONE, model_version=version)
         deadline = time.monotonic() + timeout
         with tqdm(total=len(pks), unit="image", desc="reclassify") as bar:

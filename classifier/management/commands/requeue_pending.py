@@ -2,7 +2,7 @@ from datetime import timedelta
 
 from django.core.management.base import BaseCommand
 
-from classifier import services
+from classifier import classification
 
 
 class Command(BaseCommand):
@@ -13,5 +13,5 @@ class Command(BaseCommand):
                             help="only images uploaded more than this many minutes ago (default 5; 0 for all)")
 
     def handle(self, older_than, **options):
-        count = services.requeue_stale(timedelta(minutes=older_than))
+        count = classification.requeue_stale(timedelta(minutes=older_than))
         self.stdout.write(self.style.SUCCESS(f"Re-sent {count} image(s) to the workers."))

@@ -32,17 +32,29 @@ class Command(BaseCommand):
             raise CommandError(f"No model version named {o['model']!r}.") from None
         except services.NoActiveModel as exc:
             raise CommandError(str(exc)) from None
-        out = Path(o["out"] or settings.PETSITE_RUNS_DIR / f"{version.name}-{o['split']}-{timezone.now():%Y%m%d-%H%M%S}")
+        out = Path(
+            o["out"] or settings.PETSITE_RUNS_DIR / f"{version.name}-{o['split']}-{timezone.now():%Y%m%d-%H%M%S}"
+        )
         try:
             with services.local_checkpoint(version) as path:
                 metrics, _ = run_evaluation(
-                    path, o["data"], out, split=o["split"], batch_size=o["batch_size"], workers=o["workers"],
-                    device=o["device"], download=o["download"], progress=o["verbosity"] > 0,
+                    path,
+                    o["data"],
+                    out,
+                    split=o["split"],
+                    batch_size=o["batch_size"],
+                    workers=o["workers"],
+                    device=o["device"],
+                    download=o["download"],
+                    progress=o["verbosity"] > 0,
                 )
         except (DatasetError, CheckpointError, RuntimeError) as exc:
             raise CommandError(str(exc)) from exc
         services.record_evaluation(version, metrics, out / "figures")
-        self.stdout.write(self.style.SUCCESS(
-            f"{version.name} on {o['split']} ({metrics['num_images']} images): accuracy {metrics['accuracy']:.4f}, "
-            f"error rate {metrics['error_rate']:.4f}, top-5 {metrics['top5_accuracy']:.4f}. Figures in {out / 'figures'}."
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"{version.name} on {o['split']} ({metrics['num_images']} images): accuracy {metrics['accuracy']:.4f}, "
+                f"error rate {metrics['error_rate']:.4f}, top-5 {metrics['top5_accuracy']:.4f}. "
+                f"Figures in {out / 'figures'}."
+            )
+        )
