@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import time
 from collections.abc import Callable
 
@@ -21,8 +22,15 @@ def image_bytes(size: tuple[int, int] = (96, 72), color=(200, 120, 40), fmt: str
     return buffer.getvalue()
 
 
+_photo_numbers = itertools.count()
+
+
 def upload(name: str = "rex.jpg", content: bytes | None = None, content_type: str = "image/jpeg") -> SimpleUploadedFile:
-    return SimpleUploadedFile(name, image_bytes() if content is None else content, content_type)
+    """An uploaded file; without ``content``, a new photo each call (the same bytes twice are one image)."""
+    if content is None:
+        n = next(_photo_numbers)
+        content = image_bytes(color=(n % 256, (n // 256) % 256, 40))
+    return SimpleUploadedFile(name, content, content_type)
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:

@@ -26,7 +26,7 @@ def test_export_writes_the_dataset_layout(tmp_path, make_image, capsys):
     check_dataset(tmp_path, splits=("trainval",))
     expected = {
         f"{label}_{pet.pk}": BREED_KEYS.index(label)
-        for pet, label in zip(pets, ["pug", "beagle", "Sphynx"], strict=True)
+        for pet, label in zip(pets[:3], ["pug", "beagle", "Sphynx"], strict=True)
     }
     assert dict(read_split(tmp_path, "trainval")) == expected
 
