@@ -75,7 +75,7 @@ def build_resnet34(
     if weights is not None:
         state = _imagenet_state_dict() if weights == IMAGENET else _file_state_dict(weights)
         body_state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-        missing, unexpected = model.load_state_dict(body_state, strict=True)
+        missing, unexpected = model.load_state_dict(body_state, strict=False)
         missing = [k for k in missing if not k.startswith("fc.")]
         if missing or unexpected:
             raise WeightsUnavailableError(
