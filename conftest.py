@@ -4,6 +4,8 @@ The suite runs on whatever database and broker the environment names (PostgreSQL
 Redis in CI) and on the embedded defaults when nothing is set; the header of every
 run says which.
 """
+import os
+import shutil
 import tempfile
 import uuid
 from pathlib import Path
@@ -27,6 +29,29 @@ def pytest_configure(config):
     # Real password hashing costs a quarter of a second per user; tests need no security.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     config.petsite_scratch = scratch
+    _no_downloads(scratch)
+
+
+def _no_downloads(scratch: Path) -> None:
+    """Hermetic tests: an empty torch hub cache and no downloads, with or without
+    internet or cached ImageNet weights on the machine (subprocesses inherit TORCH_HOME)."""
+    from urllib.error import URLError
+
+    import torch.hub
+
+    os.environ["TORCH_HOME"] = str(scratch / "torch")
+
+    def refuse(url, *args, **kwargs):
+        raise URLError(f"downloads are disabled in tests ({url})")
+
+    torch.hub.download_url_to_file = refuse
+
+
+def pytest_unconfigure(config):
+    """Leave no scratch behind: media, broker folder and checkpoints of the run."""
+    scratch = getattr(config, "petsite_scratch", None)
+    if scratch is not None:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def pytest_report_header(config):

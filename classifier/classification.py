@@ -1,18 +1,37 @@
-"""Classifying images with the workers: enqueue, claim, classify, re-send what is stale.
+"""Classifying images with the workers: send, claim, classify, save, and re-send what is stale.
 
-The database row is the source of truth. A queue message is only a hint to look at
-a row: losing one loses nothing, because ``requeue_stale`` finds rows that have
-waited too long and enqueues them again.
+The database row is the source of truth; a queue message is only a hint to look at a
+row. That gives "exactly once in effect" with at-least-once delivery:
+
+- **send**: a message names image ids; ``enqueued_at`` records when one was last sent.
+- **claim**: one conditional UPDATE turns only claimable rows (pending, or held by a
+  claim that is stale or whose process is dead) into PROCESSING with this claim's
+  token. A second delivery, or a second worker, finds nothing to claim.
+- **save**: the result lands only while the claim still holds (``claim_token`` matches),
+  and the history keeps one row per (image, model version).
+- **re-send**: ``requeue_stale`` (beat, every ``PETSITE_REQUEUE_INTERVAL`` seconds, and
+  each worker at start) sends again what waited too long since it was last sent or
+  claimed, never judged by upload time; re-sends back off per image.
+
+A claim belongs to a process (``host:pid``). Worker processes run one task at a time
+(Celery's prefork or solo pool), so a claim held by the very process that looks at it,
+or by a process of the same host that no longer exists, is abandoned and can be taken
+over at once; any other claim only once it is older than ``PETSITE_CLAIM_TIMEOUT``.
 """
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import uuid
 from collections.abc import Sequence
 from datetime import timedelta
 
+import psutil
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, QuerySet
+from django.db.models import F, Q, QuerySet
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from PIL import Image, UnidentifiedImageError
 
@@ -25,24 +44,109 @@ from .models import Classification, PetImage
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3  # a worker that died this often on one image will die again: give up
+RESEND_BACKOFF_STEPS = 5  # the n-th re-send waits up to 2**5 times PETSITE_REQUEUE_AFTER
+CHUNK_SIZE = 32  # images per message when many are sent at once
 Status = PetImage.Status
 
 
+# --- Sending ----------------------------------------------------------------------------
+
+
 def enqueue(pk: int) -> None:
-    """Ask a worker to classify image ``pk`` once the current transaction commits.
+    """Ask a worker to classify image ``pk`` once the current transaction commits."""
+    transaction.on_commit(lambda: send([pk]))
 
-    A broker that is down is logged, not raised: the row stays pending and
-    ``requeue_stale`` sends it again later.
+
+def send(pks: Sequence[int], version_id: int | None = None) -> bool:
+    """Send one message for ``pks`` now and record it; False if the broker is unreachable.
+
+    A broker that is down is logged, not raised: the rows stay as they are and
+    ``requeue_stale`` sends them again later.
     """
-    from .tasks import classify_image
+    from .tasks import classify_batch, classify_image
 
-    def send() -> None:
-        try:
-            classify_image.delay(pk)
-        except Exception:  # kombu raises several types when the broker is unreachable
-            log.exception("Could not enqueue image %s; it stays pending and will be re-sent", pk)
+    pks = list(pks)
+    try:
+        if len(pks) == 1 and version_id is None:
+            classify_image.delay(pks[0])
+        else:
+            classify_batch.delay(pks, version_id)
+    except Exception:  # kombu raises several types when the broker is unreachable
+        log.exception("Could not send images %s to the workers; they will be re-sent", pks)
+        return False
+    PetImage.objects.filter(pk__in=pks).update(enqueued_at=timezone.now(), enqueue_count=F("enqueue_count") + 1)
+    return True
 
-    transaction.on_commit(send)
+
+def send_in_chunks(pks: Sequence[int], version_id: int | None = None, chunk_size: int = CHUNK_SIZE) -> list[list[int]]:
+    """Send ``pks`` after the current transaction commits, ``chunk_size`` per message."""
+    pks = list(pks)
+    chunks = [pks[i : i + chunk_size] for i in range(0, len(pks), chunk_size)]
+    for chunk in chunks:
+        transaction.on_commit(lambda chunk=chunk: send(chunk, version_id))
+    return chunks
+
+
+# --- Claiming -----------------------------------------------------------------------------
+
+
+def worker_identity() -> str:
+    """Who holds a claim: this process, as ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _abandoned(holder: str) -> bool:
+    """True for a claim of this very process (its task ended without saving) or of a
+    process of this host that has died. Claims of other hosts expire by time only."""
+    host, _, pid = holder.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    return int(pid) == os.getpid() or not psutil.pid_exists(int(pid))
+
+
+def _claimable(pks: Sequence[int], version: ModelVersion, reclassify: bool) -> Q:
+    stale = timezone.now() - timedelta(seconds=settings.PETSITE_CLAIM_TIMEOUT)
+    holders = set(
+        PetImage.objects.filter(pk__in=pks, status=Status.PROCESSING).values_list("claimed_by", flat=True).distinct()
+    )
+    abandoned = [holder for holder in holders if holder and _abandoned(holder)]
+    claimable = Q(status=Status.PENDING) | Q(status=Status.PROCESSING) & (
+        Q(claimed_at__isnull=True) | Q(claimed_at__lt=stale) | Q(claimed_by__in=abandoned)
+    )
+    if reclassify:  # a named version also takes finished images it has not classified yet
+        claimable |= Q(status=Status.FAILED) | Q(status=Status.DONE) & ~Q(model_version=version)
+    return claimable
+
+
+def claim(pks: Sequence[int], version: ModelVersion, reclassify: bool = False) -> tuple[uuid.UUID, list[PetImage]]:
+    """Atomically take the claimable images among ``pks``; returns the claim and its images.
+
+    One UPDATE decides: of two workers given the same ids, each image goes to one.
+    """
+    token = uuid.uuid4()
+    PetImage.objects.filter(pk__in=pks).filter(_claimable(pks, version, reclassify)).update(
+        status=Status.PROCESSING, claim_token=token, claimed_by=worker_identity(), claimed_at=timezone.now()
+    )
+    return token, list(PetImage.objects.filter(claim_token=token).order_by("attempts", "pk"))
+
+
+def _held(pet: PetImage, token: uuid.UUID) -> QuerySet:
+    """The image's row while this claim still holds it: every write goes through here."""
+    return PetImage.objects.filter(pk=pet.pk, claim_token=token, status=Status.PROCESSING)
+
+
+def _finish(pet: PetImage, token: uuid.UUID, **fields) -> bool:
+    return bool(_held(pet, token).update(claim_token=None, claimed_by="", **fields))
+
+
+def _release(pets: Sequence[PetImage], token: uuid.UUID, reason: str) -> None:
+    """Give the images back (pending), for example when the model cannot be loaded."""
+    PetImage.objects.filter(pk__in=[p.pk for p in pets], claim_token=token).update(
+        status=Status.PENDING, claim_token=None, claimed_by="", error_message=reason
+    )
+
+
+# --- Classifying --------------------------------------------------------------------------
 
 
 def classify(pk: int) -> None:
@@ -51,120 +155,140 @@ def classify(pk: int) -> None:
 
 
 def classify_images(pks: Sequence[int], version_id: int | None = None) -> None:
-    """Classify images with model version ``version_id`` (default: the active one), batched.
+    """Classify the claimable images among ``pks`` with ``version_id`` (default: the active model).
 
-    Idempotent: an image already classified by that version is left alone, and a
-    finished image is only classified again when a version is named (reclassify).
     Without an active model images stay pending with the reason recorded, and are
-    classified when a model is activated. An unreadable image fails with the reason.
+    classified when a model is activated. A named version (reclassification) also
+    takes finished images it has not classified yet.
+
+    A worker that dies mid-way leaves its images claimed and ``attempts`` counting the
+    unfinished tries. When a batch comes back after such a death, its images are
+    classified one at a time, the least tried first, so that an image that kills
+    workers only fails itself: after MAX_ATTEMPTS it ends FAILED with the reason.
     """
     version = ModelVersion.objects.filter(pk=version_id).first() if version_id else ml_services.active_version()
     if version is None:
         if version_id is None:
             PetImage.objects.filter(pk__in=pks, status=Status.PENDING).update(error_message=ml_services.NO_ACTIVE_MODEL)
         return
-    todo = [
-        pet
-        for pet in PetImage.objects.filter(pk__in=pks)
-        if _should_classify(pet, version, reclassify=bool(version_id))
-    ]
-    if not todo:
+    token, pets = claim(pks, version, reclassify=version_id is not None)
+    if not pets:
         return
-    todo_pks = [pet.pk for pet in todo]
-    PetImage.objects.filter(pk__in=todo_pks).update(attempts=F("attempts") + 1)
-    PetImage.objects.filter(pk__in=todo_pks, status=Status.PENDING).update(status=Status.PROCESSING, error_message="")
+    tried_too_often = [pet for pet in pets if pet.attempts >= MAX_ATTEMPTS]
+    for pet in tried_too_often:
+        reason = f"Classification did not finish after {pet.attempts} tries."
+        _finish(pet, token, status=Status.FAILED, error_message=reason)
+    pets = [pet for pet in pets if pet.attempts < MAX_ATTEMPTS]
+    if not pets:
+        return
     try:
         predictor = ml_services.predictor_for(version)
     except (CheckpointError, OSError) as exc:
         log.exception("Model %s cannot be loaded", version.name)
-        PetImage.objects.filter(pk__in=todo_pks, status=Status.PROCESSING).update(
-            status=Status.PENDING, error_message=f"The model {version.name} cannot be loaded: {exc}"
-        )
+        _release(pets, token, f"The model {version.name} cannot be loaded: {exc}")
         return
+    if all(pet.attempts == 0 for pet in pets):
+        _classify_batch(pets, token, version, predictor)
+    else:
+        for pet in pets:
+            _classify_batch([pet], token, version, predictor)
 
+
+def _classify_batch(pets: Sequence[PetImage], token: uuid.UUID, version: ModelVersion, predictor) -> None:
+    """One forward pass for ``pets``, counted as an attempt for each before it starts."""
+    PetImage.objects.filter(pk__in=[p.pk for p in pets], claim_token=token).update(attempts=F("attempts") + 1)
     readable, tensors = [], []
-    for pet in todo:
+    for pet in pets:
         try:
             with pet.image.open("rb") as f:
                 tensors.append(predictor.preprocess(f))
             readable.append(pet)
         except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError) as exc:
-            PetImage.objects.filter(pk=pet.pk).update(
-                status=Status.FAILED, error_message=f"The image could not be read: {exc}", classified_at=timezone.now()
-            )
+            log.warning("Image %s could not be read: %s", pet.pk, exc)
+            _finish(pet, token, status=Status.FAILED, error_message="The stored image could not be read.",
+                    classified_at=timezone.now(), attempts=0)
     if not readable:
         return
+    predictions = predictor.predict_preprocessed(tensors, k=settings.PETSITE_TOP_K)
     now = timezone.now()
     with transaction.atomic():
-        for pet, predictions in zip(
-            readable, predictor.predict_preprocessed(tensors, k=settings.PETSITE_TOP_K), strict=True
-        ):
-            top_k = [{"breed": p.label, "probability": round(p.probability, 6)} for p in predictions]
-            best = predictions[0]
-            Classification.objects.create(
-                image=pet,
-                model_version=version,
-                predicted_breed=best.label,
-                confidence=best.probability,
-                top_k=top_k,
-                created_at=now,
+        for pet, top in zip(readable, predictions, strict=True):
+            top_k = [{"breed": p.label, "probability": round(p.probability, 6)} for p in top]
+            best = top[0]
+            saved = _finish(
+                pet, token, status=Status.DONE, predicted_breed=best.label, confidence=best.probability, top_k=top_k,
+                model_version=version, classified_at=now, error_message="", attempts=0,
             )
-            PetImage.objects.filter(pk=pet.pk).update(
-                status=Status.DONE,
-                predicted_breed=best.label,
-                confidence=best.probability,
-                top_k=top_k,
-                model_version=version,
-                classified_at=now,
-                error_message="",
+            if not saved:  # the claim was taken over meanwhile: the other worker's result counts
+                log.info("Image %s: claim lost before saving; result dropped", pet.pk)
+                continue
+            Classification.objects.update_or_create(
+                image=pet, model_version=version,
+                defaults={
+                    "predicted_breed": best.label, "confidence": best.probability, "top_k": top_k, "created_at": now
+                },
             )
 
 
-def _should_classify(pet: PetImage, version: ModelVersion, reclassify: bool) -> bool:
-    """Decide for one image; gives up (FAILED) on one that has killed workers too often."""
-    if pet.status == Status.DONE and pet.model_version_id == version.pk:
-        return False
-    if pet.is_finished and not reclassify:
-        return False
-    if pet.status == Status.PROCESSING and pet.attempts >= MAX_ATTEMPTS:
-        PetImage.objects.filter(pk=pet.pk).update(
-            status=Status.FAILED, error_message=f"Classification did not finish after {pet.attempts} attempts."
-        )
-        return False
-    return True
+# --- Re-sending -----------------------------------------------------------------------------
 
 
-def reclassify(images: QuerySet, version: ModelVersion | None = None, chunk_size: int = 32) -> list[list[int]]:
-    """Send ``images`` to the workers in chunks, to be classified by ``version`` (default: active).
-
-    The previous predictions stay in the Classification history. Returns the chunks sent.
-    """
-    from .tasks import classify_batch
-
-    version = version or ml_services.require_active_version()
-    pks = list(images.order_by("pk").values_list("pk", flat=True))
-    chunks = [pks[i : i + chunk_size] for i in range(0, len(pks), chunk_size)]
-    for chunk in chunks:
-        transaction.on_commit(lambda chunk=chunk: classify_batch.delay(chunk, version.pk))
-    return chunks
+def _stale_pending(now) -> Q:
+    """Pending images whose last message is older than the re-send cutoff, which doubles
+    with each re-send (a long backlog is not flooded with copies of its own messages).
+    Needs the ``sent_at`` annotation of :func:`stale_images`."""
+    after = timedelta(seconds=settings.PETSITE_REQUEUE_AFTER)
+    stale = Q(enqueue_count__gte=RESEND_BACKOFF_STEPS + 1, sent_at__lt=now - after * 2**RESEND_BACKOFF_STEPS)
+    for count in range(RESEND_BACKOFF_STEPS + 1):
+        stale |= Q(enqueue_count=count, sent_at__lt=now - after * 2 ** max(count - 1, 0))
+    return stale
 
 
-def requeue_stale(older_than: timedelta = timedelta(minutes=5)) -> int:
-    """Enqueue again every image pending or stuck in processing for longer than ``older_than``.
+def stale_images(now=None) -> QuerySet:
+    """What waits too long: pending since the last send, or claimed by a claim that is
+    stale or abandoned (the worker died)."""
+    now = now or timezone.now()
+    claim_cutoff = now - timedelta(seconds=settings.PETSITE_CLAIM_TIMEOUT)
+    processing = PetImage.objects.filter(status=Status.PROCESSING)
+    holders = set(processing.values_list("claimed_by", flat=True).distinct())
+    abandoned = [holder for holder in holders if holder and _abandoned(holder) and holder != worker_identity()]
+    return PetImage.objects.annotate(sent_at=Coalesce("enqueued_at", "uploaded_at")).filter(
+        Q(status=Status.PENDING) & _stale_pending(now)
+        | Q(status=Status.PROCESSING) & (Q(claimed_at__lt=claim_cutoff) | Q(claimed_by__in=abandoned))
+    )
+
+
+def requeue_stale() -> int:
+    """Send again every image that waited too long; returns how many were sent.
 
     Covers a lost message, a worker that died mid-task and a broker restart.
     """
-    cutoff = timezone.now() - older_than
-    pks = list(
-        PetImage.objects.filter(status__in=[Status.PENDING, Status.PROCESSING], uploaded_at__lt=cutoff).values_list(
-            "pk", flat=True
-        )
-    )
-    for pk in pks:
-        enqueue(pk)
+    pks = list(stale_images().order_by("pk").values_list("pk", flat=True))
+    for i in range(0, len(pks), CHUNK_SIZE):
+        send(pks[i : i + CHUNK_SIZE])
+    if pks:
+        log.info("Re-sent %d image(s) that waited too long", len(pks))
+    return len(pks)
+
+
+def send_pending_now() -> int:
+    """Send every pending image now, whatever its age (a model just became active)."""
+    pks = list(PetImage.objects.filter(status=Status.PENDING).order_by("pk").values_list("pk", flat=True))
+    send_in_chunks(pks)
     return len(pks)
 
 
 def on_model_activated(sender, version, **kwargs) -> None:
-    """A new model can classify everything that was waiting for one."""
-    requeue_stale(older_than=timedelta(0))
+    """A new model can classify everything that was waiting for one. Images being
+    classified right now are left to the model that claimed them."""
+    send_pending_now()
+
+
+def reclassify(images: QuerySet, version: ModelVersion | None = None, chunk_size: int = CHUNK_SIZE) -> list[list[int]]:
+    """Send ``images`` to the workers in chunks, to be classified by ``version`` (default: active).
+
+    The previous predictions stay in the Classification history. Returns the chunks sent.
+    """
+    version = version or ml_services.require_active_version()
+    pks = list(images.order_by("pk").values_list("pk", flat=True))
+    return send_in_chunks(pks, version.pk, chunk_size)

@@ -1,5 +1,6 @@
 import os
 import uuid
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
@@ -76,7 +77,7 @@ class PetImage(models.Model):
 
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
     error_message = models.TextField(blank=True)
-    attempts = models.PositiveSmallIntegerField(default=0, help_text="classifications started (a worker died if unfinished)")
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="tries started and not finished (a worker died)")
     # Delivery bookkeeping: a queue message is only a hint, these fields decide what is re-sent.
     enqueued_at = models.DateTimeField(null=True, blank=True, help_text="when a message was last sent for it")
     enqueue_count = models.PositiveIntegerField(default=0)
@@ -126,6 +127,30 @@ class PetImage(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in (self.Status.DONE, self.Status.FAILED)
+
+    def status_message(self, now=None) -> str:
+        """What the owner is told about an unfinished or failed image, in plain words.
+
+        ``error_message`` holds the detail for staff (it may name a command or a model file).
+        """
+        if self.status == self.Status.DONE:
+            return ""
+        if self.status == self.Status.FAILED:
+            return "Sorry, this photo could not be classified. " + (
+                "The file could not be read." if "could not be read" in self.error_message
+                else "It stopped the classifier several times, so a person will look at it."
+            )
+        if self.error_message.startswith("No active model"):
+            return "Your photo is saved and will be classified as soon as the classifier is set up."
+        since = (self.claimed_at if self.status == self.Status.PROCESSING else self.enqueued_at) or self.uploaded_at
+        if (now or timezone.now()) - since > timedelta(seconds=settings.PETSITE_REQUEUE_AFTER):
+            return (
+                "This is taking longer than usual: the classifier is busy or restarting. "
+                "Your photo is safe and will be classified as soon as a worker is free."
+            )
+        if self.status == self.Status.PROCESSING and self.attempts > 1:
+            return "The classifier stopped while working on this photo; trying again."
+        return ""
 
     @property
     def species(self) -> str:

@@ -1,10 +1,9 @@
-"""Celery tasks: thin wrappers that pass ids, never objects, to the classification.
+"""Celery tasks: thin wrappers that pass ids, never objects, to the classification functions.
 
 Classification tasks are acknowledged only after they finish (a worker that dies
-mid-task leaves the message for another) and retry when the database is briefly away.
+mid-task leaves the message for another) and retry while the database is away, long
+enough to outlast an outage of a few minutes; after that the re-queue sends them again.
 """
-from datetime import timedelta
-
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
@@ -14,8 +13,12 @@ RELIABLE = {
     "acks_late": True,
     "reject_on_worker_lost": True,
     "autoretry_for": (OperationalError, InterfaceError),
+    # 1, 2, 4, 8, 16, then every 30 s: ten retries span about three minutes. Without
+    # jitter, so the span is guaranteed; the re-queue covers anything longer.
     "retry_backoff": True,
-    "max_retries": 5,
+    "retry_backoff_max": 30,
+    "retry_jitter": False,
+    "max_retries": 10,
 }
 
 
@@ -25,11 +28,11 @@ def classify_image(pk: int) -> None:
 
 
 @shared_task(**RELIABLE)
-def classify_batch(pks: list[int], version_id: int) -> None:
-    """Reclassification: a chunk of images with a named model version."""
+def classify_batch(pks: list[int], version_id: int | None = None) -> None:
+    """Several images in one task: re-sends, activation, reclassification with a named version."""
     classification.classify_images(pks, version_id)
 
 
 @shared_task
-def requeue_stale(minutes: int = 5) -> int:
-    return classification.requeue_stale(timedelta(minutes=minutes))
+def requeue_stale() -> int:
+    return classification.requeue_stale()

@@ -56,6 +56,24 @@ class Checkpoint:
             raise CheckpointError(f"Checkpoint weights do not fit {self.arch}: {exc}") from exc
         return model.eval()
 
+    def verify(self, expected_classes: Sequence[str]) -> None:
+        """Refuse a checkpoint that would break every upload later: other classes than
+        ``expected_classes`` (in that order), weights that do not load, or a forward
+        pass that does not give one finite score per class."""
+        if list(self.classes) != list(expected_classes):
+            unknown = sorted(set(self.classes) - set(expected_classes))[:5]
+            missing = sorted(set(expected_classes) - set(self.classes))[:5]
+            detail = f"unknown {unknown}, missing {missing}" if unknown or missing else "the order differs"
+            raise CheckpointError(
+                f"The checkpoint's {len(self.classes)} classes are not the {len(expected_classes)} expected ({detail})."
+            )
+        model = self.build_model()
+        with torch.inference_mode():
+            scores = model(torch.zeros(1, 3, self.image_size, self.image_size))
+        if scores.shape != (1, len(expected_classes)) or not torch.isfinite(scores).all():
+            expected = (1, len(expected_classes))
+            raise CheckpointError(f"A test forward pass gave {tuple(scores.shape)} scores, not {expected} finite ones.")
+
 
 def _plain(data: dict[str, Any]) -> dict[str, Any]:
     """``data`` as plain JSON types: numpy scalars (float64 passes json, not torch's

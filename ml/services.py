@@ -16,6 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
+from .breeds import BREED_KEYS
 from .checkpoints import load_checkpoint
 from .inference import Predictor
 from .models import ModelVersion
@@ -67,11 +68,13 @@ def register_model(
     """Copy a checkpoint (and, from a training run directory, its metrics, history and
     figures) into media storage and record it as a ModelVersion.
 
-    The checkpoint is loaded first, so a corrupt or foreign file is refused before
+    The checkpoint is loaded, built and run once first, so a corrupt or foreign file,
+    other classes than the 37 breeds or weights that do not fit are refused before
     anything is stored.
     """
     checkpoint_path = Path(checkpoint_path)
     checkpoint = load_checkpoint(checkpoint_path)
+    checkpoint.verify(BREED_KEYS)
     name = slugify(name or f"{checkpoint.arch}-{timezone.now():%Y%m%d-%H%M%S}")
     if ModelVersion.objects.filter(name=name).exists():
         raise ValueError(f"A model version named {name!r} exists already; choose another --name.")

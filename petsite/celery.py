@@ -1,10 +1,13 @@
 """The Celery app. Configuration lives in Django settings under the CELERY_ prefix."""
+import logging
 import os
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "petsite.settings")
+
+log = logging.getLogger(__name__)
 
 app = Celery("petsite")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -32,3 +35,20 @@ def _limit_torch_threads(**kwargs) -> None:
     children = app.conf.worker_concurrency or os.cpu_count() or 1
     threads = settings.PETSITE_TORCH_THREADS or max(1, (os.cpu_count() or 1) // children)
     torch.set_num_threads(threads)
+
+
+@worker_ready.connect
+def _resend_what_was_stranded(**kwargs) -> None:
+    """A worker that starts sends again what a dead worker of this host held, and
+    anything else that waited too long, instead of waiting for the next beat run."""
+    from django.db import DatabaseError, connection
+
+    from classifier.classification import requeue_stale
+
+    try:
+        count = requeue_stale()
+        log.info("Worker start: re-sent %d stranded image(s)", count)
+    except DatabaseError:
+        log.warning("Worker start: the database is unreachable; the beat task re-sends stranded images later")
+    finally:
+        connection.close()  # the main process classifies nothing: hold no connection

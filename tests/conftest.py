@@ -49,11 +49,39 @@ def other_checkpoint_file(tmp_path_factory) -> Path:
     return _random_checkpoint(tmp_path_factory.mktemp("checkpoints"), seed=1)
 
 
-@pytest.fixture
-def model_version(db, checkpoint_file):
-    from ml import services
+@pytest.fixture(scope="session")
+def stored_checkpoints(checkpoint_file, other_checkpoint_file) -> dict[str, str]:
+    """Both checkpoints copied into media storage once: versions made by the fixtures
+    below point at these files instead of copying 85 MB for every test."""
+    from django.core.files import File
+    from django.core.files.storage import default_storage
 
-    return services.register_model(checkpoint_file, name="random-v1", activate=True)
+    stored = {}
+    for key, path in [("random-v1", checkpoint_file), ("random-v2", other_checkpoint_file)]:
+        with path.open("rb") as f:
+            stored[key] = default_storage.save(f"models/{key}/model.pt", File(f))
+    return stored
+
+
+def _version(name: str, file_name: str, active: bool):
+    from ml.models import ModelVersion
+
+    return ModelVersion.objects.create(
+        name=name, file=file_name, classes=BREED_KEYS, image_size=TEST_IMAGE_SIZE, metrics={"accuracy": 0.0},
+        is_active=active,
+    )
+
+
+@pytest.fixture
+def model_version(db, stored_checkpoints):
+    """The active model: random weights, registered without a copy (register_model has its own tests)."""
+    return _version("random-v1", stored_checkpoints["random-v1"], active=True)
+
+
+@pytest.fixture
+def other_version(db, stored_checkpoints):
+    """A second, different model, not active."""
+    return _version("random-v2", stored_checkpoints["random-v2"], active=False)
 
 
 def database_url(db: dict) -> str:

@@ -66,7 +66,7 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='petimage',
             name='attempts',
-            field=models.PositiveSmallIntegerField(default=0, help_text='classifications started (a worker died if unfinished)'),
+            field=models.PositiveSmallIntegerField(default=0, help_text='tries started and not finished (a worker died)'),
         ),
         migrations.AddIndex(
             model_name='petimage',

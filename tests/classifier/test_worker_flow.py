@@ -53,9 +53,10 @@ def test_pending_without_model_then_activation_classifies_it(client, user, worke
     pet = PetImage.objects.get()
 
     # The worker has looked at it and left it waiting, saying why.
-    wait_for(lambda: "No active model" in _status(client, pet.pk)["message"], what="the no-model explanation")
+    waiting = "will be classified as soon as the classifier is set up"
+    wait_for(lambda: waiting in _status(client, pet.pk)["message"], what="the no-model explanation")
     assert _status(client, pet.pk)["status"] == "pending"
-    assert "No active model" in client.get(pet.get_absolute_url()).content.decode()
+    assert waiting in client.get(pet.get_absolute_url()).content.decode()
 
     call_command("import_model", str(checkpoint_file), "--name", "first", "--activate")
     wait_for(lambda: _status(client, pet.pk)["finished"], what="classification after activation")

@@ -1,9 +1,11 @@
 """import_model, activate_model and predict: the model-version commands."""
+import re
+
 import pytest
 from django.core.management import CommandError, call_command
 
 from ml import services
-from ml.breeds import display_name
+from ml.breeds import BREED_KEYS, display_name
 from ml.inference import Predictor
 from ml.models import ModelVersion
 from tests.helpers import image_bytes
@@ -29,6 +31,36 @@ def test_import_refuses_bad_files_and_duplicate_names(db, tmp_path, checkpoint_f
     with pytest.raises(CommandError, match="exists already"):
         call_command("import_model", str(checkpoint_file), "--name", "v1")
     assert ModelVersion.objects.count() == 1
+
+
+def _checkpoint(path, num_outputs: int, classes, image_size: int = 32):
+    import torch
+
+    from ml.checkpoints import save_checkpoint
+    from ml.model import build_resnet34
+
+    torch.manual_seed(0)
+    return save_checkpoint(path, build_resnet34(num_classes=num_outputs, weights=None), classes=classes,
+                           image_size=image_size)
+
+
+@pytest.mark.parametrize("case, message", [
+    ("other classes", "classes are not the 37 expected (unknown ['cat', 'dog']"),
+    ("breeds in another order", "the order differs"),
+    ("weights that do not fit", "weights do not fit"),
+])
+def test_import_refuses_checkpoints_that_would_break_the_workers(db, tmp_path, case, message):
+    """Registration builds the model and runs it once: a mismatch is a clear error now,
+    not a failure in every worker later."""
+    breeds = list(BREED_KEYS)
+    path = {
+        "other classes": lambda: _checkpoint(tmp_path / "c.pt", 2, ["cat", "dog"]),
+        "breeds in another order": lambda: _checkpoint(tmp_path / "c.pt", 37, breeds[::-1]),
+        "weights that do not fit": lambda: _checkpoint(tmp_path / "c.pt", 10, breeds),
+    }[case]()
+    with pytest.raises(CommandError, match=re.escape(message)):
+        call_command("import_model", str(path), "--name", "bad")
+    assert not ModelVersion.objects.exists()
 
 
 def test_activate_unknown_model(db):

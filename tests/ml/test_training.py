@@ -35,7 +35,9 @@ from ml.training import (
 from .test_evaluation import assert_valid_png
 
 # The shared learning run takes about three minutes on two cores; the first test pays for it.
+# Every test that trains is marked slow: `-m "not slow"` trains nothing.
 pytestmark = pytest.mark.timeout(600)
+slow = pytest.mark.slow
 
 LEARNING_CONFIG = dict(
     weights=None, image_size=32, batch_size=64, freeze_epochs=1, epochs=4, lr=8e-3, lr_mult=3.0,
@@ -53,6 +55,7 @@ def run(fake_pets, tmp_path_factory):
 
 # --- the shared run -----------------------------------------------------------------------
 
+@slow
 def test_learning_is_real(run):
     config, result, _ = run
     final = result.history["epochs"][-1]
@@ -63,6 +66,7 @@ def test_learning_is_real(run):
     assert final["valid_loss"] < first_unfrozen["valid_loss"]
 
 
+@slow
 def test_run_directory_layout(run):
     _, result, _ = run
     out = result.out_dir
@@ -71,6 +75,7 @@ def test_run_directory_layout(run):
     assert not list(out.rglob("*.tmp*")), "temporary files left behind"
 
 
+@slow
 def test_every_figure_is_a_valid_png(run):
     _, result, _ = run
     assert sorted(p.name for p in (result.out_dir / "figures").iterdir()) == sorted(f"{f}.png" for f in FIGURES)
@@ -79,6 +84,7 @@ def test_every_figure_is_a_valid_png(run):
         assert_valid_png(result.figures[name])
 
 
+@slow
 def test_metrics_json_is_consistent_with_its_confusion_matrix(run, fake_pets):
     _, result, _ = run
     metrics = json.loads((result.out_dir / "metrics.json").read_text())
@@ -104,6 +110,7 @@ def test_metrics_json_is_consistent_with_its_confusion_matrix(run, fake_pets):
         assert matrix[BREED_KEYS.index(pair["actual"]), BREED_KEYS.index(pair["predicted"])] == pair["count"]
 
 
+@slow
 def test_checkpoint_loads_in_the_predictor_and_agrees_with_the_evaluation(run, fake_pets):
     config, result, _ = run
     checkpoint = load_checkpoint(result.checkpoint)
@@ -121,6 +128,7 @@ def test_checkpoint_loads_in_the_predictor_and_agrees_with_the_evaluation(run, f
     assert accuracy == pytest.approx(result.metrics["accuracy"], abs=1e-6)
 
 
+@slow
 def test_evaluating_the_saved_model_reproduces_the_run_metrics(run, fake_pets, tmp_path):
     """run_evaluation (the evaluate command's core) on the checkpoint alone gives the same numbers."""
     _, result, _ = run
@@ -135,6 +143,7 @@ def test_evaluating_the_saved_model_reproduces_the_run_metrics(run, fake_pets, t
         assert_valid_png(path)
 
 
+@slow
 def test_history_per_epoch_and_per_step(run):
     config, result, lines = run
     epochs, steps = result.history["epochs"], result.history["steps"]
@@ -150,6 +159,7 @@ def test_history_per_epoch_and_per_step(run):
     assert len(summaries) == len(epochs) and "accuracy" in summaries[-1] and "valid_loss" in summaries[-1]
 
 
+@slow
 def test_one_cycle_with_discriminative_learning_rates(run):
     config, result, _ = run
     steps = result.history["steps"]
@@ -185,6 +195,7 @@ def _tiny_loaders(tiny_pets, seed=0):
     return train, make_loader(datasets.valid, 32, train=False)
 
 
+@slow
 def test_freezing_really_freezes(tiny_pets):
     torch.manual_seed(0)
     model = build_resnet34(weights=None)
@@ -202,6 +213,7 @@ def test_freezing_really_freezes(tiny_pets):
     assert all(p.requires_grad for p in model.parameters())  # handed back unfrozen
 
 
+@slow
 def test_seeded_cpu_runs_are_deterministic(tiny_pets):
     def short_run(seed):
         torch.manual_seed(seed)
@@ -219,6 +231,7 @@ def _tiny_config(tiny_pets, **overrides):
     return TrainConfig(data=str(tiny_pets), **{**LEARNING_CONFIG, "epochs": 1, "batch_size": 16, **overrides})
 
 
+@slow
 def test_fine_tuning_starts_from_an_existing_checkpoint(run, tiny_pets, tmp_path):
     _, result, _ = run
     # The tiny dataset comes from the same generator, so the trained model knows its breeds;
@@ -254,6 +267,7 @@ def test_missing_weights_stop_the_run_before_training(tiny_pets, tmp_path, monke
     assert not (tmp_path / "out" / "model.pt").exists()
 
 
+@slow
 def test_interrupted_training_leaves_no_checkpoint(tiny_pets, tmp_path, monkeypatch):
     calls = []
     real = training.train_one_epoch
@@ -270,6 +284,7 @@ def test_interrupted_training_leaves_no_checkpoint(tiny_pets, tmp_path, monkeypa
     assert not (tmp_path / "model.pt").exists()
 
 
+@slow
 def test_interrupt_while_saving_leaves_no_half_written_checkpoint(tiny_pets, tmp_path, monkeypatch):
     def save_half_then_interrupt(obj, f, *args, **kwargs):
         f.write(b"half a checkpoint")

@@ -1,17 +1,17 @@
-from datetime import timedelta
-
 from django.core.management.base import BaseCommand
 
 from classifier import classification
 
 
 class Command(BaseCommand):
-    help = "Send images that have waited too long (pending, or stuck in processing) to the workers again."
+    help = (
+        "Send unfinished images to the workers again: those that waited longer than the re-queue "
+        "settings allow (what the beat task does), or with --all every pending one now."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("--older-than", type=float, default=5, metavar="MINUTES",
-                            help="only images uploaded more than this many minutes ago (default 5; 0 for all)")
+        parser.add_argument("--all", action="store_true", help="send every pending image now, whatever its age")
 
-    def handle(self, older_than, **options):
-        count = classification.requeue_stale(timedelta(minutes=older_than))
+    def handle(self, all, **options):
+        count = classification.send_pending_now() if all else classification.requeue_stale()
         self.stdout.write(self.style.SUCCESS(f"Re-sent {count} image(s) to the workers."))
