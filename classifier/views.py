@@ -85,7 +85,7 @@ def status(request, pk: int):
         "status": pet.status,
         "status_display": pet.get_status_display(),
         "finished": pet.is_finished,
-        "message": pet.error_message,
+        "message": pet.status_message(),
         "predicted_breed": pet.predicted_breed,
         "breed_name": label_name(pet.predicted_breed) if pet.predicted_breed else "",
         "confidence": pet.confidence,
