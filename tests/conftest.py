@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -95,15 +96,20 @@ def database_url(db: dict) -> str:
 
 
 class WorkerProcess:
-    """A real `celery worker` process on the configured broker and the test database."""
+    """A real `celery worker` process (in a process group of its own, with its children).
 
-    def __init__(self, env: dict[str, str]):
+    ``app`` is the Celery app module (the fault tests use one that injects faults),
+    ``args`` more worker arguments (a node name, ``--beat``).
+    """
+
+    def __init__(self, env: dict[str, str], app: str = "petsite", args: tuple[str, ...] = ()):
         self.lines: list[str] = []
         self.ready = threading.Event()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "petsite", "worker", "--concurrency", "1",
-             "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            [sys.executable, "-m", "celery", "-A", app, "worker", "--concurrency", "1",
+             "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat", *args],
             cwd=BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True,
         )
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -116,12 +122,43 @@ class WorkerProcess:
     def log(self) -> str:
         return "".join(self.lines[-60:])
 
+    def children(self) -> list[int]:
+        """Pids of the pool's child processes (the ones that classify)."""
+        import psutil
+
+        try:
+            return [child.pid for child in psutil.Process(self.process.pid).children()]
+        except psutil.NoSuchProcess:
+            return []
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its children at once, as a crashed machine would."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait(timeout=20)
+
     def stop(self) -> None:
         self.process.terminate()
         try:
             self.process.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            self.process.kill()
+            self.kill()
+
+
+def worker_env(**overrides: str) -> dict[str, str]:
+    """The environment of a worker process on the test database, media and broker."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(settings.DATABASES["default"]),
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "PETSITE_BROKER_DIR": str(settings.PETSITE_BROKER_DIR),
+        "CELERY_TASK_DEFAULT_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
+        "PETSITE_TORCH_THREADS": "1",
+    }
+    return {**env, **overrides}
 
 
 @pytest.fixture(scope="session")
@@ -131,16 +168,7 @@ def celery_worker(django_db_setup, django_db_blocker):
     Tests that use it must be ``django_db(transaction=True)``: the worker is another
     process and sees committed rows only.
     """
-    db = settings.DATABASES["default"]
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url(db),
-        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-        "PETSITE_BROKER_DIR": str(settings.PETSITE_BROKER_DIR),
-        "CELERY_TASK_DEFAULT_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
-        "PETSITE_TORCH_THREADS": "1",
-    }
+    env = worker_env()
     worker = WorkerProcess(env)
     if not worker.ready.wait(timeout=90):
         worker.stop()
