@@ -157,8 +157,16 @@ def worker_env(**overrides: str) -> dict[str, str]:
         "PETSITE_BROKER_DIR": str(settings.PETSITE_BROKER_DIR),
         "CELERY_TASK_DEFAULT_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
         "PETSITE_TORCH_THREADS": "1",
+        # Temporary files of killed workers land in the run's scratch folder, removed at the end.
+        "TMPDIR": str(_scratch_tmp()),
     }
     return {**env, **overrides}
+
+
+def _scratch_tmp() -> Path:
+    folder = Path(settings.MEDIA_ROOT).parent / "tmp"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 @pytest.fixture(scope="session")
