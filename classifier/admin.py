@@ -124,6 +124,15 @@ class PetImageAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False  # images come from uploads
 
+    def has_review_permission(self, request) -> bool:
+        """The review actions and the review label need ``classifier.review_petimage`` (the Reviewers group)."""
+        return request.user.has_perm(f"{self.opts.app_label}.review_{self.opts.model_name}")
+
+    def get_readonly_fields(self, request, obj=None):
+        # Changing a photo's record is not reviewing it: the label needs the review permission.
+        readonly = super().get_readonly_fields(request, obj)
+        return readonly if self.has_review_permission(request) else [*readonly, "reviewed_label"]
+
     def save_model(self, request, obj, form, change):
         if "reviewed_label" in form.changed_data:
             obj.reviewed_by = request.user if obj.reviewed_label else None
@@ -162,17 +171,17 @@ class PetImageAdmin(admin.ModelAdmin):
         skipped = f" ({total - done} skipped: {what})" if done < total else ""
         self.message_user(request, f"Reviewed {done} image{'s' if done != 1 else ''}{skipped}.")
 
-    @admin.action(description="Review: the prediction is right")
+    @admin.action(description="Review: the prediction is right", permissions=["review"])
     def confirm_prediction(self, request, queryset):
         self._report(request, review.confirm_predictions(queryset, request.user), queryset.count(), "no prediction")
 
-    @admin.action(description="Review: accept the owner's answer")
+    @admin.action(description="Review: accept the owner's answer", permissions=["review"])
     def accept_owner_answer(self, request, queryset):
         self._report(
             request, review.accept_owner_answers(queryset, request.user), queryset.count(), "no owner's answer"
         )
 
-    @admin.action(description="Review: set the label chosen beside the actions")
+    @admin.action(description="Review: set the label chosen beside the actions", permissions=["review"])
     def set_label(self, request, queryset):
         label = request.POST.get("label", "")
         if not label:
@@ -180,11 +189,11 @@ class PetImageAdmin(admin.ModelAdmin):
             return
         self._report(request, review.set_label(queryset, label, request.user), queryset.count(), "")
 
-    @admin.action(description="Review: not a cat or dog")
+    @admin.action(description="Review: not a cat or dog", permissions=["review"])
     def mark_not_a_pet(self, request, queryset):
         self._report(request, review.set_label(queryset, NOT_A_PET, request.user), queryset.count(), "")
 
-    @admin.action(description="Classify again with the active model")
+    @admin.action(description="Classify again with the active model", permissions=["change"])
     def rerun_classification(self, request, queryset):
         try:
             chunks = classification.reclassify(queryset)

@@ -1,9 +1,8 @@
 """Thin views: they check who asks, validate with forms and call the service functions."""
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth import login
-from django.contrib.auth.decorators import login_required
+from django.contrib.auth.decorators import login_required, permission_required
 from django.contrib.auth.forms import UserCreationForm
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, JsonResponse
@@ -71,7 +70,8 @@ def feedback(request, pk: int):
     return redirect(pet)
 
 
-@staff_member_required
+@login_required
+@permission_required("classifier.review_petimage", raise_exception=True)
 def review_dashboard(request):
     return render(request, "classifier/review_dashboard.html", review.review_summary())
 
@@ -99,8 +99,9 @@ def status(request, pk: int):
 @login_required
 @require_GET
 def image_file(request, pk: int, kind: str):
-    """Serve an image through Django so that only its owner (and staff, who review) can fetch it."""
-    images = PetImage.objects.all() if request.user.is_staff else PetImage.objects.filter(owner=request.user)
+    """Serve an image through Django so that only its owner (and reviewers, who may view every image) can fetch it."""
+    may_view_all = request.user.has_perm("classifier.view_petimage")
+    images = PetImage.objects.all() if may_view_all else PetImage.objects.filter(owner=request.user)
     field = getattr(get_object_or_404(images, pk=pk), kind)
     if not field:
         raise Http404("No such file.")

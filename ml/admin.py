@@ -28,7 +28,8 @@ class ModelVersionAdmin(admin.ModelAdmin):
     def report(self, obj: ModelVersion) -> str:
         return format_html('<a href="{}">metrics and figures</a>', reverse("ml:model_detail", args=[obj.name]))
 
-    @admin.action(description="Make the selected model the active one")
+    # Without a permission an action is offered to everyone who may see the list (reviewers).
+    @admin.action(description="Make the selected model the active one", permissions=["change"])
     def activate(self, request, queryset):
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one model version to activate.", messages.ERROR)

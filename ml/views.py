@@ -1,5 +1,9 @@
-"""Staff pages for model versions: the whole training report of each, in the product."""
-from django.contrib.admin.views.decorators import staff_member_required
+"""Staff pages for model versions: the whole training report of each, in the product.
+
+Each page needs ``ml.view_modelversion`` (the Reviewers group has it): anonymous users
+are sent to log in, users without it get 403.
+"""
+from django.contrib.auth.decorators import login_required, permission_required
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, render
 
@@ -17,12 +21,14 @@ FIGURE_TITLES = {
 }
 
 
-@staff_member_required
+@login_required
+@permission_required("ml.view_modelversion", raise_exception=True)
 def model_list(request):
     return render(request, "ml/model_list.html", {"versions": ModelVersion.objects.all()})
 
 
-@staff_member_required
+@login_required
+@permission_required("ml.view_modelversion", raise_exception=True)
 def model_detail(request, name: str):
     version = get_object_or_404(ModelVersion, name=name)
     metrics = version.metrics
@@ -51,7 +57,8 @@ def model_detail(request, name: str):
     )
 
 
-@staff_member_required
+@login_required
+@permission_required("ml.view_modelversion", raise_exception=True)
 def model_figure(request, name: str, figure: str):
     version = get_object_or_404(ModelVersion, name=name)
     path = version.figures.get(figure)

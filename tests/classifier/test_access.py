@@ -1,5 +1,6 @@
 """Who may see what: owners their own images, other users nothing (404), anonymous users the login page."""
 import pytest
+from django.contrib.auth.models import Group
 from django.urls import reverse
 
 from classifier.models import PetImage
@@ -78,9 +79,13 @@ def test_admin_lists_images_and_models_for_staff_only(client, user, alice_image,
     assert (alice_image.original_name if "petimage" in url else model_version.name) in response.content.decode()
 
 
-def test_staff_may_fetch_any_thumbnail_for_review(client, other_user, alice_image):
+@pytest.mark.parametrize("view", ["classifier:image_file", "classifier:thumbnail"])
+def test_reviewers_may_fetch_any_photo_staff_alone_may_not(client, other_user, alice_image, view):
+    url = reverse(view, args=[alice_image.pk])
     other_user.is_staff = True
     other_user.save()
     client.force_login(other_user)
-    assert client.get(reverse("classifier:thumbnail", args=[alice_image.pk])).status_code == 200
+    assert client.get(url).status_code == 404  # staff status alone grants nothing
+    other_user.groups.add(Group.objects.get(name="Reviewers"))  # the group from the migration
+    assert client.get(url).status_code == 200
     assert client.get(reverse("classifier:detail", args=[alice_image.pk])).status_code == 404

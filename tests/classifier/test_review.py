@@ -1,6 +1,7 @@
 """The admin review queue, its actions, the review dashboard, and who may use them."""
 import pytest
 from django.contrib.admin import helpers
+from django.contrib.auth.models import Group, Permission
 from django.urls import reverse
 
 from classifier.models import NOT_A_PET, PetImage
@@ -125,9 +126,67 @@ def test_dashboard_accuracy_confusions_and_waiting(client, staff, make_image, mo
     assert "67%" in response.content.decode()
 
 
-@pytest.mark.parametrize("url", [reverse("classifier:review_dashboard"), CHANGELIST])
-def test_review_pages_are_staff_only(client, user, url):
-    assert client.get(url).status_code == 302  # anonymous: to a login page
-    client.force_login(user)
+@pytest.fixture
+def reviewer(django_user_model):
+    """Staff (for the admin) in the Reviewers group that the migration creates."""
+    user = django_user_model.objects.create_user("ray", password="pw", is_staff=True)
+    user.groups.add(Group.objects.get(name="Reviewers"))
+    return user
+
+
+def test_dashboard_needs_the_review_permission(client, user, reviewer, make_image):
+    url = reverse("classifier:review_dashboard")
     response = client.get(url)
+    assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
+    client.force_login(user)
+    assert client.get(url).status_code == 403
+    user.is_staff = True
+    user.save()
+    assert client.get(url).status_code == 403  # staff status alone is not a permission
+    client.force_login(reviewer)
+    assert client.get(url).status_code == 200
+
+
+def test_review_queue_is_for_staff_with_permission(client, user, reviewer, make_image):
+    assert client.get(CHANGELIST).status_code == 302  # anonymous: to the admin's login page
+    client.force_login(user)
+    response = client.get(CHANGELIST)
     assert response.status_code == 302 and "login" in response["Location"]
+    user.is_staff = True
+    user.save()
+    assert client.get(CHANGELIST).status_code == 403
+    client.force_login(reviewer)
+    assert client.get(CHANGELIST).status_code == 200
+
+
+def test_reviewer_reviews_in_the_admin(client, reviewer, queue):
+    client.force_login(reviewer)
+    actions = dict(client.get(CHANGELIST).context["action_form"].fields["action"].choices)
+    assert {"confirm_prediction", "accept_owner_answer", "set_label", "mark_not_a_pet", "rerun_classification"} <= set(
+        actions
+    )
+    assert "delete_selected" not in actions
+    _act(client, "confirm_prediction", [queue["sure"]])
+    queue["sure"].refresh_from_db()
+    assert (queue["sure"].reviewed_label, queue["sure"].reviewed_by) == ("pug", reviewer)
+
+
+def test_review_actions_and_label_need_the_review_permission(client, django_user_model, queue):
+    """Changing a photo's record is not reviewing it: without the review permission, no review."""
+    clerk = django_user_model.objects.create_user("clerk", password="pw", is_staff=True)
+    clerk.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_petimage", "change_petimage"])
+    )
+    client.force_login(clerk)
+    actions = dict(client.get(CHANGELIST).context["action_form"].fields["action"].choices)
+    assert "rerun_classification" in actions
+    assert not {"confirm_prediction", "accept_owner_answer", "set_label", "mark_not_a_pet"} & set(actions)
+    _act(client, "confirm_prediction", [queue["sure"]])
+    pet = queue["unsure"]
+    change = reverse("admin:classifier_petimage_change", args=[pet.pk])
+    assert "reviewed_label" not in client.get(change).context["adminform"].form.fields
+    client.post(change, {"reviewed_label": "Birman", "classifications-TOTAL_FORMS": 0,
+                         "classifications-INITIAL_FORMS": 0})
+    assert set(PetImage.objects.exclude(reviewed_label="").values_list("pk", flat=True)) == {
+        queue["reviewed_unsure"].pk
+    }

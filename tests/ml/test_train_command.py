@@ -121,14 +121,22 @@ def test_clear_errors(db, tmp_path, tiny_pets):
     assert not ModelVersion.objects.exists()
 
 
-def test_model_pages_are_staff_only(client, model_version, user):
+def test_model_pages_are_staff_only(client, model_version, user, django_user_model):
+    """The model pages need ml.view_modelversion (the Reviewers group): staff status alone is not enough."""
+    from django.contrib.auth.models import Group
+
     name = model_version.name
-    for url in [
-        reverse("ml:model_list"),
-        reverse("ml:model_detail", args=[name]),
-        reverse("ml:model_figure", args=[name, "loss"]),
+    reviewer = django_user_model.objects.create_user("ray", password="pw", is_staff=True)
+    reviewer.groups.add(Group.objects.get(name="Reviewers"))
+    staff = django_user_model.objects.create_user("stan", password="pw", is_staff=True)
+    for url, allowed in [
+        (reverse("ml:model_list"), 200),
+        (reverse("ml:model_detail", args=[name]), 200),
+        (reverse("ml:model_figure", args=[name, "loss"]), 404),  # past the permission: this version has no figures
     ]:
         client.logout()
-        assert client.get(url).status_code == 302
-        client.force_login(user)
-        assert client.get(url).status_code == 302
+        response = client.get(url)
+        assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
+        for who, status in [(user, 403), (staff, 403), (reviewer, allowed)]:
+            client.force_login(who)
+            assert client.get(url).status_code == status, (url, who.username)
