@@ -1,14 +1,22 @@
 """Thin views: they check who asks, validate with forms and call the service functions."""
+import math
+from collections.abc import Callable
+from functools import wraps
+
+from axes.helpers import get_cool_off
+from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required, permission_required
 from django.contrib.auth.forms import UserCreationForm
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404, JsonResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
+from django_ratelimit.core import get_usage
 
 from . import review, uploads
 from .filters import GalleryFilter
@@ -16,16 +24,99 @@ from .forms import FeedbackForm, UploadForm
 from .models import PetImage, label_name
 
 
+def _duration(seconds: int) -> str:
+    """How long to wait, in words ("45 seconds", "15 minutes"), rounded up so that nobody comes back too early."""
+    count, unit = seconds, "second"
+    for size, name in [(3600, "hour"), (60, "minute")]:
+        if seconds >= size:
+            count, unit = math.ceil(seconds / size), name
+            break
+    return f"{count} {unit}{'s' if count != 1 else ''}"
+
+
+def too_many_requests(request: HttpRequest, retry_after: int, context: dict) -> HttpResponse:
+    """The 429 page, in the site's layout, with the Retry-After header (seconds)."""
+    retry_after = max(1, math.ceil(retry_after))
+    response = render(request, "429.html", {"wait": _duration(retry_after), **context}, status=429)
+    response["Retry-After"] = str(retry_after)
+    return response
+
+
+def locked_out(request: HttpRequest, original_response=None, credentials: dict | None = None) -> HttpResponse:
+    """django-axes' answer (AXES_LOCKOUT_CALLABLE) to a login from a username and address that failed too often."""
+    username = (credentials or {}).get("username") or request.POST.get("username", "")
+    context = {
+        "login": True, "username": username, "failure_limit": settings.AXES_FAILURE_LIMIT,
+        "password_reset": settings.PETSITE_PASSWORD_RESET,
+    }
+    return too_many_requests(request, get_cool_off(request).total_seconds(), context)
+
+
+def limit_uploads(view: Callable) -> Callable:
+    """Refuse a user's uploads beyond PETSITE_UPLOAD_RATE with the 429 page.
+
+    django-ratelimit counts each user's upload requests in the shared cache (CACHES), so
+    every web process counts the same uploads. Only POSTs count: opening the form is free.
+    """
+
+    @wraps(view)
+    def limited(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        usage = get_usage(
+            request, group="classifier.upload", key="user", rate=settings.PETSITE_UPLOAD_RATE, method="POST",
+            increment=True,
+        )
+        if usage is not None and usage["should_limit"]:
+            return too_many_requests(request, usage["time_left"], {"uploads": True, "limit": usage["limit"]})
+        return view(request, *args, **kwargs)
+
+    return limited
+
+
+class SignupForm(UserCreationForm):
+    """A username, a password and, if the user wishes, an e-mail address (for password reset only)."""
+
+    email = forms.EmailField(
+        required=False, help_text="Optional. Used only to send you a link if you forget your password."
+    )
+
+    class Meta(UserCreationForm.Meta):
+        fields = ("username", "email")
+
+
+def password_reset_offered(view: Callable) -> Callable:
+    """Answer 404 unless the site can send password-reset mails (PETSITE_PASSWORD_RESET).
+
+    Checked on each request, not when the URLs load, so that every page agrees with the
+    setting of the moment.
+    """
+
+    @wraps(view)
+    def offered(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if not settings.PETSITE_PASSWORD_RESET:
+            raise Http404("Password reset is not offered on this site.")
+        return view(request, *args, **kwargs)
+
+    return offered
+
+
+class LoginView(auth_views.LoginView):
+    """Django's login page, which offers the password-reset link only where the site can send it."""
+
+    def get_context_data(self, **kwargs):
+        return {**super().get_context_data(**kwargs), "password_reset": settings.PETSITE_PASSWORD_RESET}
+
+
 def signup(request):
-    form = UserCreationForm(request.POST) if request.method == "POST" else UserCreationForm()
+    form = SignupForm(request.POST) if request.method == "POST" else SignupForm()
     if form.is_bound and form.is_valid():
         user = form.save()
-        login(request, user)
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         return redirect("classifier:upload")
     return render(request, "registration/signup.html", {"form": form}, status=400 if form.errors else 200)
 
 
 @login_required
+@limit_uploads
 def upload(request):
     form = UploadForm(request.POST, request.FILES) if request.method == "POST" else UploadForm()
     if form.is_bound and form.is_valid():

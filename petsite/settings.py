@@ -5,19 +5,30 @@ Celery broker on the local file system, so a fresh clone needs no server. Settin
 ``DATABASE_URL=postgres://...``, ``CELERY_BROKER_URL=redis://...`` and
 ``AWS_STORAGE_BUCKET_NAME`` moves the same code to PostgreSQL, Redis and S3.
 """
+from datetime import timedelta
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env")  # optional; the real environment wins
+# Optional; the real environment wins. PETSITE_ENV_FILE names another file (tests: none).
+environ.Env.read_env(env("PETSITE_ENV_FILE", default=str(BASE_DIR / ".env")))
 
 VAR_DIR = Path(env("PETSITE_VAR_DIR", default=str(BASE_DIR / "var")))
 
 DEBUG = env.bool("DEBUG", default=False)
-SECRET_KEY = env("SECRET_KEY", default="django-insecure-dev-only-set-SECRET_KEY-in-production")
+# The key signs sessions and password-reset links: a default anyone can read would let
+# them forge both, so only a DEBUG run may go without one.
+SECRET_KEY = env("SECRET_KEY", default="django-insecure-dev-only-set-SECRET_KEY-in-production" if DEBUG else "")
+if not SECRET_KEY:
+    raise ImproperlyConfigured(
+        "SECRET_KEY is not set. Set it in the environment or in the .env file to a long random value, "
+        "for example the output of: python -c 'import secrets; print(secrets.token_urlsafe(50))' "
+        "(a development run may set DEBUG=1 instead, as bin/run does)."
+    )
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -29,6 +40,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_filters",
+    "axes",
+    "django_ratelimit",
     "ml",
     "classifier",
 ]
@@ -42,6 +55,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "petsite.urls"
@@ -79,6 +94,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Axes first: it refuses a username and address that failed too often before any password is checked.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "classifier:gallery"
 LOGOUT_REDIRECT_URL = "login"
@@ -87,6 +104,70 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = env("TIME_ZONE", default="UTC")
 USE_I18N = True
 USE_TZ = True
+
+# --- HTTPS ------------------------------------------------------------------------------
+# Off for the embedded run (plain HTTP on 127.0.0.1). PETSITE_HTTPS=1, for a site served
+# over HTTPS through a proxy, turns on all of it; each setting can still be set alone.
+PETSITE_HTTPS = env.bool("PETSITE_HTTPS", default=False)
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=PETSITE_HTTPS)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=PETSITE_HTTPS)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=PETSITE_HTTPS)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=365 * 24 * 3600 if PETSITE_HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=PETSITE_HTTPS)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=PETSITE_HTTPS)
+# The proxy tells Django that the browser used HTTPS. Trust the header only behind a
+# proxy that sets it: anywhere else a client could send it and skip the redirect.
+if env.bool("PETSITE_PROXY_SSL_HEADER", default=PETSITE_HTTPS):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- Cache ------------------------------------------------------------------------------
+# The upload rate limit counts here, so every web process must share it: the default file
+# cache is shared by the processes of one machine; several machines share Redis
+# (CACHE_URL=redis://127.0.0.1:6379/1).
+CACHES = {"default": env.cache_url("CACHE_URL", default=f"filecache://{VAR_DIR / 'cache'}")}
+SILENCED_SYSTEM_CHECKS = []
+if CACHES["default"]["BACKEND"] in (
+    "django.core.cache.backends.filebased.FileBasedCache",
+    "django.core.cache.backends.db.DatabaseCache",
+):
+    # django-ratelimit refuses these: they increment by a read and a write, so two uploads
+    # by one user at the same instant may count once. On one machine that only lets a user
+    # exceed the limit by the number of uploads they send at the same time; use Redis when
+    # that matters.
+    SILENCED_SYSTEM_CHECKS += ["django_ratelimit.E003", "django_ratelimit.W001"]
+elif CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
+    # django-ratelimit knows only django-redis; Django's own Redis cache increments with
+    # Redis INCR, which is atomic, so the limit holds exactly.
+    SILENCED_SYSTEM_CHECKS.append("django_ratelimit.W001")
+
+# --- Abuse limits -----------------------------------------------------------------------
+# Logins (django-axes): after AXES_FAILURE_LIMIT wrong passwords for one username from one
+# address, that pair is refused for AXES_COOLOFF_MINUTES (each new try restarts the wait);
+# the same user from elsewhere, and other users, are not affected.
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "classifier.views.locked_out"  # the 429 page, in the site's layout
+# Behind proxies the client's address is the one they add to X-Forwarded-For: set
+# AXES_IPWARE_PROXY_COUNT to the number of proxies (else every client looks like the proxy).
+AXES_IPWARE_PROXY_COUNT = env.int("AXES_IPWARE_PROXY_COUNT", default=None)
+if AXES_IPWARE_PROXY_COUNT:
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR")
+# Uploads (django-ratelimit): upload requests per user, "30/m" = 30 a minute ("100/h", "500/d").
+PETSITE_UPLOAD_RATE = env("PETSITE_UPLOAD_RATE", default="30/m")
+
+# --- E-mail -----------------------------------------------------------------------------
+# Only password-reset links are sent. EMAIL_URL (smtp+tls://user:password@host:587) sends
+# them; a DEBUG run without it prints them on the console; otherwise password reset is
+# not offered at all (no link, its pages answer 404), since its mails could not arrive.
+EMAIL_URL = env("EMAIL_URL", default="")
+if EMAIL_URL:
+    vars().update(env.email_url("EMAIL_URL"))
+elif DEBUG:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+PETSITE_PASSWORD_RESET = bool(EMAIL_URL) or DEBUG
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="Petsite <noreply@localhost>")
 
 # --- Static and media files -----------------------------------------------------------
 STATIC_URL = "static/"

@@ -1,12 +1,34 @@
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from classifier import views as classifier_views
 
+reset_offered = classifier_views.password_reset_offered
+
+# django.contrib.auth.urls, spelled out: the login page says whether password reset is
+# offered, and the reset pages answer 404 where it is not (no mail could arrive).
+account_urls = [
+    path("login/", classifier_views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("password_change/", auth_views.PasswordChangeView.as_view(), name="password_change"),
+    path("password_change/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
+    path("password_reset/", reset_offered(auth_views.PasswordResetView.as_view()), name="password_reset"),
+    path(
+        "password_reset/done/", reset_offered(auth_views.PasswordResetDoneView.as_view()), name="password_reset_done"
+    ),
+    path(
+        "reset/<uidb64>/<token>/",
+        reset_offered(auth_views.PasswordResetConfirmView.as_view()),
+        name="password_reset_confirm",
+    ),
+    path("reset/done/", reset_offered(auth_views.PasswordResetCompleteView.as_view()), name="password_reset_complete"),
+]
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/signup/", classifier_views.signup, name="signup"),
-    path("accounts/", include("django.contrib.auth.urls")),
+    path("accounts/", include(account_urls)),
     path("models/", include("ml.urls")),
     path("", include("classifier.urls")),
 ]

@@ -1,0 +1,190 @@
+"""Abuse limits: login throttling (django-axes), the upload rate limit, password reset only where mail can arrive."""
+import os
+import re
+import subprocess
+import sys
+import time
+from datetime import timedelta
+
+from django.conf import settings as django_settings
+from django.contrib.auth import get_user_model
+from django.core import mail
+from django.urls import reverse
+
+from classifier.models import PetImage
+from tests.conftest import BASE_DIR, database_url
+from tests.helpers import upload
+
+LOGIN = reverse("login")
+
+
+def _log_in(client, username: str, password: str, **extra):
+    return client.post(LOGIN, {"username": username, "password": password}, **extra)
+
+
+def _logged_in_as(client) -> str | None:
+    """Who the client's session belongs to, as a page sees it (None: nobody)."""
+    response = client.get(reverse("classifier:gallery"))
+    return response.wsgi_request.user.username if response.status_code == 200 else None
+
+
+# --- logins ------------------------------------------------------------------------------
+
+
+def test_wrong_passwords_lock_out_that_username_from_that_address(client, user, other_user):
+    statuses = [_log_in(client, "alice", f"wrong-{i}").status_code for i in range(30)]
+    assert statuses[: django_settings.AXES_FAILURE_LIMIT - 1] == [200] * (django_settings.AXES_FAILURE_LIMIT - 1)
+    assert statuses[-1] == 429
+
+    response = _log_in(client, "alice", "pw-alice-123")  # the right password, too late
+    assert response.status_code == 429
+    assert response["Retry-After"] == str(15 * 60)
+    page = response.content.decode()
+    assert "Too many failed logins" in page and "15 minutes" in page and "Log in" in page  # the site's layout
+    assert _logged_in_as(client) is None
+
+    # The admin's login form is guarded the same way.
+    assert client.post(reverse("admin:login"), {"username": "alice", "password": "pw-alice-123"}).status_code == 429
+
+    # Another user from the same address, and the same user from elsewhere, log in.
+    assert _log_in(client, "bob", "pw-bob-123").status_code == 302
+    assert _logged_in_as(client) == "bob"
+    client.logout()
+    assert _log_in(client, "alice", "pw-alice-123", REMOTE_ADDR="203.0.113.9").status_code == 302
+
+
+def test_after_the_cool_off_the_right_password_works(client, user, settings):
+    settings.AXES_COOLOFF_TIME = timedelta(seconds=1)
+    for i in range(settings.AXES_FAILURE_LIMIT):
+        _log_in(client, "alice", f"wrong-{i}")
+    assert _log_in(client, "alice", "pw-alice-123").status_code == 429
+    time.sleep(1.2)
+    response = _log_in(client, "alice", "pw-alice-123")
+    assert response.status_code == 302 and response["Location"] == reverse("classifier:gallery")
+    assert _logged_in_as(client) == "alice"
+
+
+def test_a_success_forgets_earlier_failures(client, user):
+    for i in range(django_settings.AXES_FAILURE_LIMIT - 1):
+        _log_in(client, "alice", f"wrong-{i}")
+    assert _log_in(client, "alice", "pw-alice-123").status_code == 302
+    client.logout()
+    for i in range(django_settings.AXES_FAILURE_LIMIT - 1):
+        assert _log_in(client, "alice", f"wrong-again-{i}").status_code == 200
+    assert _log_in(client, "alice", "pw-alice-123").status_code == 302
+
+
+# --- uploads -----------------------------------------------------------------------------
+
+
+def test_uploads_beyond_the_rate_get_a_clear_429(client, user, other_user, settings):
+    settings.PETSITE_UPLOAD_RATE = "3/d"  # a day: the counting window never ends during the test
+    client.force_login(user)
+    url = reverse("classifier:upload")
+    assert [client.post(url, {"image": upload()}).status_code for _ in range(3)] == [302, 302, 302]
+    assert client.get(url).status_code == 200  # looking at the form does not count
+
+    response = client.post(url, {"image": upload()})
+    assert response.status_code == 429
+    assert 0 < int(response["Retry-After"]) <= 24 * 3600
+    page = response.content.decode()
+    assert "Too many uploads" in page and "Upload a photo" in page  # the site's layout
+    assert PetImage.objects.filter(owner=user).count() == 3
+
+    client.force_login(other_user)  # each user has an allowance of their own
+    assert client.post(url, {"image": upload()}).status_code == 302
+
+
+UPLOAD_IN_ANOTHER_PROCESS = """
+import sys
+import django
+django.setup()
+from django.contrib.auth import get_user_model
+from django.test import Client
+from django.urls import reverse
+from tests.helpers import upload
+client = Client()
+client.force_login(get_user_model().objects.get(username=sys.argv[1]))
+print(*[client.post(reverse("classifier:upload"), {"image": upload()}).status_code for _ in range(int(sys.argv[2]))])
+"""
+
+
+def test_the_upload_rate_counts_across_processes(client, user, transactional_db, settings, tmp_path):
+    """Two web processes, one shared file cache (the embedded default): uploads in one count in the other."""
+    cache_dir = tmp_path / "cache"
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+                                   "LOCATION": str(cache_dir)}}
+    settings.PETSITE_UPLOAD_RATE = "2/d"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "petsite.settings",  # the project's settings, with the cache from CACHE_URL
+        "CACHE_URL": f"filecache://{cache_dir}",
+        "DATABASE_URL": database_url(django_settings.DATABASES["default"]),
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "PETSITE_UPLOAD_RATE": "2/d",
+        "ALLOWED_HOSTS": "testserver",
+        "PETSITE_BROKER_DIR": str(tmp_path / "broker"),
+        "CELERY_TASK_DEFAULT_QUEUE": f"{settings.CELERY_TASK_DEFAULT_QUEUE}-other-process",
+    }
+    other = subprocess.run(
+        [sys.executable, "-c", UPLOAD_IN_ANOTHER_PROCESS, "alice", "2"],
+        cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert other.returncode == 0, other.stderr
+    assert other.stdout.split()[-2:] == ["302", "302"]
+    client.force_login(user)
+    assert client.post(reverse("classifier:upload"), {"image": upload()}).status_code == 429
+
+
+# --- password reset and e-mail -----------------------------------------------------------
+
+
+def test_signup_takes_an_optional_email(client, db):
+    form = {"password1": "a-Long-pass-42", "password2": "a-Long-pass-42"}
+    response = client.post(reverse("signup"), {"username": "carol", "email": "carol@example.com", **form})
+    assert response.status_code == 302
+    client.logout()
+    assert client.post(reverse("signup"), {"username": "dave", **form}).status_code == 302
+    emails = dict(get_user_model().objects.values_list("username", "email"))
+    assert emails == {"carol": "carol@example.com", "dave": ""}
+
+
+RESET_URLS = [
+    reverse("password_reset"),
+    reverse("password_reset_done"),
+    reverse("password_reset_confirm", args=["MQ", "set-password"]),
+    reverse("password_reset_complete"),
+]
+
+
+def test_without_mail_password_reset_is_not_offered(client, user, settings):
+    settings.PETSITE_PASSWORD_RESET = False
+    assert reverse("password_reset") not in client.get(LOGIN).content.decode()
+    for url in RESET_URLS:
+        assert client.get(url).status_code == 404, url
+    assert client.post(reverse("password_reset"), {"email": "alice@example.com"}).status_code == 404
+    assert not mail.outbox
+
+
+def test_with_mail_a_user_resets_a_forgotten_password(client, user, settings):
+    settings.PETSITE_PASSWORD_RESET = True
+    user.email = "alice@example.com"
+    user.save()
+    assert reverse("password_reset") in client.get(LOGIN).content.decode()
+    assert client.get(reverse("password_reset")).status_code == 200
+
+    response = client.post(reverse("password_reset"), {"email": "alice@example.com"})
+    assert response.status_code == 302 and response["Location"] == reverse("password_reset_done")
+    assert client.get(reverse("password_reset_done")).status_code == 200
+    (message,) = mail.outbox
+    assert message.to == ["alice@example.com"] and "alice" in message.body
+    link = re.search(r"https?://[^/\s]+(/\S+)", message.body).group(1)
+
+    form = client.get(link, follow=True)  # Django swaps the token for a session entry, then shows the form
+    assert form.status_code == 200 and "Choose a new password" in form.content.decode()
+    done = client.post(form.redirect_chain[-1][0], {"new_password1": "n3w-Secret-pw", "new_password2": "n3w-Secret-pw"})
+    assert done.status_code == 302 and done["Location"] == reverse("password_reset_complete")
+
+    assert _log_in(client, "alice", "pw-alice-123").status_code == 200  # the old password no longer works
+    assert _log_in(client, "alice", "n3w-Secret-pw").status_code == 302
+    assert client.get(link, follow=True).context["validlink"] is False  # a link works once
