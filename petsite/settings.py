@@ -219,6 +219,12 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = PETSITE_MAX_UPLOAD_BYTES + 1024 * 1024
 # messages to and the worker reads from. No server, and a real worker process.
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
 PETSITE_BROKER_DIR = Path(env("PETSITE_BROKER_DIR", default=str(VAR_DIR / "broker")))
+# Redis hands an unacknowledged message to another worker after this many seconds. A
+# classification takes seconds, so a short timeout recovers a dead worker's message
+# fast; a task still running past it is harmless (the claim makes a second delivery do
+# nothing). Retry countdowns stay below it. Training tasks acknowledge early.
+PETSITE_BROKER_VISIBILITY_TIMEOUT = env.int("PETSITE_BROKER_VISIBILITY_TIMEOUT", default=60)
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": PETSITE_BROKER_VISIBILITY_TIMEOUT}
 if CELERY_BROKER_URL.startswith("filesystem://"):
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(PETSITE_BROKER_DIR),
@@ -235,9 +241,15 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=1)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+# The safety net behind "a lost message never loses an upload": every REQUEUE_INTERVAL
+# seconds, images pending for REQUEUE_AFTER seconds since they were last sent (doubling
+# with each re-send), or claimed longer than CLAIM_TIMEOUT seconds ago, are sent again.
+# With the defaults a stranded upload is sent again within 45 s.
+PETSITE_REQUEUE_INTERVAL = env.float("PETSITE_REQUEUE_INTERVAL", default=15)
+PETSITE_REQUEUE_AFTER = env.float("PETSITE_REQUEUE_AFTER", default=30)
+PETSITE_CLAIM_TIMEOUT = env.float("PETSITE_CLAIM_TIMEOUT", default=30)
 CELERY_BEAT_SCHEDULE = {
-    # The safety net behind "a lost message never loses an upload".
-    "requeue-stale-images": {"task": "classifier.tasks.requeue_stale", "schedule": 300.0},
+    "requeue-stale-images": {"task": "classifier.tasks.requeue_stale", "schedule": PETSITE_REQUEUE_INTERVAL},
 }
 # Torch threads per worker child: children x threads should not exceed the cores.
 PETSITE_TORCH_THREADS = env.int("PETSITE_TORCH_THREADS", default=0)  # 0: cores / concurrency
