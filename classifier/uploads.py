@@ -1,54 +1,240 @@
-"""Storing an upload: the validated file, its thumbnail and its row, all or nothing."""
+"""Storing an upload: a clean copy of the image, its thumbnail and its row, all or nothing.
+
+The stored file is re-encoded from the pixels :func:`~classifier.validators.inspect_image`
+decoded, turned upright: no EXIF, XMP or GPS metadata, no comment and nothing appended
+to the file reaches storage or the image view, and width and height are as displayed.
+The ICC profile stays, so colours do not shift. JPEG stays JPEG, with the source's
+quantisation tables and chroma subsampling, so the re-encoding loses next to nothing;
+PNG, GIF and BMP become PNG (lossless), WebP stays WebP (lossless if it was).
+
+Memory: the decoded image is handed over from ImageInfo, turned upright only when its
+EXIF orientation says so (the one extra full-size copy, while the source is dropped),
+encoded into a temporary file, then reduced in place to the thumbnail.
+
+The same owner sending the same bytes again gets the image already stored, even when
+both requests run at once (:func:`get_or_create_pet_image`).
+"""
 from __future__ import annotations
 
 import hashlib
 import io
+import os
+import tempfile
+from typing import IO
 
+from django.contrib.auth import get_user_model
+from django.core.files import File
 from django.core.files.base import ContentFile
-from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
-from PIL import Image
+from PIL import Image, JpegImagePlugin
 
 from .classification import enqueue
 from .models import PetImage
-from .validators import ImageInfo
+from .validators import ORIENTATIONS_SWAPPING_SIDES, ImageInfo
 
 THUMBNAIL_SIZE = (320, 320)
+THUMBNAIL_REDUCING_GAP = 2.0  # reduce by whole factors first, then resample at least 2x: fast and smooth
+SPOOL_BYTES = 1024 * 1024  # a re-encoded original larger than this goes to a temporary file, not memory
+WEBP_QUALITY = 90  # for lossy WebP sources: the original quality is not recorded in the file
+
+STORED_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "GIF": "PNG", "BMP": "PNG", "WEBP": "WEBP"}
+STORED_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp"}
+TRANSPOSE_FOR_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
-def make_thumbnail(image: Image.Image) -> ContentFile:
-    """A JPEG no larger than THUMBNAIL_SIZE of an upright RGB image (as inspect_image gives)."""
-    thumb = image.copy()
-    thumb.thumbnail(THUMBNAIL_SIZE)
-    buffer = io.BytesIO()
-    thumb.save(buffer, "JPEG", quality=85)
-    return ContentFile(buffer.getvalue())
+def get_or_create_pet_image(owner, upload: File, info: ImageInfo) -> tuple[PetImage, bool]:
+    """``(image, created)``: store a validated upload, or find it among the owner's images.
 
-
-def create_pet_image(owner, upload: UploadedFile, info: ImageInfo) -> PetImage:
-    """Store a validated upload and its thumbnail, create its row, enqueue it after commit.
-
-    If anything fails after a file was written, the written files are removed: an
-    upload is either wholly saved or not at all.
+    The same bytes from the same owner are one image: look first (cheap), and only if
+    they are new, store them (:func:`store_pet_image`, which looks again under a lock).
     """
-    upload.seek(0)
-    content = upload.read()
+    sha256 = upload_sha256(upload)
+    existing = find_duplicate(owner, sha256)
+    if existing is not None:
+        info.image = None  # the decoded pixels are not needed: let them go now
+        return existing, False
+    return store_pet_image(owner, upload, info, sha256)
+
+
+def store_pet_image(owner, upload: File, info: ImageInfo, sha256: str) -> tuple[PetImage, bool]:
+    """Store the files, then create the row and send it to the workers after commit.
+
+    In the transaction that creates the row, the owner's row is locked and the owner's
+    images are searched for ``sha256`` again: a request running beside this one may have
+    stored the same photo since the caller looked. Then the fresh files are deleted and
+    that image is returned, ``created`` False. If anything fails after a file was
+    written, the written files are removed: an upload is either wholly saved or not at all.
+    """
     pet = PetImage(
         owner=owner,
-        original_name=(upload.name or "upload")[:255],
-        sha256=hashlib.sha256(content).hexdigest(),
+        original_name=display_name(upload.name),
+        sha256=sha256,
         width=info.width,
         height=info.height,
     )
+    duplicate = None
     try:
-        pet.image.save(f"upload{info.extension}", ContentFile(content), save=False)
-        pet.thumbnail.save("thumb.jpg", make_thumbnail(info.image), save=False)
+        original, extension, thumbnail = encode_upload(upload, info)
+        with original:
+            pet.image.save(f"upload{extension}", File(original), save=False)
+        pet.thumbnail.save("thumb.jpg", thumbnail, save=False)
         with transaction.atomic():
-            pet.save()
-            enqueue(pet.pk)
+            # One upload at a time per owner from here to commit (SQLite serialises
+            # writing transactions anyway; PostgreSQL needs the row lock).
+            get_user_model()._default_manager.select_for_update().only("pk").get(pk=owner.pk)
+            duplicate = find_duplicate(owner, sha256)
+            if duplicate is None:
+                pet.save()
+                enqueue(pet.pk)
     except BaseException:
-        for field in (pet.image, pet.thumbnail):
-            if field.name:
-                field.storage.delete(field.name)
+        _delete_files(pet)
         raise
-    return pet
+    if duplicate is not None:
+        _delete_files(pet)
+        return duplicate, False
+    return pet, True
+
+
+def create_pet_image(owner, upload: File, info: ImageInfo) -> PetImage:
+    """The image for a validated upload: :func:`get_or_create_pet_image` without the flag
+    (kept for callers that only need the image)."""
+    return get_or_create_pet_image(owner, upload, info)[0]
+
+
+def find_duplicate(owner, sha256: str) -> PetImage | None:
+    """The owner's earliest image with these bytes, if any."""
+    return PetImage.objects.filter(owner=owner, sha256=sha256).order_by("pk").first()
+
+
+def upload_sha256(upload: File) -> str:
+    """SHA-256 of the uploaded bytes, read in chunks (no second copy of the file in memory)."""
+    digest = hashlib.sha256()
+    for chunk in upload.chunks():  # chunks() starts at the beginning
+        digest.update(chunk)
+    upload.seek(0)
+    return digest.hexdigest()
+
+
+def display_name(name: str | None) -> str:
+    """The client's file name as we keep it: printable, valid UTF-8, at most 255 characters.
+
+    Only shown to the owner; storage names are random (``models._random_name``)."""
+    name = "".join(ch for ch in (name or "") if ch.isprintable())
+    name = name.encode("utf-8", "replace").decode("utf-8").strip()  # lone surrogates become "?"
+    return name[:255] or "upload"
+
+
+def encode_upload(upload: File, info: ImageInfo) -> tuple[IO[bytes], str, ContentFile]:
+    """``(original, extension, thumbnail)``: the image to store, upright and without metadata,
+    in a temporary file, and its thumbnail. Takes the decoded image from ``info``."""
+    image = info.take_image()
+    stored_format = STORED_FORMATS[info.format]
+    options = _save_options(image, stored_format, info.orientation, upload)
+    transpose = TRANSPOSE_FOR_ORIENTATION.get(info.orientation)
+    if transpose is not None:
+        image = image.transpose(transpose)  # the one full-size copy; the source is dropped here
+    elif info.format == "WEBP":
+        image = image.copy()  # drops the source and with it libwebp's two full-size decoder canvases
+    image = _eight_bit(image)
+    image.info = {}  # nothing of the source may ride along: EXIF, XMP, comments, text chunks
+
+    original = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)
+    try:
+        image.save(original, stored_format, **options)
+        original.seek(0)
+        thumbnail = make_thumbnail(image)
+    except BaseException:
+        original.close()
+        raise
+    return original, STORED_EXTENSIONS[stored_format], thumbnail
+
+
+def make_thumbnail(image: Image.Image) -> ContentFile:
+    """A JPEG no larger than THUMBNAIL_SIZE of an upright image.
+
+    ``image`` is reduced in place, so the caller gives it up; only the small result is
+    converted to RGB. Palette and 1-bit images are made colour (or grey) first: their
+    pixels are indexes, which cannot be averaged.
+    """
+    if image.mode in ("P", "PA"):
+        image = image.convert("RGB")
+    elif image.mode == "1":
+        image = image.convert("L")
+    image.thumbnail(THUMBNAIL_SIZE, reducing_gap=THUMBNAIL_REDUCING_GAP)
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=85)
+    return ContentFile(buffer.getvalue())
+
+
+def _save_options(image: Image.Image, stored_format: str, orientation: int, upload: File) -> dict:
+    """Encoder options for the stored copy: the ICC profile and what keeps the quality.
+
+    Read from the decoded source, before it is turned (a turned copy is a plain image
+    that no longer knows its JPEG tables)."""
+    options: dict = {}
+    if icc_profile := image.info.get("icc_profile"):
+        options["icc_profile"] = icc_profile
+    if stored_format == "JPEG":
+        qtables = getattr(image, "quantization", None)
+        if qtables:
+            options["qtables"] = qtables
+        else:
+            options["quality"] = 95
+        subsampling = JpegImagePlugin.get_sampling(image)
+        if subsampling == 1 and orientation in ORIENTATIONS_SWAPPING_SIDES:
+            subsampling = 0  # 4:2:2 turned by 90 degrees has no JPEG encoding in Pillow: keep full chroma
+        if subsampling != -1:
+            options["subsampling"] = subsampling
+    elif stored_format == "PNG":
+        transparency = image.info.get("transparency")
+        if transparency is not None and not image.mode.startswith("I;16"):
+            options["transparency"] = transparency
+    elif stored_format == "WEBP":
+        if _webp_is_lossless(upload):
+            options["lossless"] = True
+        else:
+            options["quality"] = WEBP_QUALITY
+    return options
+
+
+def _eight_bit(image: Image.Image) -> Image.Image:
+    """16-bit greyscale scaled to 8 bits. Pillow converts such images to RGB by clipping
+    (most of a 16-bit picture turns white), for the thumbnail and the model alike."""
+    if not image.mode.startswith("I;16"):
+        return image
+    return image.point(lambda value: value / 256).convert("L")
+
+
+def _webp_is_lossless(upload: File) -> bool:
+    """Whether a WebP file's first image is lossless (a "VP8L" chunk rather than "VP8 ").
+
+    Re-encoding lossy data losslessly would only make it several times larger."""
+    try:
+        upload.seek(12)  # "RIFF", size, "WEBP"
+        while len(header := upload.read(8)) == 8:
+            fourcc, size = header[:4], int.from_bytes(header[4:], "little")
+            if fourcc in (b"VP8L", b"VP8 "):
+                return fourcc == b"VP8L"
+            if fourcc == b"ANMF":
+                upload.seek(16, os.SEEK_CUR)  # an animation frame: its image chunk follows a 16-byte header
+                continue
+            upload.seek(size + size % 2, os.SEEK_CUR)
+        return False
+    finally:
+        upload.seek(0)
+
+
+def _delete_files(pet: PetImage) -> None:
+    for field in (pet.image, pet.thumbnail):
+        if field.name:
+            field.storage.delete(field.name)

@@ -120,7 +120,9 @@ def signup(request):
 def upload(request):
     form = UploadForm(request.POST, request.FILES) if request.method == "POST" else UploadForm()
     if form.is_bound and form.is_valid():
-        pet = uploads.create_pet_image(request.user, form.cleaned_data["image"], form.image_info)
+        pet, created = uploads.get_or_create_pet_image(request.user, form.cleaned_data["image"], form.image_info)
+        if not created:
+            messages.info(request, "You uploaded this photo before; here it is.")
         return redirect(pet)
     context = {"form": form, "max_upload": settings.PETSITE_MAX_UPLOAD_BYTES}
     return render(request, "classifier/upload.html", context, status=400 if form.errors else 200)

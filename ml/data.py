@@ -31,11 +31,42 @@ def resize_size_for(image_size: int) -> int:
     return int(round(image_size * 256 / 224))
 
 
-def open_image(source: ImageSource) -> Image.Image:
-    """An RGB PIL image, rotated as its EXIF orientation says (phone photos need this)."""
+REDUCING_GAP = 2.0  # reduce() keeps at least this many times the size the transform resizes to
+# Modes whose pixels Image.reduce can average (palette and 1-bit ones it cannot).
+_REDUCIBLE_MODES = {"L", "LA", "I", "F", "RGB", "RGBA", "CMYK", "YCbCr"}
+
+
+def open_image(source: ImageSource, min_size: int | None = None) -> Image.Image:
+    """An RGB PIL image, rotated as its EXIF orientation says (phone photos need this).
+
+    With ``min_size`` (the shorter side the transform resizes to), a large image is made
+    smaller first, so that a 40-megapixel photo never exists at full size in memory: a
+    JPEG is decoded by libjpeg at 1/2, 1/4 or 1/8 scale (``draft``) with its shorter side
+    still >= ``min_size``; other images are averaged down by a whole factor (``reduce``)
+    to no less than ``REDUCING_GAP * min_size``. Only then are they turned upright and
+    converted to RGB, copying a small image. The transform's own resize then does the
+    rest, so the tensor barely changes (the same top-1 on ordinary photos). Without it,
+    the image comes at full size, as training has always loaded it.
+    """
     image = source if isinstance(source, Image.Image) else Image.open(source)
+    if min_size:
+        image = _reduced(image, min_size)
     image = ImageOps.exif_transpose(image)
     return image.convert("RGB")
+
+
+def _reduced(image: Image.Image, min_size: int) -> Image.Image:
+    """``image``, or a smaller version whose shorter side is still >= ``min_size``."""
+    image.draft(None, (min_size, min_size))  # JPEG not yet decoded: scale in libjpeg; others ignore it
+    factor = int(min(image.size) // (min_size * REDUCING_GAP))
+    if factor < 2:
+        return image
+    if image.mode not in _REDUCIBLE_MODES:
+        # Palette or 1-bit pixels are indexes, which cannot be averaged: first the colours
+        # (or greys) that the conversion to RGB would give anyway, then the reduction.
+        # (``convert`` and ``reduce`` keep ``info``: exif_transpose still finds the orientation.)
+        image = image.convert("L" if image.mode == "1" else "RGB")
+    return image.reduce(factor)
 
 
 def eval_transform(

@@ -35,7 +35,9 @@ class Predictor:
         )
 
     def preprocess(self, image: ImageSource) -> torch.Tensor:
-        return self.transform(open_image(image))
+        """The model's input tensor for one image. The image is decoded no larger than the
+        transform needs (``open_image``'s ``min_size``): memory stays small for huge photos."""
+        return self.transform(open_image(image, min_size=self.checkpoint.resize_size))
 
     def predict(self, image: ImageSource, k: int = 5) -> list[Prediction]:
         """The ``k`` most likely classes, most likely first."""

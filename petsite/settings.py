@@ -53,6 +53,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "petsite.middleware.RequestSizeLimitMiddleware",  # 413 before any body is read; after auth, for the page's menu
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes asks: it turns a locked-out login into the lockout page.
@@ -207,12 +208,19 @@ PETSITE_RUNS_DIR = Path(env("PETSITE_RUNS_DIR", default=str(VAR_DIR / "runs")))
 
 # --- Uploads --------------------------------------------------------------------------
 PETSITE_MAX_UPLOAD_BYTES = env.int("PETSITE_MAX_UPLOAD_BYTES", default=10 * 1024 * 1024)
-PETSITE_MAX_IMAGE_PIXELS = env.int("PETSITE_MAX_IMAGE_PIXELS", default=40_000_000)
+# Memory goes by pixels, not bytes: handling an upload costs up to 8 bytes a pixel (and
+# kinds that cost more are allowed fewer pixels, classifier/validators.py), so 18 Mpx
+# (an 18-megapixel camera's 5184x3456) keeps one upload within ~150 MiB of the web
+# process and of a worker child, as measured by bench/upload_memory.py.
+PETSITE_MAX_IMAGE_PIXELS = env.int("PETSITE_MAX_IMAGE_PIXELS", default=18_000_000)
 PETSITE_GALLERY_PAGE_SIZE = env.int("PETSITE_GALLERY_PAGE_SIZE", default=24)
 PETSITE_TOP_K = 5
 # Predictions less confident than this join the admin's review queue.
 PETSITE_REVIEW_CONFIDENCE = env.float("PETSITE_REVIEW_CONFIDENCE", default=0.5)
 DATA_UPLOAD_MAX_MEMORY_SIZE = PETSITE_MAX_UPLOAD_BYTES + 1024 * 1024
+# A larger request body is refused (413) before it is read (petsite.middleware): one
+# photo plus room for the form's other fields and the multipart framing.
+PETSITE_MAX_REQUEST_BYTES = env.int("PETSITE_MAX_REQUEST_BYTES", default=PETSITE_MAX_UPLOAD_BYTES + 1024 * 1024)
 
 # --- Celery ---------------------------------------------------------------------------
 # Default broker: kombu's filesystem transport, a folder that the web process writes

@@ -40,3 +40,18 @@ def wait_for(condition: Callable[[], bool], timeout: float = 60.0, what: str = "
             return
         time.sleep(0.2)
     raise AssertionError(f"Timed out after {timeout:.0f}s waiting for {what}")
+
+
+def encoded(image: Image.Image, fmt: str, **options) -> bytes:
+    """``image`` saved as ``fmt`` into bytes."""
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def stored_files(media_root) -> list:
+    """Every file uploads left under the media folder (model checkpoints and figures apart)."""
+    from pathlib import Path
+
+    root = Path(media_root)
+    return sorted(p for p in root.rglob("*") if p.is_file() and "models" not in p.parts) if root.exists() else []
