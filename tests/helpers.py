@@ -10,12 +10,20 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 
 
-def image_bytes(size: tuple[int, int] = (96, 72), color=(200, 120, 40), fmt: str = "JPEG", exif=None) -> bytes:
+def image_bytes(
+    size: tuple[int, int] = (96, 72), color=(200, 120, 40), fmt: str = "JPEG", exif=None, mark: int | None = None
+) -> bytes:
+    """An image file; ``mark`` (0 to 4095) draws its bits as black and white 8x8 blocks
+    along the top edge, so that every mark gives other bytes, whatever the compression."""
     image = Image.new("RGB", size, color)
     # A gradient, so that crops and rotations change the pixels.
     for x in range(0, size[0], 8):
         for y in range(0, size[1], 8):
             image.putpixel((x, y), (x % 256, y % 256, (x * y) % 256))
+    if mark is not None:
+        for bit in range(12):
+            shade = 255 if mark >> bit & 1 else 0
+            image.paste((shade, shade, shade), (bit * 8, 0, bit * 8 + 8, 8))
     buffer = io.BytesIO()
     kwargs = {"exif": exif} if exif is not None else {}
     image.save(buffer, fmt, **kwargs)
@@ -28,8 +36,7 @@ _photo_numbers = itertools.count()
 def upload(name: str = "rex.jpg", content: bytes | None = None, content_type: str = "image/jpeg") -> SimpleUploadedFile:
     """An uploaded file; without ``content``, a new photo each call (the same bytes twice are one image)."""
     if content is None:
-        n = next(_photo_numbers)
-        content = image_bytes(color=(n % 256, (n // 256) % 256, 40))
+        content = image_bytes(mark=next(_photo_numbers) % 4096)
     return SimpleUploadedFile(name, content, content_type)
 
 
