@@ -149,6 +149,7 @@ AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.float("AXES_COOLOFF_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False  # no start-up banner in every command and worker log
 AXES_LOCKOUT_CALLABLE = "classifier.limits.locked_out"  # the 429 page, in the site's layout
 # Behind proxies the client's address is the one they add to X-Forwarded-For: set
 # AXES_IPWARE_PROXY_COUNT to the number of proxies (else every client looks like the proxy).
