@@ -5,13 +5,17 @@ from ml import breeds
 from .models import NOT_A_PET
 from .validators import ImageInfo, inspect_image
 
+ACCEPT_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp")
+
 
 class UploadForm(forms.Form):
     # A FileField, not ImageField: inspect_image() decodes the whole image, which
-    # ImageField's header-only check does not.
+    # ImageField's header-only check does not; it also says when a file is empty.
     image = forms.FileField(
         label="Photo of a cat or dog",
-        widget=forms.ClearableFileInput(attrs={"accept": "image/*"}),
+        allow_empty_file=True,
+        # The formats we take, not "image/*": iOS then converts HEIC photos to JPEG as it sends them.
+        widget=forms.ClearableFileInput(attrs={"accept": ",".join(ACCEPT_TYPES)}),
     )
 
     def clean_image(self):

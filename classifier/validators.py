@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 ALLOWED_FORMATS = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp"}
 ACCEPTED = "upload a JPEG, PNG, WebP, GIF or BMP photo"
 
+SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a")
+
 ORDINARY_COST = 8  # bytes per pixel: Pillow's 4-byte pixel, twice
 WEBP_COST = 16  # libwebp's decoder keeps two canvases and hands over a third copy
 MAX_ASPECT_RATIO = 20  # longer side / shorter side: a photo of a pet is never a thin strip
@@ -74,6 +76,7 @@ def inspect_image(upload: File) -> ImageInfo:
     upload.seek(0)
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "Corrupt EXIF data" and such: nothing to act on
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(upload)  # reads the header only
             _check_header(image, upload)
@@ -82,19 +85,15 @@ def inspect_image(upload: File) -> ImageInfo:
     except ValidationError:
         raise
     except UnidentifiedImageError:
+        if _starts_like_an_image(upload):
+            raise _damaged(upload, "its header is incomplete or unreadable") from None
         raise ValidationError(f"This file is not an image we can read; {ACCEPTED}.", code="not_an_image") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise _too_many_pixels(None, settings.PETSITE_MAX_IMAGE_PIXELS, "photos") from None
     except MemoryError:
         raise  # the server's problem, not the file's: let it be a 500 that someone sees
     except Exception as exc:  # any failure of the decoder means a broken file
-        # Pillow's own words ("broken data stream", "tile cannot extend outside image")
-        # help whoever reads the log, not the person uploading.
-        log.info("Refused a damaged image %r: %s: %s", getattr(upload, "name", ""), type(exc).__name__, exc)
-        raise ValidationError(
-            "The image is damaged or incomplete, so we cannot read it. Try exporting or saving it again.",
-            code="corrupt",
-        ) from None
+        raise _damaged(upload, f"{type(exc).__name__}: {exc}") from None
     finally:
         upload.seek(0)
     width, height = image.size
@@ -124,6 +123,23 @@ def _check_header(image: Image.Image, upload: File) -> None:
             "Crop it and try again.",
             code="aspect_ratio",
         )
+
+
+def _damaged(upload: File, detail: str) -> ValidationError:
+    # Pillow's own words ("broken data stream", "image file is truncated") help whoever
+    # reads the log, not the person uploading.
+    log.info("Refused a damaged image %r: %s", getattr(upload, "name", ""), detail)
+    return ValidationError(
+        "The image is damaged or incomplete, so we cannot read it. Try exporting or saving it again.",
+        code="corrupt",
+    )
+
+
+def _starts_like_an_image(upload: File) -> bool:
+    """Whether the file begins as a JPEG, PNG, GIF or WebP does (BMP's "BM" is too weak a sign)."""
+    upload.seek(0)
+    head = upload.read(12)
+    return head.startswith(SIGNATURES) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
 
 
 def _too_many_pixels(size: tuple[int, int] | None, limit: int, kind: str) -> ValidationError:

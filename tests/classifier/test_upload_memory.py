@@ -1,0 +1,132 @@
+"""Bounded memory: the largest upload allowed stays within 150 MiB of an idle web process
+and of an idle worker child, and the worker's reduced decoding keeps its predictions."""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bench.upload_memory import measure_case
+from ml.checkpoints import load_checkpoint
+from ml.data import open_image
+from ml.inference import Predictor
+from ml.synthetic import render_pet
+from tests.helpers import encoded
+
+BUDGET_MIB = 150
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["rgba-png", "rotated-jpeg", "webp", "progressive-cmyk-jpeg"])
+def test_largest_allowed_upload_stays_within_150_mib(case, settings, tmp_path):
+    """Each case in fresh processes (bench/upload_memory.py): validate and store it as the
+    upload view does, then preprocess the stored file as a worker does."""
+    row = measure_case(case, settings.PETSITE_MAX_IMAGE_PIXELS, workdir=tmp_path)
+    for path in ("web", "worker"):
+        measured = row[path]
+        if not measured["exact_peak"]:
+            pytest.skip("this system cannot reset a process's peak RSS (/proc/self/clear_refs)")
+        assert measured["above_idle_mib"] <= BUDGET_MIB, (
+            f"{case} at {row['size']}: {path} peaked {measured['above_idle_mib']:.0f} MiB above idle"
+        )
+
+
+# --- The worker decodes no larger than the model needs --------------------------------------
+
+
+def photo(index: int, size: tuple[int, int], mode: str = "RGB") -> Image.Image:
+    return render_pet(index, np.random.default_rng(index), image_size=256).resize(size).convert(mode)
+
+
+def rotated_jpeg(image: Image.Image) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return encoded(image, "JPEG", exif=exif)
+
+
+# Ordinary photos: the sizes, formats and modes that people upload.
+PHOTOS = [
+    lambda: encoded(photo(0, (4000, 3000)), "JPEG", quality=90),
+    lambda: encoded(photo(3, (1600, 1200)), "JPEG"),
+    lambda: rotated_jpeg(photo(6, (2000, 1500))),
+    lambda: encoded(photo(9, (1600, 1200), "L"), "JPEG"),
+    lambda: encoded(photo(12, (1600, 1200), "CMYK"), "JPEG"),
+    lambda: encoded(photo(15, (1200, 1600)), "PNG", compress_level=1),
+    lambda: encoded(photo(18, (2400, 1600), "RGBA"), "PNG", compress_level=1),
+    lambda: encoded(photo(21, (900, 900)), "WEBP"),
+    lambda: encoded(photo(24, (800, 600), "P"), "GIF"),
+    lambda: encoded(photo(27, (1024, 768)), "BMP"),
+    lambda: encoded(photo(30, (300, 200)), "JPEG"),
+]
+
+
+@pytest.fixture(scope="module")
+def predictor_224(checkpoint_file) -> Predictor:
+    """The test checkpoint at the ImageNet input size (224, resized from 256)."""
+    checkpoint = dataclasses.replace(load_checkpoint(checkpoint_file), image_size=224, resize_size=256)
+    return Predictor(checkpoint)
+
+
+def test_reduced_decoding_keeps_the_top_1(predictor_224):
+    """Today's path decodes at full size (``transform(open_image(f))``); ``preprocess``
+    decodes reduced. Random weights leave every top-1 a near-tie, so the head is set to
+    the photos' own features (a nearest-neighbour classifier): each top-1 then has a
+    real margin, and it must not change."""
+    predictor = copy.deepcopy(predictor_224)
+    files = [make() for make in PHOTOS]
+    full = [predictor.transform(open_image(io.BytesIO(data))) for data in files]
+    reduced = [predictor.preprocess(io.BytesIO(data)) for data in files]
+
+    body = copy.deepcopy(predictor.model)
+    body.fc = torch.nn.Identity()
+    with torch.inference_mode():
+        features = torch.nn.functional.normalize(body(torch.stack(full)), dim=1)
+        predictor.model.fc.weight.zero_()
+        predictor.model.fc.bias.fill_(-100.0)
+        predictor.model.fc.weight[: len(files)] = 20 * features
+        predictor.model.fc.bias[: len(files)] = 0.0
+
+    before = predictor.predict_preprocessed(full)
+    after = predictor.predict_preprocessed(reduced)
+    classes = predictor.classes
+    assert [p[0].label for p in before] == classes[: len(files)]  # the head works as meant
+    assert min(p[0].probability - p[1].probability for p in before) > 0.2  # no near-ties
+    assert [p[0].label for p in after] == [p[0].label for p in before]
+    for tensor_full, tensor_reduced in zip(full, reduced, strict=True):
+        assert tensor_reduced.shape == tensor_full.shape
+        assert (tensor_reduced - tensor_full).abs().mean() < 0.05  # in normalised units (std ~0.23 of 0-1)
+
+
+def test_open_image_reduces_only_when_asked():
+    jpeg = encoded(photo(1, (4000, 3000)), "JPEG")
+    assert open_image(io.BytesIO(jpeg)).size == (4000, 3000)  # training: as before
+    assert open_image(io.BytesIO(jpeg), min_size=256).size == (500, 375)  # libjpeg at 1/8
+    assert open_image(io.BytesIO(jpeg), min_size=400).size == (1000, 750)  # 1/4: 1/8 would be too small
+
+    png = encoded(photo(2, (3000, 2000), "RGBA"), "PNG", compress_level=1)
+    reduced = open_image(io.BytesIO(png), min_size=256)
+    assert reduced.mode == "RGB" and reduced.size == (1000, 667)  # by 3: still twice 256 and more
+
+    small = encoded(photo(3, (600, 400)), "PNG")
+    assert open_image(io.BytesIO(small), min_size=256).size == (600, 400)
+
+
+def test_reduced_images_are_still_upright():
+    picture = photo(4, (2000, 1500))
+    picture.paste((255, 0, 0), (0, 0, 400, 300))  # red in the stored top-left corner
+    for data in (rotated_jpeg(picture), encoded(picture, "PNG", exif=rotated_exif())):
+        image = open_image(io.BytesIO(data), min_size=256)
+        assert image.width < image.height  # turned
+        red = image.getpixel((image.width - 10, 10))
+        assert red[0] > 200 and red[1] < 60  # now the top-right corner
+
+
+def rotated_exif() -> Image.Exif:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return exif
