@@ -1,18 +1,18 @@
 """Peak memory of one worst-case upload, in the web process and in the worker.
 
 An upload's memory is set by its pixels, not by its bytes: a 125 KiB PNG can decode to
-hundreds of MiB. For each kind of worst case allowed (an image at the pixel limit, in a
-format and mode that cost the most per pixel), a fresh process sets up what it serves
-with, is warmed up with a small upload of the same kind, measures its idle RSS, then
-handles the big one; the figure is the peak RSS (Linux ``VmHWM``, reset after warm-up)
-above that idle RSS.
+hundreds of MiB. For each kind of worst case (an image with the most pixels allowed
+for its kind, in a format and mode that cost the most per pixel), a fresh process sets
+up what it serves with, is warmed up with a small upload of the same kind, measures its
+idle RSS, then handles the big one; the figure is the peak RSS (Linux ``VmHWM``, reset
+after warm-up) above that idle RSS.
 
-- web: ``inspect_image`` then ``create_pet_image``, as the upload view calls them
+- web: ``inspect_image`` then ``get_or_create_pet_image``, as the upload view calls them
   (Django set up on a private SQLite database and media folder in a temp directory).
 - worker: ``Predictor.preprocess`` of the file the web path stored, as a Celery child
   does before the forward pass (a random-weight ResNet34 checkpoint at 224 px).
 
-    python bench/upload_memory.py                       # every case at the configured limit, ~2 min
+    python bench/upload_memory.py                       # every case at the configured limit, ~1 min
     python bench/upload_memory.py --pixels 40000000     # at another limit
     python bench/upload_memory.py --cases rotated-jpeg --paths web --json
 """
@@ -192,6 +192,8 @@ def child_web(big_file: Path, warmup_file: Path, content_type: str) -> dict:
 
     call_command("migrate", verbosity=0)
     user = get_user_model().objects.create_user("bench")
+    # Older checkouts (to measure "before") have only create_pet_image, returning the image.
+    store = getattr(uploads, "get_or_create_pet_image", lambda *args: (uploads.create_pet_image(*args), True))
 
     stored: list[str] = []
 
@@ -199,9 +201,8 @@ def child_web(big_file: Path, warmup_file: Path, content_type: str) -> dict:
         with open(path, "rb") as handle:
             upload = UploadedFile(handle, name=path.name, content_type=content_type, size=path.stat().st_size)
             info = inspect_image(upload)
-            result = uploads.create_pet_image(user, upload, info)
+            pet, _ = store(user, upload, info)
         del info
-        pet = result[0] if isinstance(result, tuple) else result  # (pet, created) since issue 7
         stored.append(pet.image.path)
         return {"stored": pet.image.path, "stored_bytes": pet.image.size}
 
@@ -320,10 +321,10 @@ def main() -> None:
     print(f"Peak RSS above idle (MiB), one upload at the limit for its kind ({pixels:,} pixels for ordinary "
           f"ones); python {sys.version.split()[0]}, "
           f"Pillow {Image.__version__}")
-    print(f"{'case':<14} {'size':>11} {'file':>9} " + " ".join(f"{p + ' MiB':>11} {p + ' s':>9}" for p in paths))
+    print(f"{'case':<22} {'size':>11} {'file':>9} " + " ".join(f"{p + ' MiB':>11} {p + ' s':>9}" for p in paths))
     for row in rows:
         cells = " ".join(f"{row[p]['above_idle_mib']:>11.0f} {row[p]['seconds']:>9.2f}" for p in paths)
-        print(f"{row['case']:<14} {'x'.join(map(str, row['size'])):>11} {row['file_bytes'] / 1024:>8.0f}K {cells}")
+        print(f"{row['case']:<22} {'x'.join(map(str, row['size'])):>11} {row['file_bytes'] / 1024:>8.0f}K {cells}")
 
 
 if __name__ == "__main__":
