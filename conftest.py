@@ -30,6 +30,10 @@ def pytest_configure(config):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     config.petsite_scratch = scratch
     _no_downloads(scratch)
+    # Hypothesis keeps its files (constants it found in the code) in the scratch too.
+    from hypothesis.configuration import set_hypothesis_home_dir
+
+    set_hypothesis_home_dir(scratch / "hypothesis")
 
 
 def _no_downloads(scratch: Path) -> None:
