@@ -107,12 +107,11 @@ def _check_header(image: Image.Image, upload: File) -> None:
     if image.format not in ALLOWED_FORMATS:
         raise ValidationError(f"{image.format} images are not accepted; {ACCEPTED}.", code="format")
     width, height = image.size
-    cost = decode_cost(image, upload)
-    limit = settings.PETSITE_MAX_IMAGE_PIXELS * ORDINARY_COST // cost
+    limit = pixel_limit(image, upload)
     if width * height > limit:
         if image.format == "WEBP":
             kind = "WebP images"
-        elif cost > ORDINARY_COST:
+        elif limit < settings.PETSITE_MAX_IMAGE_PIXELS:
             kind = "progressive JPEG photos in full colour resolution"
         else:
             kind = "photos"
