@@ -36,7 +36,6 @@ from django.utils import timezone
 from PIL import Image, UnidentifiedImageError
 
 from ml import services as ml_services
-from ml.checkpoints import CheckpointError
 from ml.models import ModelVersion
 
 from .models import Classification, PetImage
@@ -181,6 +180,8 @@ def classify_images(pks: Sequence[int], version_id: int | None = None) -> None:
     pets = [pet for pet in pets if pet.attempts < MAX_ATTEMPTS]
     if not pets:
         return
+    from ml.checkpoints import CheckpointError  # torch: only in the worker, never in the web process
+
     try:
         predictor = ml_services.predictor_for(version)
     except (CheckpointError, OSError) as exc:

@@ -1,4 +1,8 @@
-"""Registering, activating and loading model versions: the Django side of ``ml``."""
+"""Registering, activating and loading model versions: the Django side of ``ml``.
+
+PyTorch is imported inside the functions that need it (registering, loading a
+Predictor), which run in commands and workers: the web process never loads it.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -9,6 +13,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.core.files import File
 from django.core.files.storage import default_storage
@@ -17,10 +22,11 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from .breeds import BREED_KEYS
-from .checkpoints import load_checkpoint
-from .inference import Predictor
 from .models import ModelVersion
 from .signals import model_activated
+
+if TYPE_CHECKING:
+    from .inference import Predictor
 
 NO_ACTIVE_MODEL = (
     "No active model. Train one with `python manage.py train --data PATH --activate` "
@@ -72,6 +78,8 @@ def register_model(
     other classes than the 37 breeds or weights that do not fit are refused before
     anything is stored.
     """
+    from .checkpoints import load_checkpoint
+
     checkpoint_path = Path(checkpoint_path)
     checkpoint = load_checkpoint(checkpoint_path)
     checkpoint.verify(BREED_KEYS)
@@ -143,6 +151,8 @@ def local_checkpoint(version: ModelVersion) -> Iterator[Path]:
 
 @functools.lru_cache(maxsize=2)
 def _cached_predictor(pk: int, file_name: str) -> Predictor:
+    from .inference import Predictor
+
     with default_storage.open(file_name, "rb") as f:
         return Predictor(f.read())
 
