@@ -226,7 +226,8 @@ PETSITE_MAX_REQUEST_BYTES = env.int("PETSITE_MAX_REQUEST_BYTES", default=PETSITE
 # --- Celery ---------------------------------------------------------------------------
 # Default broker: kombu's filesystem transport, a folder that the web process writes
 # messages to and the worker reads from. No server, and a real worker process.
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
+# ("localhost" only because kombu warns on every message when the URL names no host.)
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://localhost/")
 PETSITE_BROKER_DIR = Path(env("PETSITE_BROKER_DIR", default=str(VAR_DIR / "broker")))
 # Redis hands an unacknowledged message to another worker after this many seconds. A
 # classification takes seconds, so a short timeout recovers a dead worker's message
