@@ -72,46 +72,16 @@ class PetImageAdmin(admin.ModelAdmin):
     inlines = [ClassificationInline]
     fieldsets = [
         (None, {"fields": ["preview", "owner", "original_name", "uploaded_at", "width", "height", "sha256"]}),
-        (
-            "Prediction",
-            {
-                "fields": [
-                    "status",
-                    "error_message",
-                    "predicted_breed",
-                    "confidence",
-                    "top_k",
-                    "model_version",
-                    "classified_at",
-                    "attempts",
-                ]
-            },
-        ),
+        ("Prediction", {"fields": [
+            "status", "error_message", "predicted_breed", "confidence", "top_k", "model_version", "classified_at",
+            "attempts", "claimed_at", "claimed_by", "enqueued_at", "enqueue_count",
+        ]}),
         ("Owner's answer", {"fields": ["is_correct", "true_breed", "feedback_at"]}),
         ("Review", {"fields": ["reviewed_label", "reviewed_by", "reviewed_at"]}),
     ]
-    readonly_fields = [
-        "preview",
-        "owner",
-        "original_name",
-        "uploaded_at",
-        "width",
-        "height",
-        "sha256",
-        "status",
-        "error_message",
-        "predicted_breed",
-        "confidence",
-        "top_k",
-        "model_version",
-        "classified_at",
-        "attempts",
-        "is_correct",
-        "true_breed",
-        "feedback_at",
-        "reviewed_by",
-        "reviewed_at",
-    ]
+    # Everything is the record of an upload, its classification and its answers: only the
+    # reviewer's label is edited here.
+    readonly_fields = [name for _, options in fieldsets for name in options["fields"] if name != "reviewed_label"]
 
     def get_queryset(self, request):
         # Annotate before ordering: the default get_queryset orders first.

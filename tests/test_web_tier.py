@@ -41,8 +41,8 @@ def test_the_web_process_never_imports_torch(transactional_db, client, model_ver
         reverse("admin:ml_modelversion_changelist"), reverse("admin:ml_modelversion_change", args=[model_version.pk]),
     ]
     result = subprocess.run(
-        [sys.executable, "-c", SERVE_AND_CHECK, json.dumps(urls)], cwd=BASE_DIR, env=worker_env(ALLOWED_HOSTS="testserver"),
-        capture_output=True, text=True, timeout=120,
+        [sys.executable, "-c", SERVE_AND_CHECK, json.dumps(urls)], cwd=BASE_DIR,
+        env=worker_env(ALLOWED_HOSTS="testserver"), capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
