@@ -108,6 +108,7 @@ def main() -> None:
     parser.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432")
     parser.add_argument("--burst", type=int, default=40)
     parser.add_argument("--timeout", type=float, default=180)
+    parser.add_argument("--pixels", type=int, default=18_000_000, help="the pixel limit (PETSITE_MAX_IMAGE_PIXELS)")
     args = parser.parse_args()
 
     scratch = Path(tempfile.mkdtemp(prefix="petsite-live-"))
@@ -204,6 +205,8 @@ def main() -> None:
         burst("worker child SIGKILLed mid-batch", kill_child)
         burst("whole worker SIGKILLed, started again", kill_worker)
         burst("Redis restarted empty during a burst", restart_redis)
+        burst_peaks = dict(peak.peaks)
+        worst = worst_allowed_upload(site, peak, web, workers, args.pixels)
     finally:
         peak.running = False
         if "db" in locals():
@@ -221,9 +224,34 @@ def main() -> None:
     for row in results:
         print("| " + " | ".join(str(x) for x in row) + " |")
     print(f"\nburst of {args.burst} uploads of 1024x768 JPEGs; peak RSS (MiB):")
-    for label, rss in sorted(peak.peaks.items()):
+    for label, rss in sorted(locals().get("burst_peaks", peak.peaks).items()):
         print(f"  {label}: {rss / 2**20:.0f}")
+    if "worst" in locals():
+        print(f"\nworst allowed upload ({args.pixels:,} px RGBA PNG), peak RSS above the process before it (MiB):")
+        for label, rise in worst.items():
+            print(f"  {label}: {rise:.0f}")
     print(f"logs: {scratch}")
+
+
+def worst_allowed_upload(site: Site, peak: Peak, web, workers, pixels: int) -> dict[str, float]:
+    """Upload an RGBA PNG at the pixel limit (a few KiB of flat colour) and compare each web
+    and worker process's peak RSS with its RSS just before."""
+    side = int(pixels**0.5)
+    image = Image.new("RGBA", (side, pixels // side), (200, 120, 40, 255))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    del image
+    processes = {f"gunicorn {c.pid}": c for c in psutil.Process(web.pid).children()}
+    for name, process in workers.items():
+        processes.update({f"{name} child {c.pid}": c for c in psutil.Process(process.pid).children()})
+    before = {label: process.memory_info().rss for label, process in processes.items()}
+    peak.peaks = {}
+    peak.processes = dict(processes)
+    time.sleep(0.2)
+    pk = site.upload("worst.png", buffer.getvalue())
+    time.sleep(8)  # the worker reads it
+    del pk
+    return {label: (peak.peaks.get(label, rss) - rss) / 2**20 for label, rss in before.items()}
 
 
 if __name__ == "__main__":
