@@ -100,7 +100,15 @@ def _abandoned(holder: str) -> bool:
     host, _, pid = holder.rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return False
-    return int(pid) == os.getpid() or not psutil.pid_exists(int(pid))
+    return int(pid) == os.getpid() or not _running(int(pid))
+
+
+def _running(pid: int) -> bool:
+    """A killed process whose parent died too stays a zombie until someone reaps it: dead."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _claimable(pks: Sequence[int], version: ModelVersion, reclassify: bool) -> Q:

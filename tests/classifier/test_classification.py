@@ -9,6 +9,7 @@ import sys
 from datetime import timedelta
 from unittest import mock
 
+import psutil
 import pytest
 from django.core.files.base import ContentFile
 from django.core.management import call_command
@@ -256,3 +257,17 @@ def test_requeue_pending_command(pet, sends, capsys, django_capture_on_commit_ca
     with django_capture_on_commit_callbacks(execute=True):
         call_command("requeue_pending", "--all")
     assert sends() == [pet.pk] and "Re-sent 1 image(s)" in capsys.readouterr().out
+
+
+def test_claim_of_a_zombie_process_is_taken_over(pet, model_version):
+    """A worker child killed with its parent stays a zombie until reaped: it is dead."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = timezone.now() + timedelta(seconds=10)
+    while psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE and timezone.now() < deadline:
+        pass  # exited, not yet reaped: a zombie
+    host = classification.worker_identity().rpartition(":")[0]
+    classification.claim([pet.pk], model_version)
+    PetImage.objects.filter(pk=pet.pk).update(claimed_by=f"{host}:{child.pid}", claimed_at=timezone.now())
+    classification.classify(pet.pk)
+    child.wait()
+    assert _refresh(pet).status == Status.DONE
