@@ -29,6 +29,18 @@ def thumbnail_upload_to(instance: "PetImage", filename: str) -> str:
     return _random_name("thumbs", filename)
 
 
+def heatmap_upload_to(instance: "PetImage", filename: str) -> str:
+    return _random_name("heatmaps", filename)
+
+
+class Verdict(models.TextChoices):
+    """What the model's answer is worth (the values are ml.calibration's verdict names)."""
+
+    CONFIDENT = "confident", "Confident"
+    UNSURE = "unsure", "Not sure"
+    NOT_A_PET = "not_a_pet", "Not a cat or dog"
+
+
 def label_name(key: str) -> str:
     """Display name of a breed key or of NOT_A_PET; empty for no label."""
     return dict(LABEL_CHOICES).get(key, key)
@@ -92,6 +104,16 @@ class PetImage(models.Model):
         "ml.ModelVersion", on_delete=models.SET_NULL, null=True, blank=True, related_name="pet_images"
     )
     classified_at = models.DateTimeField(null=True, blank=True)
+    verdict = models.CharField(max_length=12, choices=Verdict.choices, blank=True)
+    verdict_scores = models.JSONField(
+        default=dict, blank=True, help_text="the scores and thresholds that gave the verdict"
+    )
+    # Grad-CAM over the photo for the predicted breed, made on first view of the photo's page.
+    heatmap = models.ImageField(upload_to=heatmap_upload_to, max_length=255, blank=True)
+    heatmap_version = models.ForeignKey(
+        "ml.ModelVersion", on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+        help_text="the model the heatmap explains",
+    )
 
     # The owner's answer: is_correct True, or False with the true label (a breed or NOT_A_PET).
     is_correct = models.BooleanField(null=True, blank=True)
@@ -179,6 +201,8 @@ class Classification(models.Model):
     predicted_breed = models.CharField(max_length=50, choices=BREED_CHOICES)
     confidence = models.FloatField()
     top_k = models.JSONField(default=list)
+    verdict = models.CharField(max_length=12, choices=Verdict.choices, blank=True)
+    verdict_scores = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
