@@ -4,7 +4,8 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.formats import date_format
+from django.utils.html import format_html, format_html_join
 
 from ml.services import NoActiveModel
 
@@ -57,11 +58,13 @@ class ClassificationInline(admin.TabularInline):
 
 @admin.register(PetImage)
 class PetImageAdmin(admin.ModelAdmin):
+    # The review columns first after the photo, so that they stay in view at 1280 px beside
+    # the filters; the model version is a filter, the file name is on the change page.
     list_display = [
-        "preview", "original_name", "owner", "status", "prediction", "owner_answer",
-        "reviewed_label", "needs_review", "model_version", "uploaded_at",
+        "preview", "prediction", "confidence_percent", "owner_answer", "reviewed_label", "needs_review",
+        "status", "owner", "uploaded",
     ]
-    list_display_links = ["preview", "original_name"]
+    list_display_links = ["preview", "prediction"]
     list_filter = [ReviewFilter, "status", FeedbackFilter, "model_version", "predicted_breed", "reviewed_label"]
     search_fields = ["owner__username", "owner__email", "original_name", "sha256"]
     date_hierarchy = "uploaded_at"
@@ -73,7 +76,8 @@ class PetImageAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["preview", "owner", "original_name", "uploaded_at", "width", "height", "sha256"]}),
         ("Prediction", {"fields": [
-            "status", "error_message", "predicted_breed", "confidence", "top_k", "model_version", "classified_at",
+            "status", "error_message", "predicted_breed", "confidence_percent", "top_five", "model_version",
+            "classified_at",
             "attempts", "claimed_at", "claimed_by", "enqueued_at", "enqueue_count",
         ]}),
         ("Owner's answer", {"fields": ["is_correct", "true_breed", "feedback_at"]}),
@@ -115,21 +119,38 @@ class PetImageAdmin(admin.ModelAdmin):
     def preview(self, obj: PetImage) -> str:
         if not obj.thumbnail:
             return "-"
-        return format_html(
-            '<img src="{}" alt="" style="max-height:80px">', reverse("classifier:thumbnail", args=[obj.pk])
-        )
+        alt = f"{obj.get_predicted_breed_display() or 'Photo'}, uploaded {self.uploaded(obj)}"
+        url = reverse("classifier:thumbnail", args=[obj.pk])
+        return format_html('<img src="{}" alt="{}" style="max-height:80px">', url, alt)
 
-    @admin.display(description="Prediction", ordering="confidence")
+    @admin.display(description="Prediction", ordering="predicted_breed")
     def prediction(self, obj: PetImage) -> str:
-        if not obj.predicted_breed:
+        return obj.get_predicted_breed_display() if obj.predicted_breed else "-"
+
+    @admin.display(description="Confidence", ordering="confidence")
+    def confidence_percent(self, obj: PetImage) -> str:
+        return "-" if obj.confidence is None else f"{obj.confidence:.0%}"
+
+    @admin.display(description="Top 5")
+    def top_five(self, obj: PetImage) -> str:
+        """The model's five likeliest breeds, one a line with its probability, instead of raw JSON."""
+        if not obj.top_k:
             return "-"
-        return f"{obj.get_predicted_breed_display()} ({obj.confidence:.0%})"
+        rows = ((row["name"], f"{row['probability']:.1%}") for row in obj.top_k_display())
+        items = format_html_join("", "<li>{} ({})</li>", rows)
+        return format_html('<ol style="margin:0;padding-left:1.2em">{}</ol>', items)
 
     @admin.display(description="Owner said")
     def owner_answer(self, obj: PetImage) -> str:
         if obj.is_correct is None:
             return "-"
-        return "correct" if obj.is_correct else f"wrong: {obj.get_true_breed_display()}"
+        if obj.is_correct:
+            return "correct"
+        return "wrong: not a cat or dog" if obj.true_breed == NOT_A_PET else f"wrong: {obj.get_true_breed_display()}"
+
+    @admin.display(description="Uploaded", ordering="uploaded_at")
+    def uploaded(self, obj: PetImage) -> str:
+        return date_format(timezone.localtime(obj.uploaded_at), "SHORT_DATE_FORMAT")
 
     @admin.display(description="Needs review", boolean=True, ordering="needs_review")
     def needs_review(self, obj: PetImage) -> bool:
