@@ -1,11 +1,12 @@
-"""Gallery filters (django-filter): breed, species, status, feedback, confidence, sort."""
+"""The gallery: its filters (django-filter) and its order (newest first), which the
+photo page's previous and next links follow too."""
 import django_filters
 from django import forms
-from django.db.models import F
+from django.db.models import F, Q, QuerySet
 
 from ml import breeds
 
-from .models import BREED_CHOICES, PetImage
+from .models import PetImage
 
 # Pending images have no confidence: they go last in either confidence order.
 SORTS = {
@@ -17,10 +18,24 @@ SORTS = {
 FEEDBACK_CHOICES = [("none", "No answer yet"), ("correct", "Said correct"), ("wrong", "Said wrong")]
 
 
+def labelled_as(keys: list[str]) -> Q:
+    """Images whose breed is one of ``keys``, by the best answer there is.
+
+    A reviewer's label wins, then the owner's answer (``true_breed``), then the model's
+    prediction: a photo the owner corrected from "Pug" to "Persian" is a cat. A photo
+    answered "not a cat or dog" is neither.
+    """
+    return (
+        Q(reviewed_label__in=keys)
+        | Q(reviewed_label="", true_breed__in=keys)
+        | Q(reviewed_label="", true_breed="", predicted_breed__in=keys)
+    )
+
+
 class GalleryFilter(django_filters.FilterSet):
     breed = django_filters.ChoiceFilter(
-        field_name="predicted_breed",
-        choices=sorted(BREED_CHOICES, key=lambda c: c[1]),
+        choices=[("Cats", breeds.choices(breeds.CAT)), ("Dogs", breeds.choices(breeds.DOG))],
+        method="filter_breed",
         empty_label="Any breed",
         label="Breed",
     )
@@ -32,18 +47,18 @@ class GalleryFilter(django_filters.FilterSet):
     )
     status = django_filters.ChoiceFilter(choices=PetImage.Status.choices, empty_label="Any status")
     feedback = django_filters.ChoiceFilter(
-        choices=FEEDBACK_CHOICES, method="filter_feedback", empty_label="Any feedback", label="Your answer"
+        choices=FEEDBACK_CHOICES, method="filter_feedback", empty_label="Any answer", label="Your answer"
     )
     # In percent, as people think of confidence; stored as a fraction.
     min_confidence = django_filters.NumberFilter(
         method="filter_min_confidence",
         label="Confidence from (%)",
-        widget=forms.NumberInput(attrs={"min": 0, "max": 100, "step": 1}),
+        widget=forms.NumberInput(attrs={"min": 0, "max": 100, "step": 1, "inputmode": "numeric"}),
     )
     max_confidence = django_filters.NumberFilter(
         method="filter_max_confidence",
         label="to (%)",
-        widget=forms.NumberInput(attrs={"min": 0, "max": 100, "step": 1}),
+        widget=forms.NumberInput(attrs={"min": 0, "max": 100, "step": 1, "inputmode": "numeric"}),
     )
     sort = django_filters.ChoiceFilter(
         choices=[(key, label) for key, (label, _) in SORTS.items()], method="sort_by", empty_label=None, label="Sort"
@@ -53,8 +68,11 @@ class GalleryFilter(django_filters.FilterSet):
         model = PetImage
         fields: list[str] = []
 
+    def filter_breed(self, queryset, name, value):
+        return queryset.filter(labelled_as([value]))
+
     def filter_species(self, queryset, name, value):
-        return queryset.filter(predicted_breed__in=[b.key for b in breeds.BREEDS if b.species == value])
+        return queryset.filter(labelled_as([b.key for b in breeds.BREEDS if b.species == value]))
 
     def filter_feedback(self, queryset, name, value):
         return queryset.filter(is_correct={"none": None, "correct": True, "wrong": False}[value])
@@ -67,3 +85,14 @@ class GalleryFilter(django_filters.FilterSet):
 
     def sort_by(self, queryset, name, value):
         return queryset.order_by(*SORTS[value][1])
+
+
+def gallery_neighbours(pet: PetImage) -> tuple[PetImage | None, PetImage | None]:
+    """``(previous, next)``: the owner's photos beside ``pet`` in the gallery's order
+    (newest first), so previous is the newer one. Two small indexed queries
+    (``petimage_owner_recent``), whatever the size of the gallery."""
+    own: QuerySet = PetImage.objects.filter(owner_id=pet.owner_id).only("pk", "uploaded_at")
+    at = pet.uploaded_at
+    newer = own.filter(Q(uploaded_at__gt=at) | Q(uploaded_at=at, pk__gt=pet.pk)).order_by("uploaded_at", "pk")
+    older = own.filter(Q(uploaded_at__lt=at) | Q(uploaded_at=at, pk__lt=pet.pk)).order_by("-uploaded_at", "-pk")
+    return newer.first(), older.first()

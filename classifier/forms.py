@@ -1,27 +1,55 @@
 from django import forms
+from django.conf import settings
 
 from ml import breeds
 
 from .models import NOT_A_PET
-from .validators import ImageInfo, inspect_image
 
 ACCEPT_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp")
 
 
+class MultipleFileInput(forms.FileInput):
+    """``<input type="file" multiple>``: Django hands the view every file chosen."""
+
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    """A list of uploaded files, at least one, at most ``PETSITE_MAX_FILES_PER_UPLOAD``.
+
+    Only the request is checked here. Each file is checked on its own by
+    :func:`classifier.uploads.store_uploads`, so that one bad file refuses itself and
+    never the others (a form error on this field would refuse them all).
+    """
+
+    widget = MultipleFileInput
+
+    def clean(self, data, initial=None) -> list:
+        files = [file for file in (data if isinstance(data, list | tuple) else [data]) if file]
+        if not files:
+            if self.required:
+                raise forms.ValidationError(self.error_messages["required"], code="required")
+            return []
+        limit = settings.PETSITE_MAX_FILES_PER_UPLOAD
+        if len(files) > limit:
+            raise forms.ValidationError(
+                "You chose %(count)d photos; at most %(limit)d can be uploaded at once. "
+                "Choose %(limit)d or fewer, then upload the others in another go.",
+                code="too_many_files",
+                params={"count": len(files), "limit": limit},
+            )
+        return files
+
+
 class UploadForm(forms.Form):
-    # A FileField, not ImageField: inspect_image() decodes the whole image, which
-    # ImageField's header-only check does not; it also says when a file is empty.
-    image = forms.FileField(
-        label="Photo of a cat or dog",
+    # Not an ImageField: inspect_image() (classifier/validators.py) decodes each whole
+    # image, which ImageField's header-only check does not; it also says when a file is empty.
+    image = MultipleFileField(
+        label="Photos of cats or dogs",
         allow_empty_file=True,
         # The formats we take, not "image/*": iOS then converts HEIC photos to JPEG as it sends them.
-        widget=forms.ClearableFileInput(attrs={"accept": ",".join(ACCEPT_TYPES)}),
+        widget=MultipleFileInput(attrs={"accept": ",".join(ACCEPT_TYPES), "multiple": True}),
     )
-
-    def clean_image(self):
-        upload = self.cleaned_data["image"]
-        self.image_info: ImageInfo = inspect_image(upload)
-        return upload
 
 
 def _grouped_label_choices() -> list:
@@ -40,7 +68,7 @@ class FeedbackForm(forms.Form):
     answer = forms.ChoiceField(
         choices=[("correct", "Correct"), ("wrong", "Wrong, it is a …")], widget=forms.RadioSelect
     )
-    label = forms.ChoiceField(choices=_grouped_label_choices, required=False)
+    label = forms.ChoiceField(choices=_grouped_label_choices, required=False, label="The right breed")
 
     def __init__(self, *args, pet=None, **kwargs):
         super().__init__(*args, **kwargs)

@@ -13,6 +13,12 @@ encoded into a temporary file, then reduced in place to the thumbnail.
 
 The same owner sending the same bytes again gets the image already stored, even when
 both requests run at once (:func:`get_or_create_pet_image`).
+
+Many files in one request (:func:`store_uploads`) are checked and stored one after the
+other, each on its own: a bad file is refused with its reason and the others are kept,
+and only one decoded image is alive at a time, so twenty photos cost the memory of one.
+
+Deleting (:func:`delete_pet_image`) removes the row, then every file of the image.
 """
 from __future__ import annotations
 
@@ -20,17 +26,20 @@ import hashlib
 import io
 import os
 import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import IO
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.core.files.base import ContentFile
-from django.db import transaction
+from django.db import models, transaction
 from PIL import Image, JpegImagePlugin
 
 from .classification import enqueue
 from .models import PetImage
-from .validators import ORIENTATIONS_SWAPPING_SIDES, ImageInfo
+from .validators import ORIENTATIONS_SWAPPING_SIDES, ImageInfo, inspect_image
 
 THUMBNAIL_SIZE = (320, 320)
 THUMBNAIL_REDUCING_GAP = 2.0  # reduce by whole factors first, then resample at least 2x: fast and smooth
@@ -107,6 +116,94 @@ def create_pet_image(owner, upload: File, info: ImageInfo) -> PetImage:
     """The image for a validated upload: :func:`get_or_create_pet_image` without the flag
     (kept for callers that only need the image)."""
     return get_or_create_pet_image(owner, upload, info)[0]
+
+
+@dataclass
+class UploadOutcome:
+    """What became of one file of a request: stored (``image``), or refused (``error``)."""
+
+    name: str  # the client's file name, as kept (display_name)
+    image: PetImage | None = None
+    created: bool = False  # False with an image: the owner had uploaded these bytes before
+    error: ValidationError | None = None
+
+    @property
+    def saved(self) -> bool:
+        return self.image is not None
+
+    @property
+    def reason(self) -> str:
+        """Why the file was refused, in words for its owner ("" when it was stored)."""
+        return " ".join(self.error.messages) if self.error is not None else ""
+
+
+def store_uploads(owner, files: Iterable[File]) -> list[UploadOutcome]:
+    """Check and store each of ``files`` for ``owner``: one outcome per file, in order.
+
+    Each file goes through :func:`~classifier.validators.inspect_image` and
+    :func:`get_or_create_pet_image` before the next one is read, so a refusal touches
+    only its own file, and the memory of one decoded photo is let go (stored or refused)
+    before the next is decoded. Each file is stored in its own transaction: a file
+    stored stays stored whatever happens to the ones after it.
+    """
+    outcomes = []
+    for upload in files:
+        name = display_name(upload.name)
+        try:
+            info = inspect_image(upload)
+        except ValidationError as error:
+            outcomes.append(UploadOutcome(name, error=_detached(error)))
+            continue
+        pet, created = get_or_create_pet_image(owner, upload, info)  # takes the decoded image from info
+        outcomes.append(UploadOutcome(name, image=pet, created=created))
+    return outcomes
+
+
+def _detached(error: ValidationError) -> ValidationError:
+    """The same messages and codes without the traceback: its frames (and the exception
+    it was raised from) would keep a half-decoded image alive while the next file is read."""
+    return ValidationError([ValidationError(e.message, code=e.code, params=e.params) for e in error.error_list])
+
+
+def upload_summary(outcomes: list[UploadOutcome]) -> str:
+    """One sentence for the owner: "3 photos uploaded, 1 already in your gallery, 1 refused: x.txt (…)"."""
+    new = sum(outcome.created for outcome in outcomes)
+    again = sum(outcome.saved and not outcome.created for outcome in outcomes)
+    refused = [outcome for outcome in outcomes if not outcome.saved]
+    parts = []
+    if new or not (again or refused):
+        parts.append(f"{new} photo{'s' if new != 1 else ''} uploaded")
+    if again:
+        parts.append(f"{again} already in your gallery")
+    if refused:
+        reasons = "; ".join(f"{outcome.name} ({outcome.reason})" for outcome in refused)
+        parts.append(f"{len(refused)} refused: {reasons}")
+    return ", ".join(parts)
+
+
+def delete_pet_image(pet: PetImage) -> None:
+    """Delete ``pet``: its row (with its prediction history), then all its files.
+
+    The files go only once the deletion is committed: should the transaction roll
+    back, the row still finds its files. Every file field of the model counts
+    (original, thumbnail and any added later, such as a heatmap), so a new kind of
+    file cannot be left behind in storage. A worker classifying the image meanwhile
+    finds its claim gone and saves nothing (classification.py writes only through
+    the claim).
+    """
+    files = [
+        (field.storage, field.name)
+        for field in (getattr(pet, f.name) for f in pet._meta.fields if isinstance(f, models.FileField))
+        if field.name
+    ]
+    with transaction.atomic():
+        pet.delete()
+        transaction.on_commit(lambda: _delete_stored(files))
+
+
+def _delete_stored(files: list[tuple]) -> None:
+    for storage, name in files:
+        storage.delete(name)  # Django's storages do nothing for a name already gone
 
 
 def find_duplicate(owner, sha256: str) -> PetImage | None:

@@ -13,11 +13,16 @@ from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_ratelimit.core import get_usage
+
+from ml import services as ml_services
+from ml.breeds import BREEDS
 
 from . import review, uploads
-from .filters import GalleryFilter
-from .forms import FeedbackForm, UploadForm
+from .filters import GalleryFilter, gallery_neighbours
+from .forms import ACCEPT_TYPES, FeedbackForm, UploadForm
+from .limits import _duration as duration
 from .limits import limit_uploads
 from .models import PetImage, label_name
 
@@ -67,24 +72,127 @@ def signup(request):
 
 @login_required
 @limit_uploads
-def upload(request):
+def upload(request: HttpRequest) -> HttpResponse:
+    """One photo or many (``<input type="file" multiple>``; the page's script sends one per request).
+
+    Each file is checked and stored on its own: the good ones are kept, the bad ones
+    listed with their reasons. JSON for a request that prefers it (one entry per file),
+    else HTML: one photo leads to its page, several to the gallery with a summary; when
+    nothing was stored, the form again with the reasons (400).
+    """
     form = UploadForm(request.POST, request.FILES) if request.method == "POST" else UploadForm()
-    if form.is_bound and form.is_valid():
-        pet, created = uploads.get_or_create_pet_image(request.user, form.cleaned_data["image"], form.image_info)
-        if not created:
+    if not form.is_bound or not form.is_valid():
+        if wants_json(request):
+            return JsonResponse({"errors": list(form.errors.get("image", [])), "files": []}, status=400)
+        return _upload_page(request, form, status=400 if form.errors else 200)
+
+    files = form.cleaned_data["image"]
+    within_rate = _count_more_uploads(request, len(files))
+    outcomes = uploads.store_uploads(request.user, files[:within_rate])
+    if within_rate < len(files):
+        over = _over_rate(request)
+        outcomes += [uploads.UploadOutcome(uploads.display_name(f.name), error=over) for f in files[within_rate:]]
+    stored = [outcome for outcome in outcomes if outcome.saved]
+
+    if wants_json(request):
+        return JsonResponse(
+            {"files": [_outcome_json(outcome) for outcome in outcomes], "summary": uploads.upload_summary(outcomes)},
+            status=200 if stored else 400,
+        )
+    if not stored:
+        for outcome in outcomes:
+            reason = outcome.error if len(outcomes) == 1 else f"{outcome.name}: {outcome.reason}"
+            form.add_error("image", reason)
+        return _upload_page(request, form, status=400)
+    if len(outcomes) == 1:
+        if not outcomes[0].created:
             messages.info(request, "You uploaded this photo before; here it is.")
-        return redirect(pet)
-    context = {"form": form, "max_upload": settings.PETSITE_MAX_UPLOAD_BYTES}
-    return render(request, "classifier/upload.html", context, status=400 if form.errors else 200)
+        return redirect(outcomes[0].image)
+    level = messages.SUCCESS if len(stored) == len(outcomes) else messages.WARNING
+    messages.add_message(request, level, uploads.upload_summary(outcomes) + ".")
+    return redirect("classifier:gallery")
 
 
-@login_required
-def gallery(request):
+def _upload_page(request: HttpRequest, form: UploadForm, status: int = 200) -> HttpResponse:
+    context = {"form": form, "no_model": ml_services.active_version() is None, **upload_limits()}
+    return render(request, "classifier/upload.html", context, status=status)
+
+
+def upload_limits() -> dict:
+    """What the upload forms tell the person (and check in the page before sending)."""
+    return {
+        "max_upload": settings.PETSITE_MAX_UPLOAD_BYTES,
+        "max_files": settings.PETSITE_MAX_FILES_PER_UPLOAD,
+        "accept_types": ",".join(ACCEPT_TYPES),
+    }
+
+
+def wants_json(request: HttpRequest) -> bool:
+    """True when the client prefers JSON to HTML (``Accept: application/json``); browsers
+    and clients that send no Accept header get HTML."""
+    return request.get_preferred_type(["text/html", "application/json"]) == "application/json"
+
+
+# The group limit_uploads counts in (classifier/limits.py); a test fails if they part.
+UPLOAD_RATE_GROUP = "classifier.upload"
+
+
+def _count_more_uploads(request: HttpRequest, count: int) -> int:
+    """How many of a request's ``count`` files are within the user's upload rate.
+
+    ``limit_uploads`` counted the request as one upload; the rate counts photos, so each
+    further file counts too: a form with twenty photos uses twenty of the allowance, as
+    twenty one-photo requests from the page's script do. The files past the limit are
+    refused (with the wait), the ones before it stored.
+    """
+    allowed = 1
+    for _ in range(count - 1):
+        usage = get_usage(
+            request, group=UPLOAD_RATE_GROUP, key="user", rate=settings.PETSITE_UPLOAD_RATE, method="POST",
+            increment=True,
+        )
+        if usage is None:  # rate limiting is switched off
+            return count
+        if usage["should_limit"]:
+            break
+        allowed += 1
+    return allowed
+
+
+def _over_rate(request: HttpRequest) -> forms.ValidationError:
+    usage = get_usage(request, group=UPLOAD_RATE_GROUP, key="user", rate=settings.PETSITE_UPLOAD_RATE, method="POST")
+    wait = duration(max(1, usage["time_left"])) if usage else "a while"
+    return forms.ValidationError(
+        f"Not uploaded: you have sent as many photos as we accept for now. Please wait {wait}, then send it again.",
+        code="rate_limited",
+    )
+
+
+def _outcome_json(outcome: uploads.UploadOutcome) -> dict:
+    if not outcome.saved:
+        codes = [error.code for error in outcome.error.error_list]
+        return {"name": outcome.name, "ok": False, "error": outcome.reason, "code": codes[0] if codes else None}
+    return {"name": outcome.name, "ok": True, "created": outcome.created, **image_status(outcome.image)}
+
+
+def landing(request: HttpRequest) -> HttpResponse:
+    """What Petsite does, for visitors who are not logged in (the site's front page)."""
+    return render(request, "classifier/landing.html", {"breed_count": len(BREEDS)})
+
+
+def gallery(request: HttpRequest) -> HttpResponse:
+    """The owner's photos, filtered and sorted; visitors who are not logged in get the landing page."""
+    if not request.user.is_authenticated:
+        return landing(request)
     images = PetImage.objects.filter(owner=request.user).select_related("model_version")
     filters = GalleryFilter(request.GET, queryset=images)
     page = Paginator(filters.qs, settings.PETSITE_GALLERY_PAGE_SIZE).get_page(request.GET.get("page"))
     filtered = any(value for key, value in request.GET.items() if key not in ("page", "sort"))
-    return render(request, "classifier/gallery.html", {"page": page, "filters": filters, "filtered": filtered})
+    context = {
+        "page": page, "filters": filters, "filtered": filtered,
+        "upload_form": UploadForm(auto_id="quick_%s"), **upload_limits(),
+    }
+    return render(request, "classifier/gallery.html", context)
 
 
 def _own_image(request, pk: int) -> PetImage:
@@ -92,12 +200,29 @@ def _own_image(request, pk: int) -> PetImage:
     return get_object_or_404(PetImage.objects.select_related("model_version"), pk=pk, owner=request.user)
 
 
+def _detail_page(request: HttpRequest, pet: PetImage, form: FeedbackForm, status: int = 200) -> HttpResponse:
+    previous, following = gallery_neighbours(pet)
+    context = {"pet": pet, "feedback_form": form, "previous": previous, "next": following}
+    return render(request, "classifier/detail.html", context, status=status)
+
+
 @login_required
 def detail(request, pk: int):
     pet = _own_image(request, pk)
     initial = {"answer": "correct" if pet.is_correct else "wrong", "label": pet.true_breed} if pet.feedback_at else {}
-    form = FeedbackForm(initial=initial, pet=pet)
-    return render(request, "classifier/detail.html", {"pet": pet, "feedback_form": form})
+    return _detail_page(request, pet, FeedbackForm(initial=initial, pet=pet))
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def delete(request: HttpRequest, pk: int) -> HttpResponse:
+    """Ask (GET), then delete the photo and all its files (POST)."""
+    pet = _own_image(request, pk)
+    if request.method != "POST":
+        return render(request, "classifier/delete.html", {"pet": pet})
+    uploads.delete_pet_image(pet)
+    messages.success(request, "The photo is deleted.")
+    return redirect("classifier:gallery")
 
 
 @login_required
@@ -106,7 +231,7 @@ def feedback(request, pk: int):
     pet = _own_image(request, pk)
     form = FeedbackForm(request.POST, pet=pet)
     if not form.is_valid():
-        return render(request, "classifier/detail.html", {"pet": pet, "feedback_form": form}, status=400)
+        return _detail_page(request, pet, form, status=400)
     correct = form.cleaned_data["answer"] == "correct"
     review.record_feedback(pet, correct=correct, label=form.cleaned_data.get("label", ""))
     messages.success(request, "Thanks! Your answer helps the next model." if not correct else "Thanks for confirming!")
@@ -119,11 +244,10 @@ def review_dashboard(request):
     return render(request, "classifier/review_dashboard.html", review.review_summary())
 
 
-@login_required
-@require_GET
-def status(request, pk: int):
-    pet = _own_image(request, pk)
-    return JsonResponse({
+def image_status(pet: PetImage) -> dict:
+    """An image's status and result as the pages' scripts read it: the one serialisation
+    behind the single and the bulk status views and the upload's JSON answer."""
+    return {
         "id": pet.pk,
         "status": pet.status,
         "status_display": pet.get_status_display(),
@@ -135,8 +259,36 @@ def status(request, pk: int):
         "top_k": pet.top_k_display(),
         "model_version": pet.model_version.name if pet.model_version else None,
         "classified_at": pet.classified_at.isoformat() if pet.classified_at else None,
+        "uploaded_at": pet.uploaded_at.isoformat(),
         "detail_url": reverse("classifier:detail", args=[pet.pk]),
-    })
+        "thumbnail_url": reverse("classifier:thumbnail", args=[pet.pk]),
+    }
+
+
+@login_required
+@require_GET
+def status(request, pk: int):
+    return JsonResponse(image_status(_own_image(request, pk)))
+
+
+MAX_STATUS_IDS = 100  # more than a gallery page or an upload holds; a longer list is cut, not refused
+
+
+@login_required
+@require_GET
+def statuses(request: HttpRequest) -> JsonResponse:
+    """``?ids=1,2,3``: the status of each of those images that is the requester's, in one
+    query. Other users' ids, and ids that do not exist (deleted), are simply absent; words
+    that are not ids are ignored. The gallery and the upload page poll this for all
+    their unfinished photos at once."""
+    ids = list(dict.fromkeys(int(word) for word in request.GET.get("ids", "").split(",") if _is_id(word)))
+    images = PetImage.objects.filter(owner=request.user, pk__in=ids[:MAX_STATUS_IDS]).select_related("model_version")
+    return JsonResponse({"images": [image_status(pet) for pet in images.order_by("-uploaded_at", "-pk")]})
+
+
+def _is_id(word: str) -> bool:
+    word = word.strip()
+    return word.isascii() and word.isdigit() and len(word) <= 18  # fits a 64-bit key
 
 
 @login_required

@@ -219,9 +219,17 @@ PETSITE_TOP_K = 5
 # Predictions less confident than this join the admin's review queue.
 PETSITE_REVIEW_CONFIDENCE = env.float("PETSITE_REVIEW_CONFIDENCE", default=0.5)
 DATA_UPLOAD_MAX_MEMORY_SIZE = PETSITE_MAX_UPLOAD_BYTES + 1024 * 1024
-# A larger request body is refused (413) before it is read (petsite.middleware): one
-# photo plus room for the form's other fields and the multipart framing.
-PETSITE_MAX_REQUEST_BYTES = env.int("PETSITE_MAX_REQUEST_BYTES", default=PETSITE_MAX_UPLOAD_BYTES + 1024 * 1024)
+# Photos one upload request may carry (the form without JavaScript; the page's script
+# sends one photo per request). Each is checked and stored before the next is read, so
+# memory stays that of one photo; the upload rate (PETSITE_UPLOAD_RATE) counts photos.
+PETSITE_MAX_FILES_PER_UPLOAD = env.int("PETSITE_MAX_FILES_PER_UPLOAD", default=20)
+# Django answers a bare 400 past this many files; below it, the form says what the limit is.
+DATA_UPLOAD_MAX_NUMBER_FILES = max(100, 2 * PETSITE_MAX_FILES_PER_UPLOAD)
+# A larger request body is refused (413) before it is read (petsite.middleware): a full
+# request of photos plus room for the form's other fields and the multipart framing.
+PETSITE_MAX_REQUEST_BYTES = env.int(
+    "PETSITE_MAX_REQUEST_BYTES", default=PETSITE_MAX_FILES_PER_UPLOAD * PETSITE_MAX_UPLOAD_BYTES + 1024 * 1024
+)
 
 # --- Celery ---------------------------------------------------------------------------
 # Default broker: kombu's filesystem transport, a folder that the web process writes

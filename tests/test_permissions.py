@@ -71,10 +71,12 @@ def admin_page(staff, reviewer, superuser=200, **request) -> Rule:
 
 RULES: dict[str, Rule] = {
     # --- the site ------------------------------------------------------------------------
-    "classifier:gallery": logged_in(),
+    "classifier:gallery": everyone(200),  # the landing page for visitors, each user's own gallery
     "classifier:upload": logged_in(),
     "classifier:detail": owner_only(),
+    "classifier:delete": owner_only(),  # GET: the confirmation page
     "classifier:status": owner_only(),
+    "classifier:statuses": logged_in(),  # others' ids are absent from the answer (tests/classifier/test_live_status.py)
     "classifier:feedback": owner_only(302, method="post", data={"answer": "wrong", "label": "pug"}),
     "classifier:image_file": photo_file(),
     "classifier:thumbnail": photo_file(),

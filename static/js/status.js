@@ -1,5 +1,6 @@
 // Polls the image's status JSON until classification finishes, then shows the result
-// in place: breed, top-k with probability bars, model version. No page reload.
+// in place: breed, top-k with probability bars, model version, and the feedback form
+// (which waits in a <template> until there is a result to judge). No page reload.
 (function () {
   "use strict";
   const root = document.getElementById("pet");
@@ -28,6 +29,7 @@
       name.textContent = row.name;
       const bar = document.createElement("span");
       bar.className = "bar";
+      bar.setAttribute("aria-hidden", "true");
       const fill = document.createElement("span");
       fill.style.width = percent(row.probability);
       bar.appendChild(fill);
@@ -37,6 +39,12 @@
       li.append(name, bar, pct);
       return li;
     }));
+    const later = document.getElementById("feedback-later");
+    if (later) {
+      const form = later.content.cloneNode(true);
+      later.replaceWith(form);
+      window.PetsiteBreedSearch(document.getElementById("feedback"));
+    }
   }
 
   function poll() {
@@ -51,12 +59,15 @@
   setTimeout(poll, delay);
 })();
 
-// The feedback form's breed search: typing hides the breeds that do not match.
-(function () {
+// The feedback form's breed search: typing hides the breeds that do not match. The box is
+// hidden in the page's HTML (it does nothing without this script) and shown here.
+window.PetsiteBreedSearch = function (scope) {
   "use strict";
-  document.querySelectorAll("input.breed-search").forEach(function (input) {
+  if (!scope) return;
+  scope.querySelectorAll("input.breed-search").forEach(function (input) {
     const select = document.getElementById(input.dataset.filters);
     if (!select) return;
+    input.hidden = false;
     input.addEventListener("input", function () {
       const needle = input.value.trim().toLowerCase();
       let first = null;
@@ -66,8 +77,9 @@
         if (match && option.value && !first) first = option;
       });
       if (needle && first) select.value = first.value;
-      const wrong = document.querySelector('input[name="answer"][value="wrong"]');
+      const wrong = scope.querySelector('input[name="answer"][value="wrong"]');
       if (wrong && needle) wrong.checked = true;
     });
   });
-})();
+};
+window.PetsiteBreedSearch(document);

@@ -24,8 +24,8 @@ def _log_in(client, username: str, password: str, **extra):
 
 def _logged_in_as(client) -> str | None:
     """Who the client's session belongs to, as a page sees it (None: nobody)."""
-    response = client.get(reverse("classifier:gallery"))
-    return response.wsgi_request.user.username if response.status_code == 200 else None
+    response = client.get(reverse("classifier:gallery"))  # the landing page for nobody
+    return response.wsgi_request.user.username or None if response.status_code == 200 else None
 
 
 # --- logins ------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ def test_owner_says_correct_then_changes_mind(client, user, make_image):
     pet.refresh_from_db()
     assert (pet.is_correct, pet.true_breed) == (False, "beagle") and pet.feedback_at > first_time
     page = client.get(pet.get_absolute_url()).content.decode()
-    assert "wrong: it is Beagle" in page
+    assert "“Wrong, it is a Beagle.”" in page
 
 
 def test_not_a_pet_is_an_answer(client, user, make_image):
@@ -84,4 +84,4 @@ def test_detail_offers_grouped_breeds(client, user, make_image):
     client.force_login(user)
     page = client.get(pet.get_absolute_url()).content.decode()
     assert '<optgroup label="Cats">' in page and '<optgroup label="Dogs">' in page
-    assert 'value="not_a_pet"' in page and "Type to search breeds" in page
+    assert 'value="not_a_pet"' in page and "Type to search the breeds" in page

@@ -227,10 +227,12 @@ def test_request_limit_follows_the_setting(logged_in, settings):
     assert response.status_code == 302 and PetImage.objects.count() == 1
 
 
-def test_default_request_limit_is_one_photo_and_a_margin(settings):
+def test_default_request_limit_is_a_full_request_of_photos_and_a_margin(settings):
     from petsite import settings as project_settings
 
-    assert project_settings.PETSITE_MAX_REQUEST_BYTES == project_settings.PETSITE_MAX_UPLOAD_BYTES + 1024 * 1024
+    most = project_settings.PETSITE_MAX_FILES_PER_UPLOAD * project_settings.PETSITE_MAX_UPLOAD_BYTES
+    assert project_settings.PETSITE_MAX_FILES_PER_UPLOAD == 20
+    assert project_settings.PETSITE_MAX_REQUEST_BYTES == most + 1024 * 1024
 
 
 def test_small_requests_pass(logged_in):
