@@ -121,7 +121,7 @@ class PetImageAdmin(admin.ModelAdmin):
             return "-"
         alt = f"{obj.get_predicted_breed_display() or 'Photo'}, uploaded {self.uploaded(obj)}"
         url = reverse("classifier:thumbnail", args=[obj.pk])
-        return format_html('<img src="{}" alt="{}" style="max-height:80px">', url, alt)
+        return format_html('<img src="{}" alt="{}" style="max-height:48px;max-width:64px;object-fit:cover">', url, alt)
 
     @admin.display(description="Prediction", ordering="predicted_breed")
     def prediction(self, obj: PetImage) -> str:

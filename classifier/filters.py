@@ -57,7 +57,7 @@ class GalleryFilter(django_filters.FilterSet):
     )
     max_confidence = django_filters.NumberFilter(
         method="filter_max_confidence",
-        label="to (%)",
+        label="Confidence up to (%)",
         widget=forms.NumberInput(attrs={"min": 0, "max": 100, "step": 1, "inputmode": "numeric"}),
     )
     sort = django_filters.ChoiceFilter(

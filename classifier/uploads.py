@@ -166,7 +166,7 @@ def _detached(error: ValidationError) -> ValidationError:
 
 
 def upload_summary(outcomes: list[UploadOutcome]) -> str:
-    """One sentence for the owner: "3 photos uploaded, 1 already in your gallery, 1 refused: x.txt (…)"."""
+    """One sentence for the owner, such as "3 photos uploaded, 1 already in your gallery, 1 refused: x.txt (…)"."""
     new = sum(outcome.created for outcome in outcomes)
     again = sum(outcome.saved and not outcome.created for outcome in outcomes)
     refused = [outcome for outcome in outcomes if not outcome.saved]
@@ -174,11 +174,13 @@ def upload_summary(outcomes: list[UploadOutcome]) -> str:
     if new or not (again or refused):
         parts.append(f"{new} photo{'s' if new != 1 else ''} uploaded")
     if again:
-        parts.append(f"{again} already in your gallery")
+        photos = "" if parts else f" photo{'s' if again != 1 else ''}"
+        parts.append(f"{again}{photos} already in your gallery")
     if refused:
-        reasons = "; ".join(f"{outcome.name} ({outcome.reason})" for outcome in refused)
+        # The reasons are sentences: their final stop goes, the summary's own ends the whole.
+        reasons = "; ".join(f"{outcome.name} ({outcome.reason.rstrip('.')})" for outcome in refused)
         parts.append(f"{len(refused)} refused: {reasons}")
-    return ", ".join(parts)
+    return ", ".join(parts) + "."
 
 
 def delete_pet_image(pet: PetImage) -> None:

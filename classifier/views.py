@@ -109,7 +109,7 @@ def upload(request: HttpRequest) -> HttpResponse:
             messages.info(request, "You uploaded this photo before; here it is.")
         return redirect(outcomes[0].image)
     level = messages.SUCCESS if len(stored) == len(outcomes) else messages.WARNING
-    messages.add_message(request, level, uploads.upload_summary(outcomes) + ".")
+    messages.add_message(request, level, uploads.upload_summary(outcomes))
     return redirect("classifier:gallery")
 
 

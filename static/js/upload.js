@@ -54,16 +54,19 @@
     }
 
     // --- cards --------------------------------------------------------------------------
-    function makeCard(file) {
+    function makeCard(file, withPreview) {
       const card = element("li", "upload-card");
-      let preview;
-      if (/^image\/(jpeg|png|webp|gif|bmp)$/.test(file.type)) {
-        preview = element("img");
-        preview.alt = "";  // the file name beside it says which photo this is
-        preview.src = URL.createObjectURL(file);
-        preview.addEventListener("load", function () { URL.revokeObjectURL(preview.src); }, { once: true });
-      } else {
-        preview = element("span", "no-preview");
+      let preview = element("span", "no-preview");
+      if (withPreview) { // only for files that will be sent: no decoding of what is refused here
+        const image = element("img");
+        image.alt = ""; // the file name beside it says which photo this is
+        image.addEventListener("load", function () { URL.revokeObjectURL(image.src); }, { once: true });
+        image.addEventListener("error", function () { // a file the browser cannot show (a damaged one)
+          URL.revokeObjectURL(image.src);
+          image.replaceWith(element("span", "no-preview"));
+        }, { once: true });
+        image.src = URL.createObjectURL(file);
+        preview = image;
       }
       const progress = element("progress");
       progress.max = 100;
@@ -71,7 +74,7 @@
       progress.setAttribute("aria-label", "Sending " + file.name);
       card.append(preview, element("span", "file-name", file.name), progress, element("span", "card-status"));
       cards.hidden = false;
-      cards.prepend(card);
+      cards.append(card);
       return card;
     }
 
@@ -114,8 +117,8 @@
         say(card, note + (status.message || "This photo could not be classified."), link);
       } else if (status.status === "processing") {
         say(card, note + "Classifying…", link);
-      } else {
-        say(card, note + "Waiting for the classifier…" + (status.message ? " " + status.message : ""), link);
+      } else { // the message says why it waits, when it waits longer than usual or for a model
+        say(card, note + (status.message || "Waiting for the classifier…"), link);
       }
     }
 
@@ -195,8 +198,8 @@
 
     function add(files) {
       Array.prototype.forEach.call(files, function (file) {
-        const card = makeCard(file);
         const problem = refusal(file);
+        const card = makeCard(file, !problem);
         if (problem) refuse(card, problem);
         else enqueue({ file: file, card: card });
       });

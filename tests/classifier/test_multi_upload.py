@@ -29,17 +29,22 @@ def test_good_files_are_kept_and_a_bad_one_is_listed_with_its_reason(logged_in, 
         "a.jpg", "b.jpg", "c.png"
     ]
     page = response.content.decode()
-    assert "3 photos uploaded, 1 refused: notes.txt (This file is not an image we can read" in page
+    assert (
+        "3 photos uploaded, 1 refused: notes.txt (This file is not an image we can read; "
+        "upload a JPEG, PNG, WebP, GIF or BMP photo)." in page
+    )
     # Each photo and its thumbnail, nothing of the text.
     assert len(stored_files(settings.MEDIA_ROOT)) - len(before) == 3 * 2
 
 
 def test_a_photo_sent_before_counts_apart(logged_in):
-    content = image_bytes(size=(120, 90))
-    logged_in.post(URL, {"image": upload("first.jpg", content)})
+    content, other = image_bytes(size=(120, 90)), image_bytes(size=(90, 120))
+    logged_in.post(URL, {"image": [upload("first.jpg", content), upload("second.jpg", other)]})
     response = logged_in.post(URL, {"image": [upload("again.jpg", content), upload("new.jpg")]}, follow=True)
     assert "1 photo uploaded, 1 already in your gallery." in response.content.decode()
-    assert PetImage.objects.count() == 2
+    response = logged_in.post(URL, {"image": [upload("again.jpg", content), upload("again.png", other)]}, follow=True)
+    assert "2 photos already in your gallery." in response.content.decode()
+    assert PetImage.objects.count() == 3
 
 
 def test_when_every_file_is_refused_the_form_says_why_for_each(logged_in, settings):
