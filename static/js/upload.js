@@ -173,7 +173,7 @@
         const seconds = Number(xhr.getResponseHeader("Retry-After")) || 30;
         pausedUntil = Math.max(pausedUntil, Date.now() + seconds * 1000);
         progress.value = 0;
-        say(card, "You have sent many photos in a short time; this one goes on in " + seconds + " s.");
+        say(card, "Waiting: you have sent many photos in a short time. This one will be sent in " + seconds + " s.");
         queue.unshift(item);
         return;
       }
