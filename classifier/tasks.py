@@ -7,7 +7,7 @@ enough to outlast an outage of a few minutes; after that the re-queue sends them
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from . import classification
+from . import classification, explanations
 
 RELIABLE = {
     "acks_late": True,
@@ -36,3 +36,9 @@ def classify_batch(pks: list[int], version_id: int | None = None) -> None:
 @shared_task
 def requeue_stale() -> int:
     return classification.requeue_stale()
+
+
+@shared_task(**RELIABLE)
+def make_heatmap(pk: int) -> None:
+    """The Grad-CAM heatmap of one photo, asked for by the first view of its page."""
+    explanations.make_heatmap(pk)
