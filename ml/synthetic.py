@@ -182,3 +182,95 @@ def make_fake_pets(
             (trainval if number <= n_trainval else test).append((name, class_index))
     write_annotations(root, trainval, test)
     return root
+
+
+# --- Things that are not pets ---------------------------------------------------------------
+#
+# Out-of-distribution checks need images that a pet classifier must refuse. Each kind is
+# chosen to be unlike every fake pet in a different way: no object at all (noise, a
+# gradient), many small flat objects on a clean background (clip art), or writing.
+
+NON_PET_KINDS = ("noise", "gradient", "shapes", "text")
+_WORDS = ("invoice", "total", "meeting", "notes", "the", "quarterly", "report", "hello", "world", "page",
+          "receipt", "due", "summary", "draft", "agenda", "2026", "item", "price", "signed", "thanks")
+
+
+def _noise(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Colour noise, smoothed at a random scale (from pixel noise to large blotches)."""
+    cells = int(rng.integers(max(2, n // 8), n + 1))
+    coarse = rng.uniform(0, 255, size=(cells, cells, 3)).astype(np.uint8)
+    return np.asarray(Image.fromarray(coarse, mode="RGB").resize((n, n), Image.Resampling.BILINEAR), dtype=float)
+
+
+def _gradient(rng: np.random.Generator, n: int) -> np.ndarray:
+    """A smooth linear or radial blend between two random colours: a sky, a wall, a blur."""
+    yy, xx = np.mgrid[0:n, 0:n].astype(np.float32) / n
+    if rng.random() < 0.5:
+        angle = rng.uniform(0, 2 * np.pi)
+        t = (np.cos(angle) * (xx - 0.5) + np.sin(angle) * (yy - 0.5)) + 0.5
+    else:
+        cx, cy = rng.uniform(0, 1, size=2)
+        t = np.hypot(xx - cx, yy - cy) / np.sqrt(2)
+    a, b = rng.uniform(0, 255, size=(2, 3))
+    return a + np.clip(t, 0, 1)[..., None] * (b - a)
+
+
+def _shapes(rng: np.random.Generator, n: int) -> Image.Image:
+    """Clip art: several small flat rectangles, ellipses and lines on a plain light background."""
+    from PIL import ImageDraw
+
+    image = Image.new("RGB", (n, n), tuple(int(c) for c in rng.uniform(200, 255, size=3)))
+    draw = ImageDraw.Draw(image)
+    for _ in range(int(rng.integers(4, 9))):
+        x0, y0 = rng.uniform(0, 0.8 * n, size=2)
+        w, h = rng.uniform(0.08 * n, 0.3 * n, size=2)
+        colour = tuple(int(c) for c in rng.uniform(0, 255, size=3))
+        box = (x0, y0, x0 + w, y0 + h)
+        kind = rng.integers(3)
+        if kind == 0:
+            draw.rectangle(box, fill=colour)
+        elif kind == 1:
+            draw.ellipse(box, fill=colour)
+        else:
+            draw.line(box, fill=colour, width=max(1, n // 32))
+    return image
+
+
+def _text(rng: np.random.Generator, n: int) -> Image.Image:
+    """Dark lines of words on paper: a screenshot or a scanned page."""
+    from PIL import ImageDraw, ImageFont
+
+    paper = rng.uniform(215, 255)
+    image = Image.new("RGB", (n, n), tuple(int(c) for c in np.clip(paper + rng.uniform(-10, 10, size=3), 0, 255)))
+    draw = ImageDraw.Draw(image)
+    size = max(6, int(n * rng.uniform(0.09, 0.16)))
+    font = ImageFont.load_default(size=size)
+    ink = tuple(int(c) for c in rng.uniform(0, 70, size=3))
+    y = rng.uniform(0, size)
+    while y < n - size // 2:
+        words = rng.choice(_WORDS, size=int(rng.integers(2, 6)))
+        draw.text((rng.uniform(0, 0.1 * n), y), " ".join(words), fill=ink, font=font)
+        y += size * rng.uniform(1.2, 1.6)
+    return image
+
+
+def render_non_pet(kind: str, rng: np.random.Generator, image_size: int = 64) -> Image.Image:
+    """One image of ``kind`` (one of ``NON_PET_KINDS``) that shows no pet at all."""
+    n = image_size
+    if kind == "noise":
+        pixels = _noise(rng, n)
+    elif kind == "gradient":
+        pixels = _gradient(rng, n) + rng.normal(0, 2, size=(n, n, 3))
+    elif kind == "shapes":
+        return _shapes(rng, n)
+    elif kind == "text":
+        return _text(rng, n)
+    else:
+        raise ValueError(f"unknown non-pet kind {kind!r}; expected one of {NON_PET_KINDS}")
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), mode="RGB")
+
+
+def make_non_pets(per_kind: int = 10, image_size: int = 64, seed: int = 0) -> list[tuple[str, Image.Image]]:
+    """(kind, image) pairs, ``per_kind`` of each of ``NON_PET_KINDS``; the same arguments give the same images."""
+    rng = np.random.default_rng(seed)
+    return [(kind, render_non_pet(kind, rng, image_size)) for kind in NON_PET_KINDS for _ in range(per_kind)]

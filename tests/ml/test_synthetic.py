@@ -11,7 +11,7 @@ from torchvision.datasets import OxfordIIITPet
 
 from ml.breeds import BREED_KEYS, BREEDS, CAT, display_name
 from ml.data import LIST_HEADER, read_split
-from ml.synthetic import make_fake_pets, pattern_of
+from ml.synthetic import NON_PET_KINDS, make_fake_pets, make_non_pets, pattern_of, render_non_pet
 
 from .conftest import TEST_PER_CLASS, TRAINVAL_PER_CLASS
 
@@ -112,3 +112,29 @@ def test_bad_arguments_are_refused(tmp_path):
         make_fake_pets(tmp_path, images_per_class=0)
     with pytest.raises(ValueError):
         make_fake_pets(tmp_path, test_fraction=1.0)
+
+
+def test_non_pets_come_in_every_kind_and_repeat_with_their_seed():
+    images = make_non_pets(per_kind=3, image_size=48, seed=7)
+    assert [kind for kind, _ in images] == [kind for kind in NON_PET_KINDS for _ in range(3)]
+    assert all(image.mode == "RGB" and image.size == (48, 48) for _, image in images)
+    again = make_non_pets(per_kind=3, image_size=48, seed=7)
+    other = make_non_pets(per_kind=3, image_size=48, seed=8)
+    pixels = [np.asarray(image) for _, image in images]
+    assert all(np.array_equal(a, np.asarray(b)) for a, (_, b) in zip(pixels, again, strict=True))
+    assert not all(np.array_equal(a, np.asarray(b)) for a, (_, b) in zip(pixels, other, strict=True))
+    assert len({a.tobytes() for a in pixels}) == len(pixels)  # no two alike
+
+
+def test_non_pets_look_like_their_kind():
+    rng = np.random.default_rng(0)
+    noise, gradient, shapes, text = (np.asarray(render_non_pet(kind, rng, 64), dtype=float) for kind in NON_PET_KINDS)
+    def roughness(pixels):  # mean change between neighbouring pixels
+        return np.abs(np.diff(pixels, axis=1)).mean()
+    assert roughness(gradient) < 3 < roughness(noise)
+    for drawn in (shapes, text):  # a light plain background covers most of the picture
+        background = np.all(drawn == drawn[0, 0], axis=-1).mean() if drawn[0, 0].mean() > 190 else 0.0
+        assert background > 0.4
+    assert text.min() < 90  # dark ink
+    with pytest.raises(ValueError, match="unknown non-pet kind"):
+        render_non_pet("cat", rng)
