@@ -15,4 +15,5 @@ urlpatterns = [
     path("images/<int:pk>/status.json", views.status, name="status"),
     path("images/<int:pk>/file", views.image_file, {"kind": "image"}, name="image_file"),
     path("images/<int:pk>/thumbnail", views.image_file, {"kind": "thumbnail"}, name="thumbnail"),
+    path("images/<int:pk>/heatmap", views.image_file, {"kind": "heatmap"}, name="heatmap"),
 ]

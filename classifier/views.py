@@ -19,7 +19,7 @@ from django_ratelimit.core import get_usage
 from ml import services as ml_services
 from ml.breeds import BREEDS
 
-from . import review, uploads
+from . import explanations, review, uploads
 from .filters import GalleryFilter, gallery_neighbours
 from .forms import ACCEPT_TYPES, FeedbackForm, UploadForm
 from .limits import _duration as duration
@@ -202,13 +202,17 @@ def _own_image(request, pk: int) -> PetImage:
 
 def _detail_page(request: HttpRequest, pet: PetImage, form: FeedbackForm, status: int = 200) -> HttpResponse:
     previous, following = gallery_neighbours(pet)
-    context = {"pet": pet, "feedback_form": form, "previous": previous, "next": following}
+    context = {
+        "pet": pet, "feedback_form": form, "previous": previous, "next": following,
+        "heatmap_ready": explanations.heatmap_is_current(pet),
+    }
     return render(request, "classifier/detail.html", context, status=status)
 
 
 @login_required
 def detail(request, pk: int):
     pet = _own_image(request, pk)
+    explanations.request_heatmap(pet)  # the first view of a result asks a worker for its heatmap
     initial = {"answer": "correct" if pet.is_correct else "wrong", "label": pet.true_breed} if pet.feedback_at else {}
     return _detail_page(request, pet, FeedbackForm(initial=initial, pet=pet))
 
@@ -262,13 +266,17 @@ def image_status(pet: PetImage) -> dict:
         "uploaded_at": pet.uploaded_at.isoformat(),
         "detail_url": reverse("classifier:detail", args=[pet.pk]),
         "thumbnail_url": reverse("classifier:thumbnail", args=[pet.pk]),
+        "heatmap_url": reverse("classifier:heatmap", args=[pet.pk]) if explanations.heatmap_is_current(pet) else None,
     }
 
 
 @login_required
 @require_GET
 def status(request, pk: int):
-    return JsonResponse(image_status(_own_image(request, pk)))
+    """The photo page's poll: a result that arrives while the page is open asks for its heatmap too."""
+    pet = _own_image(request, pk)
+    explanations.request_heatmap(pet)
+    return JsonResponse(image_status(pet))
 
 
 MAX_STATUS_IDS = 100  # more than a gallery page or an upload holds; a longer list is cut, not refused

@@ -80,6 +80,7 @@ RULES: dict[str, Rule] = {
     "classifier:feedback": owner_only(302, method="post", data={"answer": "wrong", "label": "pug"}),
     "classifier:image_file": photo_file(),
     "classifier:thumbnail": photo_file(),
+    "classifier:heatmap": photo_file(),
     "classifier:review_dashboard": permission(),
     "ml:model_list": permission(),
     "ml:model_detail": permission(),
@@ -198,6 +199,7 @@ def objects(people) -> dict:
 
     photo = upload()
     image = uploads.create_pet_image(people["owner"], photo, inspect_image(photo))
+    image.heatmap.save("heatmap.jpg", ContentFile(image_bytes()))
     figure = default_storage.save("models/perm-v1/figures/loss.png", ContentFile(image_bytes(fmt="PNG")))
     version = ModelVersion.objects.create(
         name="perm-v1", file=ContentFile(b"not read by any page", name="perm-v1.pt"), figures={"loss": figure}

@@ -2,6 +2,7 @@
 from unittest import mock
 
 import pytest
+from django.urls import reverse
 from PIL import Image
 
 from classifier import classification, explanations
@@ -49,3 +50,21 @@ def test_made_once_per_model_version(done, model_version, other_version):
     done.refresh_from_db()
     assert done.heatmap_version == other_version and done.heatmap.name != first
     assert not done.heatmap.storage.exists(first)  # the old one left storage
+
+
+def test_the_photo_page_asks_for_it_and_offers_it_when_ready(client, user, done, django_capture_on_commit_callbacks):
+    client.force_login(user)
+    page = reverse("classifier:detail", args=[done.pk])
+    with mock.patch("classifier.tasks.make_heatmap.delay") as delay:
+        with django_capture_on_commit_callbacks(execute=True):
+            html = client.get(page).content.decode()
+    assert [call.args for call in delay.call_args_list] == [(done.pk,)]
+    assert "data-heatmap-url" not in html and client.get(reverse("classifier:status", args=[done.pk])).json()[
+        "heatmap_url"] is None
+
+    explanations.make_heatmap(done.pk)  # what the worker does
+    url = reverse("classifier:heatmap", args=[done.pk])
+    assert f'data-heatmap-url="{url}"' in client.get(page).content.decode()
+    assert client.get(reverse("classifier:status", args=[done.pk])).json()["heatmap_url"] == url
+    response = client.get(url)
+    assert response.status_code == 200 and b"".join(response.streaming_content).startswith(b"\xff\xd8")
