@@ -1,7 +1,9 @@
 """One self-describing checkpoint file per model.
 
 Everything needed to use a model travels with its weights: class names, the
-preprocessing numbers, the architecture, metrics and training arguments. A file is
+preprocessing numbers, the architecture, the verdict calibration, metrics and training
+arguments. A checkpoint written before calibration existed loads with an empty one (its
+verdicts come from the probability alone; see ``ml.calibration.verdicts``). A file is
 written to a temporary name and renamed, so an interrupted save never leaves a
 half-written checkpoint behind.
 """
@@ -41,6 +43,8 @@ class Checkpoint:
     mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
     std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
     metrics: dict[str, Any] = field(default_factory=dict)
+    # ml.calibration.fit_calibration's result: verdict thresholds, Mahalanobis statistics.
+    calibration: dict[str, Any] = field(default_factory=dict)
     training_args: dict[str, Any] = field(default_factory=dict)
     created_at: str = ""
     torch_version: str = ""
@@ -73,12 +77,36 @@ class Checkpoint:
         if scores.shape != (1, len(expected_classes)) or not torch.isfinite(scores).all():
             expected = (1, len(expected_classes))
             raise CheckpointError(f"A test forward pass gave {tuple(scores.shape)} scores, not {expected} finite ones.")
+        self._verify_calibration(model)
+
+    def _verify_calibration(self, model: nn.Module) -> None:
+        """Mahalanobis statistics must fit the model: one mean per class, one value per feature."""
+        means, precision = self.calibration.get("class_means"), self.calibration.get("precision")
+        if means is None and precision is None:
+            return
+        width = model.fc.in_features
+        if (
+            not isinstance(means, torch.Tensor) or not isinstance(precision, torch.Tensor)
+            or tuple(means.shape) != (len(self.classes), width) or tuple(precision.shape) != (width, width)
+        ):
+            shapes = [tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__ for t in (means, precision)]
+            raise CheckpointError(
+                f"The checkpoint's calibration does not fit its model: class means and precision are {shapes}, "
+                f"expected {(len(self.classes), width)} and {(width, width)}."
+            )
 
 
 def _plain(data: dict[str, Any]) -> dict[str, Any]:
     """``data`` as plain JSON types: numpy scalars (float64 passes json, not torch's
     safe loader) would make the checkpoint unloadable with ``weights_only=True``."""
     return json.loads(json.dumps(data))
+
+
+def _plain_calibration(calibration: dict[str, Any]) -> dict[str, Any]:
+    """Tensors stay tensors (on the CPU, contiguous); everything else becomes plain JSON types."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in calibration.items() if isinstance(v, torch.Tensor)}
+    rest = _plain({k: v for k, v in calibration.items() if k not in tensors})
+    return {**rest, **tensors}
 
 
 def save_checkpoint(
@@ -91,6 +119,7 @@ def save_checkpoint(
     std: Sequence[float] = IMAGENET_STD,
     metrics: dict[str, Any] | None = None,
     training_args: dict[str, Any] | None = None,
+    calibration: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``model`` and its description to ``path`` atomically; returns the path."""
     checkpoint = Checkpoint(
@@ -101,6 +130,7 @@ def save_checkpoint(
         mean=list(mean),
         std=list(std),
         metrics=_plain(metrics or {}),
+        calibration=_plain_calibration(calibration or {}),
         training_args=_plain(training_args or {}),
         created_at=datetime.now(UTC).isoformat(),
         torch_version=str(torch.__version__),

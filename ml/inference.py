@@ -1,12 +1,18 @@
-"""Fast inference: load a checkpoint once, then classify images one by one or in batches."""
+"""Fast inference: load a checkpoint once, then classify images one by one or in batches.
+
+``classify*`` gives each image its top-k, a verdict (``ml.calibration.CONFIDENT``,
+``UNSURE`` or ``NOT_A_PET``) and the scores behind it, from the same single forward
+pass that gives the top-k; ``predict*`` gives the top-k alone.
+"""
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import BinaryIO, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 import torch
 
+from . import calibration as calibration_
 from .checkpoints import Checkpoint, load_checkpoint
 from .data import ImageSource, eval_transform, open_image
 
@@ -14,6 +20,16 @@ from .data import ImageSource, eval_transform, open_image
 class Prediction(NamedTuple):
     label: str  # a class name from the checkpoint (a breed key for Petsite models)
     probability: float
+
+
+class Result(NamedTuple):
+    """One image's classification: what the model thinks, and how far to trust it."""
+
+    top_k: list[Prediction]  # most likely first
+    verdict: str  # ml.calibration.CONFIDENT, UNSURE or NOT_A_PET
+    # top_probability, probability_threshold, ood_method, ood_score, ood_threshold
+    # (floats and a string; the ood_* are None for a checkpoint without calibration)
+    scores: dict[str, Any]
 
 
 class Predictor:
@@ -30,6 +46,7 @@ class Predictor:
         self.classes = list(checkpoint.classes)
         self.device = torch.device(device)
         self.model = checkpoint.build_model().to(self.device)
+        self.calibration = checkpoint.calibration  # empty for checkpoints from before calibration
         self.transform = eval_transform(
             checkpoint.image_size, checkpoint.resize_size, checkpoint.mean, checkpoint.std
         )
@@ -57,11 +74,32 @@ class Predictor:
         Callers that must survive unreadable images preprocess one by one themselves,
         then send the good ones here together.
         """
+        return [result.top_k for result in self.classify_preprocessed(tensors, k=k)]
+
+    def classify(self, image: ImageSource, k: int = 5) -> Result:
+        """Top-``k``, verdict and scores of one image."""
+        return self.classify_batch([image], k=k)[0]
+
+    def classify_batch(self, images: Sequence[ImageSource], k: int = 5, batch_size: int = 32) -> list[Result]:
+        """:meth:`classify` for many images, in input order, ``batch_size`` per forward pass."""
+        results: list[Result] = []
+        for start in range(0, len(images), batch_size):
+            tensors = [self.preprocess(image) for image in images[start:start + batch_size]]
+            results.extend(self.classify_preprocessed(tensors, k=k))
+        return results
+
+    def classify_preprocessed(self, tensors: Sequence[torch.Tensor], k: int = 5) -> list[Result]:
+        """Top-``k``, verdict and scores for images already through :meth:`preprocess`.
+
+        One forward pass gives both the logits and the penultimate features that the
+        out-of-distribution score may need (``ml.calibration.features_and_logits``).
+        """
         k = min(k, len(self.classes))
         with torch.inference_mode():
-            probs = torch.softmax(self.model(torch.stack(list(tensors)).to(self.device)), dim=1)
-            top_p, top_i = probs.topk(k, dim=1)
+            features, logits = calibration_.features_and_logits(self.model, torch.stack(list(tensors)).to(self.device))
+            top_p, top_i = torch.softmax(logits.float(), dim=1).topk(k, dim=1)
+            verdicts = calibration_.verdicts(self.calibration, logits, features)
         return [
-            [Prediction(self.classes[i], p) for p, i in zip(ps, idxs, strict=True)]
-            for ps, idxs in zip(top_p.tolist(), top_i.tolist(), strict=True)
+            Result([Prediction(self.classes[i], p) for p, i in zip(ps, idxs, strict=True)], v.verdict, v.scores)
+            for ps, idxs, v in zip(top_p.tolist(), top_i.tolist(), verdicts, strict=True)
         ]
