@@ -23,30 +23,50 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .breeds import display_name
+from .calibration import features_and_logits
 from .files import atomic_path
 
 
 @torch.inference_mode()
-def collect_logits(
-    model: nn.Module, loader: DataLoader, device: torch.device | str = "cpu", progress: bool = False
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits, targets) of the whole loader, float32 and int64 on the CPU, in loader order.
+def collect_outputs(
+    model: nn.Module,
+    loader: DataLoader,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+    with_features: bool = True,
+) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+    """(penultimate features, logits, targets) of the whole loader, from one pass.
 
-    Leaves the model in eval mode; training code puts it back into train mode itself.
+    Float32 and int64 on the CPU, in loader order. The features (the input of
+    ``model.fc``, what ``ml.calibration`` fits its statistics on) are None without
+    ``with_features``, which any model can do. Leaves the model in eval mode; training
+    code puts it back into train mode itself.
     """
     device = torch.device(device)
     model.eval()
     cuda = device.type == "cuda"
-    logits, targets = [], []
+    features, logits, targets = [], [], []
     for images, labels in tqdm(loader, desc="evaluating", leave=False, disable=not progress):
         images = images.to(device, non_blocking=True)
         if cuda:
             images = images.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=cuda):
-            output = model(images)
+            if with_features:
+                batch_features, output = features_and_logits(model, images)
+                features.append(batch_features.float().cpu())
+            else:
+                output = model(images)
         logits.append(output.float().cpu())
         targets.append(torch.as_tensor(labels))
-    return torch.cat(logits), torch.cat(targets).long()
+    return (torch.cat(features) if with_features else None), torch.cat(logits), torch.cat(targets).long()
+
+
+def collect_logits(
+    model: nn.Module, loader: DataLoader, device: torch.device | str = "cpu", progress: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, targets) of the whole loader (see :func:`collect_outputs`)."""
+    _, logits, targets = collect_outputs(model, loader, device, progress, with_features=False)
+    return logits, targets
 
 
 def accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
@@ -145,6 +165,7 @@ class Evaluation:
     logits: torch.Tensor
     targets: torch.Tensor
     classes: list[str]
+    features: torch.Tensor | None = None  # penultimate features, for ml.calibration
 
     @cached_property
     def predictions(self) -> torch.Tensor:
@@ -201,8 +222,8 @@ def evaluate(
     device: torch.device | str = "cpu",
     progress: bool = False,
 ) -> Evaluation:
-    logits, targets = collect_logits(model, loader, device, progress=progress)
-    return Evaluation(logits, targets, list(classes))
+    features, logits, targets = collect_outputs(model, loader, device, progress=progress)
+    return Evaluation(logits, targets, list(classes), features)
 
 
 def write_json(path: str | os.PathLike, data: Any) -> Path:

@@ -17,10 +17,15 @@ torchvision's ``references/classification/train.py``: every step is visible belo
 A model trained from random weights (``weights=None``, for tests) starts with
 zero-initialised residual branches (see :func:`ml.model.build_resnet34`).
 
+At the end, one pass over the validation images gives the logits and penultimate
+features that ``ml.calibration`` fits the verdict thresholds on (confident, unsure, not
+a pet); the calibration goes into the checkpoint.
+
 A run writes into one directory (what ``ml.services.register_model`` copies)::
 
     out_dir/history.json   per epoch and per step
-    out_dir/metrics.json   see ml.evaluation.Evaluation.to_metrics, plus "valid"
+    out_dir/metrics.json   see ml.evaluation.Evaluation.to_metrics, plus "valid", and
+                           "verdicts" and "calibration" (see verdict_metrics)
     out_dir/figures/*.png  see ml.plots.FIGURES
     out_dir/model.pt       written last, atomically: its presence means the run finished
 """
@@ -42,6 +47,7 @@ from torch.optim.lr_scheduler import OneCycleLR
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from . import calibration as calibration_
 from . import plots
 from .breeds import BREED_KEYS, NUM_CLASSES
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
@@ -54,7 +60,7 @@ from .data import (
     make_loader,
     with_open_image,
 )
-from .evaluation import collect_logits, evaluate, write_json
+from .evaluation import Evaluation, collect_logits, evaluate, write_json
 from .model import IMAGENET, build_resnet34, freeze_body, layer_groups, unfreeze
 
 PARAM_GROUPS = ["early body (conv1..layer2)", "late body (layer3, layer4)", "head (fc)"]
@@ -284,6 +290,23 @@ def initial_model(config: TrainConfig) -> nn.Module:
     return build_resnet34(NUM_CLASSES, weights=config.weights)
 
 
+def verdict_metrics(calibration: dict[str, Any], evaluation: Evaluation, split: str) -> dict[str, Any]:
+    """``metrics["verdicts"]``: how many images of the evaluated split get each verdict;
+    ``metrics["calibration"]``: the thresholds, the OOD score used, how validation fared,
+    and the top-1 accuracy within each verdict on the split.
+
+    On the validation split the counts are the calibration's own out-of-fold ones (what
+    a new image would get), not those of statistics applied to the images they came from.
+    """
+    if split == "valid" and "validation" in calibration:
+        report = calibration["validation"]
+    else:
+        results = calibration_.verdicts(calibration, evaluation.logits, evaluation.features)
+        report = calibration_.verdict_report([r.verdict for r in results], evaluation.predictions == evaluation.targets)
+    summary = {**calibration_.summary(calibration), "accuracy_by_verdict": report["accuracy"]}
+    return {"verdicts": report["verdicts"], "calibration": summary}
+
+
 @dataclass
 class RunResult:
     out_dir: Path
@@ -327,6 +350,7 @@ def run_training(config: TrainConfig, out_dir: str | os.PathLike, log: Log = pri
     )
 
     valid = evaluate(model, valid_loader, datasets.classes, device)
+    calibration = calibration_.fit_calibration(valid.features, valid.logits, valid.targets, seed=config.seed)
     if datasets.test is not None:
         split, dataset = "test", datasets.test
         test_loader = make_loader(dataset, config.batch_size * 2, train=False, workers=config.workers, pin_memory=pin)
@@ -334,7 +358,8 @@ def run_training(config: TrainConfig, out_dir: str | os.PathLike, log: Log = pri
     else:
         split, dataset, headline = "valid", datasets.valid, valid
     history_dict = history.to_dict()
-    metrics = {**headline.to_metrics(split), "valid": valid.summary()}
+    metrics = {**headline.to_metrics(split), "valid": valid.summary(),
+               **verdict_metrics(calibration, headline, split)}
     write_json(out_dir / "history.json", history_dict)
     write_json(out_dir / "metrics.json", metrics)
     figures = {
@@ -344,12 +369,14 @@ def run_training(config: TrainConfig, out_dir: str | os.PathLike, log: Log = pri
 
     checkpoint = save_checkpoint(
         out_dir / "model.pt", model.to("cpu").to(memory_format=torch.contiguous_format),
-        classes=datasets.classes, image_size=config.image_size, metrics=metrics,
+        classes=datasets.classes, image_size=config.image_size, metrics=metrics, calibration=calibration,
         training_args={**config.to_dict(), "num_train_images": len(datasets.train),
                        "num_valid_images": len(datasets.valid)},
     )
     log(f"{split} accuracy {metrics['accuracy']:.4f} (error rate {metrics['error_rate']:.4f}, "
-        f"top-5 {metrics['top5_accuracy']:.4f}); wrote {checkpoint}")
+        f"top-5 {metrics['top5_accuracy']:.4f}); verdicts {metrics['verdicts']} "
+        f"({calibration['ood_score']} score over {calibration['ood_threshold']:.3g} is not a pet, "
+        f"top probability under {calibration['probability_threshold']:.3g} unsure); wrote {checkpoint}")
     return RunResult(out_dir, checkpoint, metrics, history_dict, figures)
 
 
@@ -367,7 +394,9 @@ def run_evaluation(
 ) -> tuple[dict[str, Any], dict[str, Path]]:
     """metrics.json and evaluation figures of a saved model on one official split.
 
-    The images go through the checkpoint's own preprocessing, as in the Predictor.
+    The images go through the checkpoint's own preprocessing, as in the Predictor, and
+    get their verdicts from the checkpoint's calibration (confident or unsure only, for a
+    checkpoint without one).
     """
     checkpoint = load_checkpoint(checkpoint_path)
     if checkpoint.classes != BREED_KEYS:
@@ -379,7 +408,7 @@ def run_evaluation(
     loader = make_loader(dataset, batch_size, train=False, workers=workers, pin_memory=torch_device.type == "cuda")
     model = checkpoint.build_model().to(torch_device)
     evaluation = evaluate(model, loader, checkpoint.classes, torch_device, progress=progress)
-    metrics = evaluation.to_metrics(split)
+    metrics = {**evaluation.to_metrics(split), **verdict_metrics(checkpoint.calibration, evaluation, split)}
     figures_dir = Path(out_dir) / "figures"
     figures = plots.save_evaluation_figures(evaluation, dataset, figures_dir, checkpoint.mean, checkpoint.std)
     write_json(Path(out_dir) / "metrics.json", metrics)

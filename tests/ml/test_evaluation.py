@@ -20,12 +20,14 @@ from ml.evaluation import (
     collect_logits,
     confusion_matrix,
     error_rate,
+    evaluate,
     most_confused,
     per_class_metrics,
     top_k_accuracy,
     top_losses,
     write_json,
 )
+from ml.model import build_resnet34
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -131,6 +133,18 @@ def test_collect_logits_keeps_loader_order_and_switches_to_eval_mode():
     assert torch.equal(targets, labels)
     with torch.no_grad():
         assert torch.allclose(logits, model(images))  # eval mode: dropout off, same as one big batch
+
+
+def test_evaluate_keeps_the_features_the_head_saw():
+    """The penultimate features come from the same pass as the logits: the head maps one to the other."""
+    torch.manual_seed(0)
+    model = build_resnet34(num_classes=5, weights=None)
+    images, labels = torch.randn(6, 3, 32, 32), torch.arange(6) % 5
+    evaluation = evaluate(model, DataLoader(TensorDataset(images, labels), batch_size=4), [str(i) for i in range(5)])
+    assert evaluation.features.shape == (6, 512)
+    with torch.no_grad():
+        assert torch.allclose(model.fc(evaluation.features), evaluation.logits, atol=1e-5)
+    assert not model.fc._forward_pre_hooks
 
 
 def test_atomic_path_leaves_nothing_behind_when_interrupted(tmp_path):
