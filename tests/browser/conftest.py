@@ -1,0 +1,113 @@
+"""Real-browser fixtures: Debian's Chromium driven by Playwright, axe-core, screenshots.
+
+Where Chromium (``/usr/bin/chromium`` or ``PETSITE_CHROMIUM``), Playwright or axe-core
+is missing, the browser tests skip and say why; with ``PETSITE_REQUIRE_BROWSER=1`` (CI,
+see ``.ci/run``) they fail instead, so CI never skips them silently.
+
+axe-core comes from npm, installed once into a cache outside the clone
+(``~/.cache/petsite/axe-core``, or under ``XDG_CACHE_HOME``).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run",
+]
+ARTIFACTS = Path(settings.BASE_DIR) / "var" / "test-artifacts" / "browser"
+TIMEOUT_MS = 60_000  # generous: the machine is shared and slow; waits end as soon as their condition holds
+
+
+def browser_required() -> bool:
+    return os.environ.get("PETSITE_REQUIRE_BROWSER", "") == "1"
+
+
+def unavailable(reason: str):
+    """Skip with ``reason``, or fail with it where a browser is required (CI)."""
+    if browser_required():
+        pytest.fail(f"{reason} (PETSITE_REQUIRE_BROWSER=1: the browser tests must run here)", pytrace=False)
+    pytest.skip(reason)
+
+
+def chromium_path() -> Path:
+    return Path(os.environ.get("PETSITE_CHROMIUM") or "/usr/bin/chromium")
+
+
+@pytest.fixture(scope="session")
+def chromium_executable() -> Path:
+    path = chromium_path()
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        unavailable(
+            f"Chromium not found at {path}: install it (apt-get install chromium) or set PETSITE_CHROMIUM to its path"
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def browser(chromium_executable):
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("Playwright for Python is not installed in this environment")
+    # Playwright's sync API runs an event loop in this thread; Django's ORM, used by the
+    # tests between browser calls, would take that for async code. Only while a browser runs.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            try:
+                chromium = playwright.chromium.launch(executable_path=str(chromium_executable), args=CHROMIUM_ARGS)
+            except Exception as error:  # a broken install: say so, the way a missing one does
+                unavailable(f"Chromium at {chromium_executable} did not start: {error}")
+            yield chromium
+            chromium.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+def _cache_dir() -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "petsite" / "axe-core"
+
+
+@pytest.fixture(scope="session")
+def axe_script() -> Path:
+    """axe.min.js from the npm package axe-core@4, installed once into the cache."""
+    cache = _cache_dir()
+    script = cache / "node_modules" / "axe-core" / "axe.min.js"
+    if script.is_file():
+        return script
+    npm = shutil.which("npm")
+    if npm is None:
+        unavailable("npm is not installed, so axe-core (the accessibility checker) cannot be installed")
+    cache.mkdir(parents=True, exist_ok=True)
+    try:
+        result = subprocess.run(
+            [npm, "install", "--prefix", str(cache), "--no-audit", "--no-fund", "--loglevel", "error", "axe-core@4"],
+            capture_output=True, text=True, timeout=300,
+        )
+    except subprocess.TimeoutExpired:
+        unavailable("npm install axe-core@4 took more than 5 minutes (is the npm registry reachable?)")
+    if result.returncode != 0 or not script.is_file():
+        unavailable(f"npm install axe-core@4 failed (is the npm registry reachable?): {result.stderr.strip()[-500:]}")
+    return script
+
+
+@pytest.fixture
+def artifacts(request) -> Path:
+    """This test's screenshot folder under var/test-artifacts/browser/ (emptied first)."""
+    name = request.node.name.replace("[", "-").replace("]", "").replace("/", "-")
+    folder = ARTIFACTS / name
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
