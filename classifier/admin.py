@@ -61,11 +61,13 @@ class PetImageAdmin(admin.ModelAdmin):
     # The review columns first after the photo, so that they stay in view at 1280 px beside
     # the filters; the model version is a filter, the file name is on the change page.
     list_display = [
-        "preview", "prediction", "confidence_percent", "owner_answer", "reviewed_label", "needs_review",
+        "preview", "prediction", "verdict", "confidence_percent", "owner_answer", "reviewed_label", "needs_review",
         "status", "owner", "uploaded",
     ]
     list_display_links = ["preview", "prediction"]
-    list_filter = [ReviewFilter, "status", FeedbackFilter, "model_version", "predicted_breed", "reviewed_label"]
+    list_filter = [
+        ReviewFilter, "status", "verdict", FeedbackFilter, "model_version", "predicted_breed", "reviewed_label"
+    ]
     search_fields = ["owner__username", "owner__email", "original_name", "sha256"]
     date_hierarchy = "uploaded_at"
     list_select_related = ["owner", "model_version"]
@@ -76,8 +78,8 @@ class PetImageAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["preview", "owner", "original_name", "uploaded_at", "width", "height", "sha256"]}),
         ("Prediction", {"fields": [
-            "status", "error_message", "predicted_breed", "confidence_percent", "top_five", "model_version",
-            "classified_at",
+            "status", "error_message", "predicted_breed", "confidence_percent", "verdict", "verdict_scores",
+            "top_five", "model_version", "classified_at",
             "attempts", "claimed_at", "claimed_by", "enqueued_at", "enqueue_count",
         ]}),
         ("Owner's answer", {"fields": ["is_correct", "true_breed", "feedback_at"]}),

@@ -21,6 +21,7 @@ over at once; any other claim only once it is older than ``PETSITE_CLAIM_TIMEOUT
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import uuid
@@ -218,25 +219,34 @@ def _classify_batch(pets: Sequence[PetImage], token: uuid.UUID, version: ModelVe
                     classified_at=timezone.now(), attempts=0)
     if not readable:
         return
-    predictions = predictor.predict_preprocessed(tensors, k=settings.PETSITE_TOP_K)
+    results = predictor.classify_preprocessed(tensors, k=settings.PETSITE_TOP_K)
     now = timezone.now()
     with transaction.atomic():
-        for pet, top in zip(readable, predictions, strict=True):
-            top_k = [{"breed": p.label, "probability": round(p.probability, 6)} for p in top]
-            best = top[0]
+        for pet, result in zip(readable, results, strict=True):
+            best = result.top_k[0]
+            prediction = {
+                "predicted_breed": best.label, "confidence": best.probability, "verdict": result.verdict,
+                "top_k": [{"breed": p.label, "probability": round(p.probability, 6)} for p in result.top_k],
+                "verdict_scores": _json_scores(result.scores),
+            }
             saved = _finish(
-                pet, token, status=Status.DONE, predicted_breed=best.label, confidence=best.probability, top_k=top_k,
-                model_version=version, classified_at=now, error_message="", attempts=0,
+                pet, token, status=Status.DONE, model_version=version, classified_at=now, error_message="",
+                attempts=0, **prediction,
             )
             if not saved:  # the claim was taken over meanwhile: the other worker's result counts
                 log.info("Image %s: claim lost before saving; result dropped", pet.pk)
                 continue
             Classification.objects.update_or_create(
-                image=pet, model_version=version,
-                defaults={
-                    "predicted_breed": best.label, "confidence": best.probability, "top_k": top_k, "created_at": now
-                },
+                image=pet, model_version=version, defaults={**prediction, "created_at": now}
             )
+
+
+def _json_scores(scores: dict) -> dict:
+    """The verdict's scores as JSON that every database stores (PostgreSQL refuses NaN)."""
+    return {
+        key: (round(value, 6) if math.isfinite(value) else None) if isinstance(value, float) else value
+        for key, value in scores.items()
+    }
 
 
 # --- Re-sending -----------------------------------------------------------------------------

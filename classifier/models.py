@@ -50,7 +50,9 @@ class PetImageQuerySet(models.QuerySet):
     def with_review_state(self) -> "PetImageQuerySet":
         """Annotate ``needs_review``: the owner said wrong, or the model was unsure, and no
         reviewer has looked yet. The admin's review queue sorts on it."""
-        unsure = Q(confidence__lt=settings.PETSITE_REVIEW_CONFIDENCE)
+        # The model's own verdict, and for predictions made before verdicts, the confidence.
+        unsure = Q(verdict__in=[Verdict.UNSURE, Verdict.NOT_A_PET])
+        unsure |= Q(confidence__lt=settings.PETSITE_REVIEW_CONFIDENCE)
         # Case/When, not a bare boolean expression: SQL's NULL (no answer, no confidence)
         # must count as "no", and NULLs would otherwise sort first on PostgreSQL.
         return self.annotate(
@@ -182,6 +184,22 @@ class PetImage(models.Model):
     def final_label(self) -> str:
         """The reviewer's label, else the owner's answer, else none ("")."""
         return self.reviewed_label or self.true_breed
+
+    @property
+    def is_confident(self) -> bool:
+        """A result worth its percentage: confident, or from before verdicts existed."""
+        return self.status == self.Status.DONE and self.verdict in ("", Verdict.CONFIDENT)
+
+    def headline(self) -> str:
+        """The answer in words, no surer than the model is: "Great Pyrenees", "Not sure:
+        maybe Bengal or Egyptian Mau", or "Not a cat or dog"; empty without a result."""
+        if self.status != self.Status.DONE:
+            return ""
+        if self.verdict == Verdict.NOT_A_PET:
+            return "Not a cat or dog"
+        if self.verdict == Verdict.UNSURE:
+            return "Not sure: maybe " + " or ".join(row["name"] for row in self.top_k_display()[:2])
+        return label_name(self.predicted_breed)
 
     def top_k_display(self) -> list[dict]:
         return [

@@ -19,9 +19,10 @@
     const date = caption.querySelector("small");
     const parts = [];
     if (status.status === "done") {
-      parts.push(element("strong", "breed", status.breed_name), element("span", "confidence", percent(status.confidence)));
+      parts.push(element("strong", "breed verdict-" + (status.verdict || "confident"), status.headline));
+      if (status.confident) parts.push(element("span", "confidence", percent(status.confidence)));
       const image = tile.querySelector("img");
-      if (image && tile.dataset.uploaded) image.alt = status.breed_name + ", uploaded " + tile.dataset.uploaded;
+      if (image && tile.dataset.uploaded) image.alt = status.headline + ", uploaded " + tile.dataset.uploaded;
     } else {
       parts.push(element("span", "status status-" + status.status, status.status_display));
     }

@@ -19,7 +19,16 @@
     message.textContent = data.message;
     message.hidden = !data.message;
     if (data.status !== "done") return;
-    document.getElementById("breed").textContent = data.breed_name;
+    const breed = document.getElementById("breed");
+    breed.textContent = data.headline;
+    breed.className = "verdict-" + (data.verdict || "confident");
+    const note = document.getElementById("verdict-note");
+    if (note && !data.confident) {
+      note.textContent = data.verdict === "not_a_pet"
+        ? "This photo does not look like any of the 37 breeds the classifier knows. If it is a cat or a dog, tell us below."
+        : "The model is not sure; its five best guesses are below. A reviewer will look at it.";
+      note.hidden = false;
+    }
     document.getElementById("model-version").textContent = data.model_version || "–";
     const list = document.getElementById("top-k");
     list.replaceChildren(...data.top_k.map(function (row) {

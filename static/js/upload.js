@@ -111,7 +111,7 @@
       const link = { text: "See the photo", href: status.detail_url };
       const note = card.dataset.note || "Uploaded. "; // or "Already in your gallery. "
       if (status.status === "done") {
-        say(card, note + status.breed_name + ", " + percent(status.confidence) + " sure.", link);
+        say(card, note + status.headline + (status.confident ? ", " + percent(status.confidence) + " sure." : "."), link);
       } else if (status.status === "failed") {
         card.classList.add("refused");
         say(card, note + (status.message || "This photo could not be classified."), link);

@@ -98,8 +98,8 @@ def test_result_lands_only_for_the_claim_that_made_it(pet, model_version):
 
     from ml.inference import Predictor
 
-    real_predict = Predictor.predict_preprocessed
-    with mock.patch.object(Predictor, "predict_preprocessed", steal_then_predict):
+    real_predict = Predictor.classify_preprocessed
+    with mock.patch.object(Predictor, "classify_preprocessed", steal_then_predict):
         classification.classify(pet.pk)
     assert _refresh(pet).status == Status.PROCESSING and pet.predicted_breed == ""
     assert not Classification.objects.exists()

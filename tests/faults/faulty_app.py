@@ -23,11 +23,11 @@ class _FaultyPredictor:
         self.predictor, self.slow, self.dies = predictor, slow, dies
         self.preprocess = predictor.preprocess
 
-    def predict_preprocessed(self, tensors, k):
+    def classify_preprocessed(self, tensors, k):
         time.sleep(self.slow)
         if self.dies:
             os.kill(os.getpid(), signal.SIGKILL)
-        return self.predictor.predict_preprocessed(tensors, k)
+        return self.predictor.classify_preprocessed(tensors, k)
 
 
 @worker_process_init.connect

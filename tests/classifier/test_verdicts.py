@@ -1,0 +1,48 @@
+"""Honest answers: the worker stores each prediction's verdict and its scores; every page
+says no more than the verdict allows."""
+import pytest
+from django.urls import reverse
+
+from classifier import classification
+from classifier.models import Classification, PetImage, Verdict
+from ml.breeds import display_name
+
+Status = PetImage.Status
+
+
+def test_the_worker_stores_the_verdict_and_its_scores(make_image, model_version):
+    """The test model has random weights and no calibration: about 3 % for its best breed,
+    so the probability threshold alone says "unsure"."""
+    pet = make_image()
+    PetImage.objects.filter(pk=pet.pk).update(status=Status.PENDING, model_version=None, verdict="")
+    classification.classify(pet.pk)
+    pet.refresh_from_db()
+    assert pet.verdict == Verdict.UNSURE
+    scores = pet.verdict_scores
+    assert scores["top_probability"] == pytest.approx(pet.confidence, abs=1e-5)
+    assert scores["top_probability"] < scores["probability_threshold"]
+    assert scores["ood_score"] is None  # a checkpoint without calibration never says "not a cat or dog"
+    history = Classification.objects.get(image=pet)
+    assert (history.verdict, history.verdict_scores) == (pet.verdict, pet.verdict_scores)
+    first, second = (display_name(row["breed"]) for row in pet.top_k[:2])
+    assert pet.headline() == f"Not sure: maybe {first} or {second}"
+    assert PetImage.objects.needing_review().filter(pk=pet.pk).exists()
+
+
+@pytest.mark.parametrize("verdict, headline, percent_shown, note", [
+    (Verdict.CONFIDENT, "Great Pyrenees", True, None),
+    (Verdict.UNSURE, "Not sure: maybe Great Pyrenees or Pug", False, "The model is not sure"),
+    (Verdict.NOT_A_PET, "Not a cat or dog", False, "does not look like any of the 37 breeds"),
+])
+def test_every_page_says_what_the_verdict_allows(client, user, make_image, verdict, headline, percent_shown, note):
+    top_k = [{"breed": "great_pyrenees", "probability": 0.91}, {"breed": "pug", "probability": 0.05}]
+    pet = make_image("great_pyrenees", confidence=0.91, top_k=top_k, verdict=verdict)
+    client.force_login(user)
+    status = client.get(reverse("classifier:status", args=[pet.pk])).json()
+    assert (status["headline"], status["verdict"], status["confident"]) == (headline, verdict, percent_shown)
+    gallery = client.get(reverse("classifier:gallery")).content.decode()
+    assert headline in gallery and ("91%" in gallery) == percent_shown
+    detail = client.get(pet.get_absolute_url()).content.decode()
+    assert f">{headline}</h1>" in detail
+    if note:
+        assert note in detail
