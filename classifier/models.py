@@ -9,6 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from ml import breeds
+from ml.models import Verdict
 
 NOT_A_PET = "not_a_pet"
 BREED_CHOICES = [(b.key, b.display_name) for b in breeds.BREEDS]
@@ -31,14 +32,6 @@ def thumbnail_upload_to(instance: "PetImage", filename: str) -> str:
 
 def heatmap_upload_to(instance: "PetImage", filename: str) -> str:
     return _random_name("heatmaps", filename)
-
-
-class Verdict(models.TextChoices):
-    """What the model's answer is worth (the values are ml.calibration's verdict names)."""
-
-    CONFIDENT = "confident", "Confident"
-    UNSURE = "unsure", "Not sure"
-    NOT_A_PET = "not_a_pet", "Not a cat or dog"
 
 
 def label_name(key: str) -> str:

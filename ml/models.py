@@ -2,6 +2,15 @@ from django.db import models
 from django.db.models import Q
 
 
+class Verdict(models.TextChoices):
+    """What a prediction is worth, as the site shows it. The values are ml.calibration's
+    verdict names (a test keeps them equal; that module needs torch, this one must not)."""
+
+    CONFIDENT = "confident", "Confident"
+    UNSURE = "unsure", "Not sure"
+    NOT_A_PET = "not_a_pet", "Not a cat or dog"
+
+
 class ModelVersion(models.Model):
     """A registered checkpoint. Exactly one version is active: the one new uploads use."""
 

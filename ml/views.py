@@ -8,7 +8,7 @@ from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, render
 
 from .breeds import display_name
-from .models import ModelVersion
+from .models import ModelVersion, Verdict
 
 FIGURE_TITLES = {
     "loss": "Loss (train and validation)",
@@ -43,6 +43,11 @@ def model_detail(request, name: str):
         for pair in metrics.get("most_confused", [])
     ]
     per_class = sorted(metrics.get("per_class", []), key=lambda row: row["f1"])
+    accuracy_by_verdict = metrics.get("calibration", {}).get("accuracy_by_verdict", {})
+    verdicts = [
+        {"name": label, "count": metrics["verdicts"].get(value, 0), "accuracy": accuracy_by_verdict.get(value)}
+        for value, label in Verdict.choices
+    ] if metrics.get("verdicts") else []
     return render(
         request,
         "ml/model_detail.html",
@@ -52,6 +57,7 @@ def model_detail(request, name: str):
             "figures": figures,
             "confused": confused,
             "per_class": per_class,
+            "verdicts": verdicts,
             "epochs": version.history.get("epochs", []),  # the columns fastai prints per epoch
         },
     )

@@ -46,3 +46,19 @@ def test_every_page_says_what_the_verdict_allows(client, user, make_image, verdi
     assert f">{headline}</h1>" in detail
     if note:
         assert note in detail
+
+
+def test_the_model_page_shows_how_many_validation_images_get_each_verdict(admin_client, model_version):
+    model_version.metrics = {
+        "split": "test", "accuracy": 0.9, "verdicts": {"confident": 547, "unsure": 20, "not_a_pet": 25},
+        "calibration": {
+            "probability_threshold": 0.5, "ood_score": "mahalanobis", "ood_threshold": 1.234, "keep": 0.95,
+            "num_images": 592, "accuracy_by_verdict": {"confident": 0.97, "unsure": 0.4, "not_a_pet": None},
+        },
+    }
+    model_version.save()
+    page = admin_client.get(reverse("ml:model_detail", args=[model_version.name])).content.decode()
+    for row in ["<td>Confident</td><td>547</td><td>0.970</td>", "<td>Not sure</td><td>20</td><td>0.400</td>",
+                "<td>Not a cat or dog</td><td>25</td><td>–</td>"]:
+        assert row in page
+    assert "mahalanobis score of 1.234" in page and "592 validation images" in page

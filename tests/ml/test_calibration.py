@@ -340,3 +340,9 @@ def test_training_stores_the_calibration_and_reports_verdicts(trained, fake_pets
     # The evaluate command's core gives the same verdicts from the checkpoint alone.
     evaluated, _ = run_evaluation(result.checkpoint, fake_pets, tmp_path, split="test", workers=0, progress=False)
     assert evaluated["verdicts"] == metrics["verdicts"] and evaluated["calibration"] == reported
+
+
+def test_the_sites_verdict_names_are_the_cores():
+    from ml.models import Verdict
+
+    assert tuple(Verdict.values) == VERDICTS
