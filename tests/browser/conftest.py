@@ -50,8 +50,10 @@ def chromium_executable() -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium_executable):
+    """A headless Chromium for one test module. Not for the session: Playwright's sync API
+    keeps an event loop in this thread, which the tests after these need not meet."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
