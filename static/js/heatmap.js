@@ -1,6 +1,7 @@
 // "Show why": swaps the photo for its Grad-CAM heatmap and back. A worker makes the
 // heatmap after the first view of a result, so until the page knows its address this
-// asks the status JSON every 2 s (a minute at most) and shows the button when it is there.
+// asks the status JSON every 3 s (five minutes at most: a busy worker may take a while)
+// and shows the button when it is there.
 (function () {
   "use strict";
   const figure = document.getElementById("photo");
@@ -32,9 +33,9 @@
       .then(function (data) {
         if (data.heatmap_url) { ready(data.heatmap_url); return; }
         if (data.status === "failed") return;
-        if (++tries < 30) setTimeout(ask, 2000);
+        if (++tries < 100) setTimeout(ask, 3000);
       })
-      .catch(function () { if (++tries < 30) setTimeout(ask, 4000); });
+      .catch(function () { if (++tries < 100) setTimeout(ask, 6000); });
   }
 
   if (figure.dataset.heatmapUrl) ready(figure.dataset.heatmapUrl);
