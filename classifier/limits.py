@@ -13,7 +13,7 @@ from django.shortcuts import render
 from django_ratelimit.core import get_usage
 
 
-def _duration(seconds: int) -> str:
+def duration(seconds: int) -> str:
     """How long to wait, in words ("45 seconds", "15 minutes"), rounded up so that nobody comes back too early."""
     count, unit = seconds, "second"
     for size, name in [(3600, "hour"), (60, "minute")]:
@@ -26,7 +26,7 @@ def _duration(seconds: int) -> str:
 def too_many_requests(request: HttpRequest, retry_after: int, context: dict) -> HttpResponse:
     """The 429 page, in the site's layout, with the Retry-After header (seconds)."""
     retry_after = max(1, math.ceil(retry_after))
-    response = render(request, "429.html", {"wait": _duration(retry_after), **context}, status=429)
+    response = render(request, "429.html", {"wait": duration(retry_after), **context}, status=429)
     response["Retry-After"] = str(retry_after)
     return response
 
@@ -41,6 +41,15 @@ def locked_out(request: HttpRequest, original_response=None, credentials: dict |
     return too_many_requests(request, get_cool_off(request).total_seconds(), context)
 
 
+def upload_usage(request: HttpRequest, increment: bool = False) -> dict | None:
+    """The user's upload count in the shared cache (django-ratelimit), counting one more
+    photo with ``increment``; None when rate limiting is switched off."""
+    return get_usage(
+        request, group="classifier.upload", key="user", rate=settings.PETSITE_UPLOAD_RATE, method="POST",
+        increment=increment,
+    )
+
+
 def limit_uploads(view: Callable) -> Callable:
     """Refuse a user's uploads beyond PETSITE_UPLOAD_RATE with the 429 page.
 
@@ -50,10 +59,7 @@ def limit_uploads(view: Callable) -> Callable:
 
     @wraps(view)
     def limited(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        usage = get_usage(
-            request, group="classifier.upload", key="user", rate=settings.PETSITE_UPLOAD_RATE, method="POST",
-            increment=True,
-        )
+        usage = upload_usage(request, increment=True)
         if usage is not None and usage["should_limit"]:
             return too_many_requests(request, usage["time_left"], {"uploads": True, "limit": usage["limit"]})
         return view(request, *args, **kwargs)

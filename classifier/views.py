@@ -14,7 +14,6 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonRe
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_ratelimit.core import get_usage
 
 from ml import services as ml_services
 from ml.breeds import BREEDS
@@ -22,8 +21,7 @@ from ml.breeds import BREEDS
 from . import explanations, review, uploads
 from .filters import GalleryFilter, gallery_neighbours
 from .forms import ACCEPT_TYPES, FeedbackForm, UploadForm
-from .limits import _duration as duration
-from .limits import limit_uploads
+from .limits import duration, limit_uploads, upload_usage
 from .models import PetImage, label_name
 
 
@@ -133,10 +131,6 @@ def wants_json(request: HttpRequest) -> bool:
     return request.get_preferred_type(["text/html", "application/json"]) == "application/json"
 
 
-# The group limit_uploads counts in (classifier/limits.py); a test fails if they part.
-UPLOAD_RATE_GROUP = "classifier.upload"
-
-
 def _count_more_uploads(request: HttpRequest, count: int) -> int:
     """How many of a request's ``count`` files are within the user's upload rate.
 
@@ -147,10 +141,7 @@ def _count_more_uploads(request: HttpRequest, count: int) -> int:
     """
     allowed = 1
     for _ in range(count - 1):
-        usage = get_usage(
-            request, group=UPLOAD_RATE_GROUP, key="user", rate=settings.PETSITE_UPLOAD_RATE, method="POST",
-            increment=True,
-        )
+        usage = upload_usage(request, increment=True)
         if usage is None:  # rate limiting is switched off
             return count
         if usage["should_limit"]:
@@ -160,7 +151,7 @@ def _count_more_uploads(request: HttpRequest, count: int) -> int:
 
 
 def _over_rate(request: HttpRequest) -> forms.ValidationError:
-    usage = get_usage(request, group=UPLOAD_RATE_GROUP, key="user", rate=settings.PETSITE_UPLOAD_RATE, method="POST")
+    usage = upload_usage(request)
     wait = duration(max(1, usage["time_left"])) if usage else "a while"
     return forms.ValidationError(
         f"Not uploaded: you have sent as many photos as we accept for now. Please wait {wait}, then send it again.",
