@@ -158,8 +158,17 @@ def _release(pets: Sequence[PetImage], token: uuid.UUID, reason: str) -> None:
 
 
 def classify(pk: int) -> None:
-    """Classify image ``pk`` with the active model (the task behind every upload)."""
-    classify_images([pk])
+    """Classify image ``pk`` with the active model (the task behind every upload), and with
+    it up to ``PETSITE_BATCH_SIZE - 1`` other images waiting, in one forward pass.
+
+    Micro-batching without waiting: a lone upload goes at once, alone; during a burst a
+    worker takes what has piled up. The other images' own messages then find nothing to
+    claim. Oldest first, so that nobody waits behind a stream of newer uploads.
+    """
+    waiting = PetImage.objects.filter(status=Status.PENDING).exclude(pk=pk)
+    oldest_first = waiting.order_by(Coalesce("enqueued_at", "uploaded_at"), "pk").values_list("pk", flat=True)
+    others = oldest_first[: max(settings.PETSITE_BATCH_SIZE - 1, 0)]
+    classify_images([pk, *others])
 
 
 def classify_images(pks: Sequence[int], version_id: int | None = None) -> None:

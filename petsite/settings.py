@@ -269,6 +269,9 @@ PETSITE_CLAIM_TIMEOUT = env.float("PETSITE_CLAIM_TIMEOUT", default=30)
 CELERY_BEAT_SCHEDULE = {
     "requeue-stale-images": {"task": "classifier.tasks.requeue_stale", "schedule": PETSITE_REQUEUE_INTERVAL},
 }
+# Images one worker classifies in one forward pass when several are waiting (a lone
+# upload is never held back to fill a batch).
+PETSITE_BATCH_SIZE = env.int("PETSITE_BATCH_SIZE", default=16)
 # A child whose memory grew past this (KiB) is replaced after its task: a guard against
 # slow growth (memory stays allocated after each new batch size: 1.0 to 1.4 GB seen);
 # the claim makes the replacement harmless.

@@ -271,3 +271,17 @@ def test_claim_of_a_zombie_process_is_taken_over(pet, model_version):
     classification.classify(pet.pk)
     child.wait()
     assert _refresh(pet).status == Status.DONE
+
+
+def test_a_worker_takes_what_waits_into_one_forward_pass(user, model_version, settings):
+    settings.PETSITE_BATCH_SIZE = 4
+    pets = [new_image(user) for _ in range(6)]
+    with mock.patch.object(classification, "_classify_batch", wraps=classification._classify_batch) as batches:
+        classification.classify(pets[-1].pk)  # the newest upload's task takes the 3 oldest along
+    assert [sorted(p.pk for p in call.args[0]) for call in batches.call_args_list] == [
+        sorted([pets[0].pk, pets[1].pk, pets[2].pk, pets[-1].pk])
+    ]
+    assert [_refresh(p).status for p in pets] == [Status.DONE] * 3 + [Status.PENDING] * 2 + [Status.DONE]
+    with mock.patch.object(classification, "_classify_batch", wraps=classification._classify_batch) as batches:
+        classification.classify(pets[0].pk)  # its own message later: nothing left to do for it, takes the rest
+    assert [sorted(p.pk for p in call.args[0]) for call in batches.call_args_list] == [[pets[3].pk, pets[4].pk]]
