@@ -1,5 +1,9 @@
 """Fast inference: load a checkpoint once, then classify images one by one or in batches.
 
+The forward pass runs through an inference backend (``ml.backends``): eager FP32 by
+default, or a named one, or ``"auto"``, the fastest that agrees with eager FP32 on this
+machine (measured once per model and machine, then cached).
+
 ``classify*`` gives each image its top-k, a verdict (``ml.calibration.CONFIDENT``,
 ``UNSURE`` or ``NOT_A_PET``) and the scores behind it, from the same single forward
 pass that gives the top-k; ``predict*`` gives the top-k alone.
@@ -13,6 +17,7 @@ from typing import Any, BinaryIO, NamedTuple
 import torch
 
 from . import calibration as calibration_
+from .backends import AUTO, resolve_backend, weights_key
 from .checkpoints import Checkpoint, load_checkpoint
 from .data import ImageSource, eval_transform, open_image
 
@@ -37,15 +42,31 @@ class Predictor:
 
     Build it once per process (it costs a checkpoint read) and reuse it: ``predict``
     runs under ``torch.inference_mode()`` and never touches the weights.
+
+    ``backend`` is an ``ml.backends`` name (``"eager"``, ``"channels_last"``, ``"bf16"``,
+    ``"compile"``) or ``"auto"``: measure the candidates briefly (a few seconds at 224 px)
+    unless ``backend_cache_dir`` (default ``~/.cache/petsite``) already holds the choice
+    for these weights on this machine. ``backend_report`` keeps the figures (None unless
+    ``"auto"``). A backend may change ``model``'s memory layout, never its values.
     """
 
-    def __init__(self, checkpoint: Checkpoint | str | os.PathLike | BinaryIO | bytes, device: str = "cpu"):
+    def __init__(
+        self,
+        checkpoint: Checkpoint | str | os.PathLike | BinaryIO | bytes,
+        device: str = "cpu",
+        backend: str = "eager",
+        backend_cache_dir: str | os.PathLike | None = None,
+    ):
         if not isinstance(checkpoint, Checkpoint):
             checkpoint = load_checkpoint(checkpoint)
         self.checkpoint = checkpoint
         self.classes = list(checkpoint.classes)
         self.device = torch.device(device)
         self.model = checkpoint.build_model().to(self.device)
+        self.backend, self.backend_report = resolve_backend(
+            backend, self.model, checkpoint.image_size, cache_dir=backend_cache_dir,
+            model_key=weights_key(checkpoint.state_dict) if backend == AUTO else None,
+        )
         self.calibration = checkpoint.calibration  # empty for checkpoints from before calibration
         self.transform = eval_transform(
             checkpoint.image_size, checkpoint.resize_size, checkpoint.mean, checkpoint.std
@@ -96,8 +117,8 @@ class Predictor:
         """
         k = min(k, len(self.classes))
         with torch.inference_mode():
-            features, logits = calibration_.features_and_logits(self.model, torch.stack(list(tensors)).to(self.device))
-            top_p, top_i = torch.softmax(logits.float(), dim=1).topk(k, dim=1)
+            features, logits = self.backend(torch.stack(list(tensors)).to(self.device))
+            top_p, top_i = torch.softmax(logits, dim=1).topk(k, dim=1)
             verdicts = calibration_.verdicts(self.calibration, logits, features)
         return [
             Result([Prediction(self.classes[i], p) for p, i in zip(ps, idxs, strict=True)], v.verdict, v.scores)

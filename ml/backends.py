@@ -1,0 +1,497 @@
+"""Ways to run the Predictor's model, and the automatic choice of the fastest exact one.
+
+Every backend turns a batch of preprocessed images into ``(features, logits)``, both
+float32: the pooled, flattened 512 numbers that ``model.fc`` receives (what
+``ml.calibration`` fits its Mahalanobis statistics on) and the class scores. That is
+the contract of :func:`ml.calibration.features_and_logits`, which the eager backend
+uses unchanged.
+
+==================  ============================================================  =========
+name                what it does                                                  tolerance
+==================  ============================================================  =========
+``eager``           the model as built, FP32: the reference, always there         -
+``channels_last``   weights and input in NHWC order (oneDNN's native layout)      1e-4
+``bf16``            ``channels_last`` + ``torch.autocast(bfloat16)``; the small   0.01
+                    head runs in FP32 on the pooled features
+``compile``         ``torch.compile`` of the explicit forward (needs a C++        1e-4
+                    compiler; tens of seconds per new batch shape)
+==================  ============================================================  =========
+
+Machines differ: with AVX-512 BF16 or AMX, BF16 runs several times faster than FP32;
+with AVX2 alone it is emulated and slower. So nothing is assumed: :func:`choose_backend`
+runs each candidate a few times on fixed inputs, rejects any whose top-1 differs from
+eager FP32 or whose probabilities differ by more than its tolerance, keeps the fastest
+by throughput at the largest batch size, logs the figures, and caches the choice per
+model weights and machine (CPU model and flags, torch version, threads) in a small JSON
+file, so that a worker child does not remeasure at every start.
+
+``compile`` is not among the automatic candidates by default: compiling costs 20-60 s
+per batch shape on two cores, in every worker child, which a cached choice does not
+save, and without weight freezing it was slower than eager on this project's CPU
+(``bench/README.md``). Ask for it explicitly (``candidates=`` or ``backend="compile"``).
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import os
+import platform
+import shutil
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import calibration as calibration_
+from .files import atomic_path
+
+logger = logging.getLogger(__name__)
+
+EAGER = "eager"
+CHANNELS_LAST = "channels_last"
+BF16 = "bf16"
+COMPILE = "compile"
+AUTO = "auto"
+BACKENDS = (EAGER, CHANNELS_LAST, BF16, COMPILE)
+AUTO_CANDIDATES = (EAGER, CHANNELS_LAST, BF16)  # compile only on request: see the module docstring
+
+FP32_TOLERANCE = 1e-4  # largest allowed difference of any probability from eager FP32's
+BF16_TOLERANCE = 0.01
+CACHE_FILE = "backends.json"
+CACHE_VERSION = 1
+# The CPU flags that decide which backend wins, reported by the benchmark and the choice.
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+
+
+# --- the backends -------------------------------------------------------------------------------
+
+def resnet_features_and_logits(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """torchvision ResNet's forward written out, returning the input of ``model.fc`` as well.
+
+    Same operations as ``ResNet._forward_impl``; no hook, so ``torch.compile`` sees one graph.
+    """
+    m = model
+    x = m.maxpool(m.relu(m.bn1(m.conv1(images))))
+    x = m.layer4(m.layer3(m.layer2(m.layer1(x))))
+    features = torch.flatten(m.avgpool(x), 1)
+    return features, m.fc(features)
+
+
+class Backend:
+    """Runs one model: ``backend(images) -> (features, logits)``, float32, on the model's device.
+
+    A backend may change its model in place (memory layout only; the weights' values stay):
+    the Predictor's ``model`` remains usable for everything else, Grad-CAM included.
+    """
+
+    name = EAGER
+    tolerance = 0.0  # largest allowed probability difference from eager FP32
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.device = next(model.parameters()).device
+
+    @classmethod
+    def available(cls, device: torch.device | str = "cpu") -> tuple[bool, str]:
+        """(whether it can run here, why not)."""
+        return True, ""
+
+    def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features, logits = calibration_.features_and_logits(self.model, images)
+        return features.float(), logits.float()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+class EagerBackend(Backend):
+    """The model as built, FP32, through :func:`ml.calibration.features_and_logits`: the reference."""
+
+
+class ChannelsLastBackend(Backend):
+    name = CHANNELS_LAST
+    tolerance = FP32_TOLERANCE
+
+    def __init__(self, model: nn.Module):
+        super().__init__(model.to(memory_format=torch.channels_last))
+
+    def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features, logits = resnet_features_and_logits(self.model, images.contiguous(memory_format=torch.channels_last))
+        return features.float(), logits.float()
+
+
+class BF16Backend(ChannelsLastBackend):
+    """The body under BF16 autocast; the pooled features are turned back to FP32 and the
+    head runs in FP32 (it costs nothing and keeps the logits as exact as the features)."""
+
+    name = BF16
+    tolerance = BF16_TOLERANCE
+
+    @classmethod
+    def available(cls, device: torch.device | str = "cpu") -> tuple[bool, str]:
+        device = torch.device(device)
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            return False, "this GPU has no bfloat16"
+        if device.type == "cpu" and not torch.backends.mkldnn.is_available():
+            return False, "this torch build has no oneDNN"
+        return True, ""
+
+    def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        m = self.model
+        with torch.autocast(self.device.type, torch.bfloat16):
+            x = m.maxpool(m.relu(m.bn1(m.conv1(images.contiguous(memory_format=torch.channels_last)))))
+            x = m.layer4(m.layer3(m.layer2(m.layer1(x))))
+            features = torch.flatten(m.avgpool(x), 1)
+        features = features.float()
+        return features, m.fc(features).float()
+
+
+class CompiledBackend(Backend):
+    """``torch.compile`` (inductor) of :func:`resnet_features_and_logits`; compiles lazily,
+    at the first call of each new batch shape."""
+
+    name = COMPILE
+    tolerance = FP32_TOLERANCE
+
+    def __init__(self, model: nn.Module):
+        super().__init__(model)
+        self._compiled = torch.compile(lambda images: resnet_features_and_logits(model, images))
+
+    @classmethod
+    def available(cls, device: torch.device | str = "cpu") -> tuple[bool, str]:
+        if torch.device(device).type == "cpu" and not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
+            return False, "no C++ compiler for torch.compile's CPU code"
+        return True, ""
+
+    def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features, logits = self._compiled(images)
+        return features.float(), logits.float()
+
+
+BackendFactory = Callable[[nn.Module], Backend]
+FACTORIES: dict[str, type[Backend]] = {
+    EAGER: EagerBackend, CHANNELS_LAST: ChannelsLastBackend, BF16: BF16Backend, COMPILE: CompiledBackend,
+}
+
+
+def available_backends(device: torch.device | str = "cpu") -> list[str]:
+    """The names of the backends that can run on ``device`` here (``eager`` always)."""
+    return [name for name, cls in FACTORIES.items() if cls.available(device)[0]]
+
+
+def make_backend(name: str, model: nn.Module) -> Backend:
+    """The backend ``name`` for ``model`` (which it may convert in place to its memory layout)."""
+    if name not in FACTORIES:
+        raise ValueError(f"Unknown inference backend {name!r}; choose one of {', '.join((*BACKENDS, AUTO))}.")
+    cls = FACTORIES[name]
+    ok, why = cls.available(next(model.parameters()).device)
+    if not ok:
+        raise ValueError(f"Inference backend {name!r} cannot run here: {why}.")
+    return cls(model)
+
+
+# --- keys: which model, which machine ------------------------------------------------------------
+
+def weights_key(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """A SHA-256 of the weights (names, dtypes, shapes and bytes): changes with any weight."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}\n".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def cpu_info() -> dict[str, Any]:
+    """The CPU model, all its flags (Linux ``/proc/cpuinfo``; elsewhere what ``platform`` knows)
+    and torch's view of it (its best vector instruction set)."""
+    model, flags = platform.processor() or platform.machine(), []
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "model name" and value.strip():
+                    model = value.strip()
+                elif key in ("flags", "Features") and not flags:
+                    flags = sorted(set(value.split()))
+    except OSError:
+        pass
+    return {
+        "model": model,
+        "flags": flags,
+        "torch_capability": torch.backends.cpu.get_cpu_capability(),
+    }
+
+
+def cpu_flags(info: Mapping[str, Any] | None = None) -> dict[str, bool]:
+    """Which of :data:`CPU_FLAGS` this CPU has."""
+    flags = set((info or cpu_info())["flags"])
+    return {flag: flag in flags for flag in CPU_FLAGS}
+
+
+def machine_key(device: torch.device | str = "cpu") -> dict[str, Any]:
+    """What a measured choice depends on besides the model: CPU, flags, torch, threads, GPU."""
+    info = cpu_info()
+    key = {
+        "cpu": info["model"],
+        "cpu_flags_sha256": hashlib.sha256(" ".join(info["flags"]).encode()).hexdigest()[:16],
+        "torch": str(torch.__version__),
+        "threads": torch.get_num_threads(),
+        "device": str(torch.device(device)),
+    }
+    if torch.device(device).type == "cuda":
+        key["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return key
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "petsite"
+
+
+def _read_cache(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict) or data.get("version") != CACHE_VERSION or not isinstance(data.get("choices"), dict):
+        return {}
+    return data
+
+
+def _write_cache(path: Path, key: str, entry: dict[str, Any]) -> None:
+    """Add one entry (read, change, write to a temporary file, rename: a reader never sees half a
+    file; two children measuring at once just write the same choice twice)."""
+    data = _read_cache(path) or {"version": CACHE_VERSION, "choices": {}}
+    data["choices"][key] = entry
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+    except OSError as exc:  # a read-only home must not stop a worker
+        logger.warning("Could not cache the inference backend choice in %s: %s", path, exc)
+
+
+# --- the automatic choice -----------------------------------------------------------------------
+
+def fixed_inputs(image_size: int, batch_size: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The same normalised-looking images on every call: smooth colour fields plus noise."""
+    generator = torch.Generator().manual_seed(1234)
+    coarse = torch.randn(batch_size, 3, 4, 4, generator=generator)
+    smooth = nn.functional.interpolate(coarse, size=(image_size, image_size), mode="bilinear", align_corners=False)
+    noise = 0.3 * torch.randn(batch_size, 3, image_size, image_size, generator=generator)
+    return (smooth + noise).to(device)
+
+
+def _timings(backend: Backend, images: torch.Tensor, warmup: int, repeats: int) -> list[float]:
+    for _ in range(warmup):
+        backend(images)
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        backend(images)
+        if images.device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def measure_backend(
+    factory: BackendFactory,
+    model: nn.Module,
+    inputs: Mapping[int, torch.Tensor],
+    reference: tuple[torch.Tensor, torch.Tensor],
+    warmup: int = 1,
+    repeats: int = 3,
+) -> dict[str, Any]:
+    """One candidate's figures: agreement with ``reference`` (eager FP32's (features, logits)
+    on ``inputs[max batch]``) and, if it agrees, median time per batch size."""
+    biggest = max(inputs)
+    started = time.perf_counter()
+    try:
+        backend = factory(model)
+        tolerance = backend.tolerance
+        features, logits = backend(inputs[biggest])
+    except Exception as exc:  # a backend that cannot run here is a rejected candidate, not a dead worker
+        logger.warning("Inference backend candidate failed: %r", exc)
+        return {"accepted": False, "reason": f"failed: {type(exc).__name__}: {exc}"[:300]}
+    first_call_s = time.perf_counter() - started
+    ref_features, ref_logits = reference
+    ref_probs, probs = torch.softmax(ref_logits.float(), 1), torch.softmax(logits.float(), 1)
+    top1_agrees = bool((probs.argmax(1) == ref_probs.argmax(1)).all())
+    probability_diff = float((probs - ref_probs).abs().max())
+    feature_diff = float((calibration_.unit_length(features) - calibration_.unit_length(ref_features)).abs().max())
+    report: dict[str, Any] = {
+        "tolerance": tolerance,
+        "top1_agrees": top1_agrees,
+        "max_probability_diff": probability_diff,
+        "max_unit_feature_diff": feature_diff,
+        "features_ok": features.dtype == torch.float32 and features.shape == ref_features.shape,
+        "first_call_s": round(first_call_s, 3),
+    }
+    if not top1_agrees:
+        reason = "top-1 differs from eager FP32"
+    elif not probability_diff <= tolerance:
+        reason = f"probabilities differ by {probability_diff:.2g} > {tolerance:g}"
+    elif not report["features_ok"]:
+        reason = f"features are {features.dtype} {tuple(features.shape)}, not float32 {tuple(ref_features.shape)}"
+    else:
+        reason = None
+    report["accepted"], report["reason"] = reason is None, reason
+    if reason is None:
+        report["timings"] = {}
+        for batch_size, images in sorted(inputs.items()):
+            seconds = _timings(backend, images, warmup, repeats if batch_size == biggest else repeats + 2)
+            median = statistics.median(seconds)
+            report["timings"][str(batch_size)] = {
+                "median_ms": round(1000 * median, 2), "images_per_s": round(batch_size / median, 2),
+            }
+    return report
+
+
+def _factories(candidates: Sequence[str] | Mapping[str, BackendFactory] | None,
+               device: torch.device) -> tuple[dict[str, BackendFactory], dict[str, str]]:
+    if candidates is None:
+        candidates = AUTO_CANDIDATES
+    if isinstance(candidates, Mapping):
+        chosen = dict(candidates)
+    else:
+        unknown = [name for name in candidates if name not in FACTORIES]
+        if unknown:
+            raise ValueError(f"Unknown inference backends {unknown}; known: {', '.join(BACKENDS)}.")
+        chosen = {name: FACTORIES[name] for name in candidates}
+    eager = chosen.pop(EAGER, EagerBackend)
+    unavailable = {}
+    for name, factory in list(chosen.items()):
+        if isinstance(factory, type) and issubclass(factory, Backend):
+            ok, why = factory.available(device)
+            if not ok:
+                unavailable[name] = why
+                del chosen[name]
+    return {EAGER: eager, **chosen}, unavailable
+
+
+def choose_backend(
+    model: nn.Module,
+    image_size: int,
+    candidates: Sequence[str] | Mapping[str, BackendFactory] | None = None,
+    batch_sizes: Sequence[int] = (1, 16),
+    cache_dir: str | os.PathLike | None = None,
+    *,
+    use_cache: bool = True,
+    model_key: str | None = None,
+    warmup: int = 1,
+    repeats: int = 3,
+) -> tuple[str, dict[str, Any]]:
+    """(name of the fastest backend that agrees with eager FP32, report with every figure).
+
+    ``candidates``: backend names (default :data:`AUTO_CANDIDATES`) or a mapping of name to
+    factory (a callable taking the model, returning a :class:`Backend`); eager FP32 is
+    always measured, as the reference and the fallback. Each candidate runs on a copy of
+    ``model`` (``model`` itself is not changed). The winner has the highest throughput at
+    the largest of ``batch_sizes``; the report also holds median latencies per batch size.
+
+    The choice is cached in ``cache_dir/backends.json`` (default ``~/.cache/petsite``) per
+    ``model_key`` (default: :func:`weights_key` of the model's weights) and
+    :func:`machine_key`; a cached choice comes back with ``report["cached"] = True``
+    without running the model.
+    """
+    device = next(model.parameters()).device
+    factories, unavailable = _factories(candidates, device)
+    batch_sizes = sorted(set(batch_sizes))
+    key_parts = {
+        "model": model_key or weights_key(model.state_dict()),
+        **machine_key(device),
+        "image_size": image_size,
+        "batch_sizes": batch_sizes,
+        "candidates": sorted(factories),
+    }
+    key = hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()
+    cache_path = Path(cache_dir if cache_dir is not None else default_cache_dir()) / CACHE_FILE
+    if use_cache:
+        entry = _read_cache(cache_path).get("choices", {}).get(key)
+        if entry and entry.get("backend") in factories:
+            report = {**entry["report"], "cached": True, "cache_file": str(cache_path)}
+            logger.info("Inference backend %r (cached choice from %s, measured %s)",
+                        entry["backend"], cache_path, entry.get("measured_at"))
+            return entry["backend"], report
+
+    inputs = {b: fixed_inputs(image_size, b, device) for b in batch_sizes}
+    biggest = max(batch_sizes)
+    results: dict[str, dict[str, Any]] = {}
+    with torch.inference_mode():
+        eager = EagerBackend(model)
+        reference = eager(inputs[biggest])
+        for name, factory in factories.items():
+            candidate_model = model if name == EAGER else copy.deepcopy(model)
+            results[name] = measure_backend(factory, candidate_model, inputs, reference, warmup, repeats)
+            del candidate_model
+    for name, why in unavailable.items():
+        results[name] = {"accepted": False, "reason": f"unavailable: {why}"}
+
+    def throughput(name: str) -> float:
+        return results[name]["timings"][str(biggest)]["images_per_s"]
+
+    accepted = [name for name, r in results.items() if r["accepted"]]
+    chosen = max(accepted, key=throughput) if accepted else EAGER
+    if EAGER in accepted:
+        eager_rate = throughput(EAGER)
+        for name in accepted:
+            results[name]["speedup_vs_eager"] = round(throughput(name) / eager_rate, 3)
+    report = {
+        "chosen": chosen,
+        "image_size": image_size,
+        "batch_sizes": batch_sizes,
+        "machine": {**machine_key(device), "cpu_flags": cpu_flags()},
+        "candidates": results,
+        "cached": False,
+        "cache_file": str(cache_path) if use_cache else None,
+    }
+    logger.info("Inference backend %r chosen: %s", chosen, summary(report))
+    if use_cache:
+        _write_cache(cache_path, key, {
+            "backend": chosen, "key": key_parts, "report": report,
+            "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        })
+    return chosen, report
+
+
+def summary(report: Mapping[str, Any]) -> str:
+    """One line per candidate of a :func:`choose_backend` report, for logs."""
+    parts = []
+    for name, r in report["candidates"].items():
+        if not r["accepted"]:
+            parts.append(f"{name}: rejected ({r['reason']})")
+            continue
+        timings = ", ".join(
+            f"batch {b}: {t['median_ms']:.1f} ms, {t['images_per_s']:.1f} images/s" for b, t in r["timings"].items()
+        )
+        speedup = f", {r['speedup_vs_eager']:.2f}x eager" if "speedup_vs_eager" in r else ""
+        parts.append(f"{name}: {timings}{speedup}, probabilities within {r['max_probability_diff']:.1g}")
+    return "; ".join(parts)
+
+
+def resolve_backend(
+    name: str,
+    model: nn.Module,
+    image_size: int,
+    cache_dir: str | os.PathLike | None = None,
+    model_key: str | None = None,
+) -> tuple[Backend, dict[str, Any] | None]:
+    """The backend ``name`` for ``model``, or for ``"auto"`` the one :func:`choose_backend`
+    picks (with its report); a chosen backend that then fails to build falls back to eager."""
+    if name != AUTO:
+        return make_backend(name, model), None
+    chosen, report = choose_backend(model, image_size, cache_dir=cache_dir, model_key=model_key)
+    try:
+        return make_backend(chosen, model), report
+    except Exception as exc:  # pragma: no cover - a cached choice for a machine that changed under it
+        logger.warning("Inference backend %r failed to load (%r); using eager FP32", chosen, exc)
+        return EagerBackend(model), report
+

@@ -1,0 +1,175 @@
+"""Inference backends: each agrees with eager FP32; the automatic choice rejects wrong ones and caches."""
+import io
+import json
+
+import pytest
+import torch
+
+from ml import backends
+from ml.backends import AUTO_CANDIDATES, BF16_TOLERANCE, EAGER, FP32_TOLERANCE, Backend, EagerBackend
+from ml.checkpoints import load_checkpoint
+from ml.inference import Predictor
+from tests.helpers import image_bytes
+
+# torch.compile takes tens of seconds per shape on two cores: checked in the benchmark, not here.
+FAST_BACKENDS = [name for name in backends.available_backends() if name != backends.COMPILE]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(checkpoint_file):
+    return load_checkpoint(checkpoint_file)
+
+
+@pytest.fixture(scope="module")
+def reference(checkpoint):
+    """Eager FP32 on real image files made here (several colours, sizes and marks)."""
+    predictor = Predictor(checkpoint)
+    colours = [(200, 120, 40), (30, 90, 200), (250, 250, 250), (10, 160, 70), (120, 40, 160), (0, 0, 0)]
+    photos = [image_bytes(size=(96 + 16 * i, 72 + 8 * i), color=c, mark=i * 37) for i, c in enumerate(colours)]
+    tensors = [predictor.preprocess(io.BytesIO(photo)) for photo in photos]
+    with torch.inference_mode():
+        features, logits = predictor.backend(torch.stack(tensors))
+    return tensors, predictor.classify_preprocessed(tensors, k=37), features, logits
+
+
+def test_default_backend_is_eager_fp32(checkpoint):
+    predictor = Predictor(checkpoint)
+    assert predictor.backend.name == EAGER and predictor.backend_report is None
+    assert next(predictor.model.parameters()).dtype == torch.float32
+
+
+@pytest.mark.parametrize("name", FAST_BACKENDS)
+def test_every_available_backend_agrees_with_eager_fp32(checkpoint, reference, name):
+    tensors, expected, ref_features, ref_logits = reference
+    predictor = Predictor(checkpoint, backend=name)
+    assert predictor.backend.name == name
+
+    with torch.inference_mode():
+        features, logits = predictor.backend(torch.stack(tensors))
+    # ml.calibration's contract: the pooled 512 features and the logits, float32.
+    assert features.dtype == logits.dtype == torch.float32
+    assert features.shape == ref_features.shape == (len(tensors), 512)
+    tolerance = FP32_TOLERANCE if name in (EAGER, backends.CHANNELS_LAST) else BF16_TOLERANCE
+    assert torch.allclose(features, ref_features, rtol=tolerance * 10, atol=tolerance * 10)
+
+    results = predictor.classify_preprocessed(tensors, k=37)
+    for got, want in zip(results, expected, strict=True):
+        assert got.top_k[0].label == want.top_k[0].label
+        got_p, want_p = dict(got.top_k), dict(want.top_k)
+        assert max(abs(got_p[label] - p) for label, p in want_p.items()) <= tolerance
+        assert got.verdict == want.verdict
+    assert [r.top_k[:5] for r in results] == [[(p.label, pytest.approx(p.probability, abs=tolerance))
+                                                for p in r.top_k[:5]] for r in expected]
+    assert predictor.predict_preprocessed(tensors[:1], k=3)[0][0].label == expected[0].top_k[0].label
+
+
+def test_unknown_backend_is_a_clear_error(checkpoint):
+    with pytest.raises(ValueError, match="Unknown inference backend 'onnx'.*eager"):
+        Predictor(checkpoint, backend="onnx")
+
+
+class Counted:
+    """A factory that counts how often it builds a backend (i.e. how often it is measured)."""
+
+    def __init__(self, factory):
+        self.factory, self.calls = factory, 0
+
+    def __call__(self, model):
+        self.calls += 1
+        return self.factory(model)
+
+
+class WrongBackend(Backend):
+    """Fast and wrong: eager's answer with the runner-up pushed to the top."""
+
+    name = "wrong"
+    tolerance = BF16_TOLERANCE
+
+    def __call__(self, images):
+        features, logits = EagerBackend(self.model)(images)
+        second = logits.topk(2, dim=1).indices[:, 1]
+        return features, logits.scatter_add(1, second[:, None], torch.full_like(logits[:, :1], 5.0))
+
+
+class SlightlyOffBackend(Backend):
+    """Same top-1 as eager, but its top probability is off by more than FP32's tolerance."""
+
+    name = "slightly_off"
+    tolerance = FP32_TOLERANCE
+
+    def __call__(self, images):
+        features, logits = EagerBackend(self.model)(images)
+        top = logits.argmax(1)
+        return features, logits.scatter_add(1, top[:, None], torch.full_like(logits[:, :1], 0.01))
+
+
+def test_auto_rejects_wrong_backends_and_caches_its_choice(checkpoint, tmp_path, caplog):
+    model = checkpoint.build_model()
+    counted = {name: Counted(backends.FACTORIES[name]) for name in (EAGER, backends.CHANNELS_LAST)}
+    counted["wrong"], counted["slightly_off"] = Counted(WrongBackend), Counted(SlightlyOffBackend)
+    caplog.set_level("INFO", logger="ml.backends")
+
+    name, report = backends.choose_backend(model, 64, candidates=counted, batch_sizes=(1, 4), cache_dir=tmp_path,
+                                           repeats=1)
+
+    assert name in (EAGER, backends.CHANNELS_LAST)
+    assert report["chosen"] == name and report["cached"] is False
+    wrong, off = report["candidates"]["wrong"], report["candidates"]["slightly_off"]
+    assert not wrong["accepted"] and not wrong["top1_agrees"] and "top-1" in wrong["reason"]
+    assert not off["accepted"] and off["top1_agrees"] and off["max_probability_diff"] > FP32_TOLERANCE
+    assert "timings" not in wrong  # rejected before timing
+    for accepted in (EAGER, backends.CHANNELS_LAST):
+        figures = report["candidates"][accepted]
+        assert figures["accepted"] and figures["max_probability_diff"] <= FP32_TOLERANCE
+        assert set(figures["timings"]) == {"1", "4"} and figures["timings"]["4"]["images_per_s"] > 0
+    assert f"Inference backend {name!r} chosen" in caplog.text and "wrong: rejected" in caplog.text
+    # The model handed in is left as it was (candidates ran on copies).
+    assert model.conv1.weight.is_contiguous()
+    assert all(c.calls == 1 for c in counted.values())
+
+    cache = json.loads((tmp_path / "backends.json").read_text())
+    assert [entry["backend"] for entry in cache["choices"].values()] == [name]
+
+    again, cached_report = backends.choose_backend(model, 64, candidates=counted, batch_sizes=(1, 4),
+                                                   cache_dir=tmp_path)
+    assert again == name and cached_report["cached"] is True
+    assert all(c.calls == 1 for c in counted.values())  # nothing measured a second time
+
+    # Another input size is another choice: measured again.
+    backends.choose_backend(model, 32, candidates=counted, batch_sizes=(1, 4), cache_dir=tmp_path, repeats=1)
+    assert all(c.calls == 2 for c in counted.values())
+
+
+def test_cache_key_changes_with_the_weights(checkpoint, tmp_path):
+    state = checkpoint.state_dict
+    key = backends.weights_key(state)
+    assert backends.weights_key(dict(state)) == key
+    changed = dict(state)
+    changed["fc.bias"] = state["fc.bias"].clone()
+    changed["fc.bias"][0] += 1e-3
+    assert backends.weights_key(changed) != key
+
+    model = checkpoint.build_model()
+    counted = {EAGER: Counted(EagerBackend)}
+    backends.choose_backend(model, 32, candidates=counted, batch_sizes=(2,), cache_dir=tmp_path, repeats=1)
+    backends.choose_backend(model, 32, candidates=counted, batch_sizes=(2,), cache_dir=tmp_path, repeats=1)
+    assert counted[EAGER].calls == 1
+    with torch.no_grad():
+        model.fc.bias[0] += 1e-3
+    backends.choose_backend(model, 32, candidates=counted, batch_sizes=(2,), cache_dir=tmp_path, repeats=1)
+    assert counted[EAGER].calls == 2
+    assert len(json.loads((tmp_path / "backends.json").read_text())["choices"]) == 2
+
+
+def test_predictor_auto_uses_the_measured_choice(checkpoint, reference, tmp_path):
+    tensors, expected, _, _ = reference
+    predictor = Predictor(checkpoint, backend="auto", backend_cache_dir=tmp_path)
+    report = predictor.backend_report
+    assert predictor.backend.name == report["chosen"]
+    assert set(report["candidates"]) == set(AUTO_CANDIDATES)
+    assert report["candidates"][report["chosen"]]["accepted"]
+    results = predictor.classify_preprocessed(tensors, k=5)
+    assert [r.top_k[0].label for r in results] == [r.top_k[0].label for r in expected]
+
+    second = Predictor(checkpoint, backend="auto", backend_cache_dir=tmp_path)
+    assert second.backend_report["cached"] and second.backend.name == predictor.backend.name
