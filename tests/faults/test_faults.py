@@ -168,6 +168,7 @@ def test_broker_restart_during_a_burst(user, model_version, start_worker, tmp_pa
         worker = start_worker(
             args=("--beat", "--schedule", str(tmp_path / "beat-schedule")),
             CELERY_BROKER_URL=redis.url, PETSITE_REQUEUE_INTERVAL="2", PETSITE_FAULT_SLOW_SECONDS="0.3",
+            PETSITE_BATCH_SIZE="1",  # one image per message: messages lost in the restart are images waiting
         )
         with mock.patch.object(classification, "send", return_value=True):
             pks = [uploads_one(user, i) for i in range(30)]
