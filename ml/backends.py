@@ -13,8 +13,8 @@ name                what it does                                                
 ``channels_last``   weights and input in NHWC order (oneDNN's native layout)      1e-4
 ``bf16``            ``channels_last`` + ``torch.autocast(bfloat16)``; the small   0.01
                     head runs in FP32 on the pooled features
-``compile``         ``torch.compile`` of the explicit forward (needs a C++        1e-4
-                    compiler; tens of seconds per new batch shape)
+``compile``         ``torch.compile`` of the explicit forward, weights frozen     1e-4
+                    (needs a C++ compiler; seconds to compile each batch shape)
 ==================  ============================================================  =========
 
 Machines differ: with AVX-512 BF16 or AMX, BF16 runs several times faster than FP32;
@@ -25,10 +25,12 @@ by throughput at the largest batch size, logs the figures, and caches the choice
 model weights and machine (CPU model and flags, torch version, threads) in a small JSON
 file, so that a worker child does not remeasure at every start.
 
-``compile`` is not among the automatic candidates by default: compiling costs 20-60 s
-per batch shape on two cores, in every worker child, which a cached choice does not
-save, and without weight freezing it was slower than eager on this project's CPU
-(``bench/README.md``). Ask for it explicitly (``candidates=`` or ``backend="compile"``).
+``compile`` is not among the automatic candidates by default: compiling costs 5-30 s
+per new batch shape on two cores, in every worker child (a cached choice does not save
+it; a micro-batching worker meets many shapes), and on this project's CPU it lost to
+``bf16`` anyway (``bench/README.md``). Ask for it explicitly (``candidates=`` or
+``backend="compile"``). It compiles with inductor's weight freezing, which needs the
+calls to run under ``torch.inference_mode()`` or ``no_grad`` (the Predictor does).
 """
 from __future__ import annotations
 
@@ -155,14 +157,17 @@ class BF16Backend(ChannelsLastBackend):
 
 class CompiledBackend(Backend):
     """``torch.compile`` (inductor) of :func:`resnet_features_and_logits`; compiles lazily,
-    at the first call of each new batch shape."""
+    at the first call of each new batch shape (static shapes: dynamic ones ran slower)."""
 
     name = COMPILE
     tolerance = FP32_TOLERANCE
 
     def __init__(self, model: nn.Module):
         super().__init__(model)
-        self._compiled = torch.compile(lambda images: resnet_features_and_logits(model, images))
+        # Freezing folds the (eval-mode, unchanging) weights into the graph, so that oneDNN gets
+        # prepacked convolutions: without it inductor's CPU code was 3x slower than with it here.
+        self._compiled = torch.compile(lambda images: resnet_features_and_logits(model, images),
+                                       dynamic=False, options={"freezing": True})
 
     @classmethod
     def available(cls, device: torch.device | str = "cpu") -> tuple[bool, str]:
