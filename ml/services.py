@@ -151,10 +151,14 @@ def local_checkpoint(version: ModelVersion) -> Iterator[Path]:
 
 @functools.lru_cache(maxsize=2)
 def _cached_predictor(pk: int, file_name: str) -> Predictor:
+    from django.conf import settings
+
     from .inference import Predictor
 
     with default_storage.open(file_name, "rb") as f:
-        return Predictor(f.read())
+        return Predictor(
+            f.read(), backend=settings.PETSITE_INFERENCE_BACKEND, backend_cache_dir=settings.PETSITE_BACKEND_CACHE_DIR
+        )
 
 
 def predictor_for(version: ModelVersion) -> Predictor:

@@ -269,6 +269,11 @@ PETSITE_CLAIM_TIMEOUT = env.float("PETSITE_CLAIM_TIMEOUT", default=30)
 CELERY_BEAT_SCHEDULE = {
     "requeue-stale-images": {"task": "classifier.tasks.requeue_stale", "schedule": PETSITE_REQUEUE_INTERVAL},
 }
+# How the workers run the model: "auto" measures eager FP32, channels_last and BF16 when a
+# worker child first loads a model version, keeps the fastest that agrees with eager
+# (ml/backends.py), and remembers the choice per model and machine in the cache folder.
+PETSITE_INFERENCE_BACKEND = env("PETSITE_INFERENCE_BACKEND", default="auto")
+PETSITE_BACKEND_CACHE_DIR = Path(env("PETSITE_BACKEND_CACHE_DIR", default=str(VAR_DIR / "cache" / "backends")))
 # Images one worker classifies in one forward pass when several are waiting (a lone
 # upload is never held back to fill a batch).
 PETSITE_BATCH_SIZE = env.int("PETSITE_BATCH_SIZE", default=16)

@@ -8,6 +8,9 @@ environment) get the same key.
 import os
 
 os.environ.setdefault("SECRET_KEY", "tests-only-not-secret-" + "k" * 40)
+# Workers in tests run the reference backend: deterministic, and no measuring at each
+# start (tests/ml/test_backends.py covers the automatic choice).
+os.environ.setdefault("PETSITE_INFERENCE_BACKEND", "eager")
 
 from petsite.settings import *  # noqa: E402,F403
 from petsite.settings import env  # noqa: E402

@@ -285,3 +285,16 @@ def test_a_worker_takes_what_waits_into_one_forward_pass(user, model_version, se
     with mock.patch.object(classification, "_classify_batch", wraps=classification._classify_batch) as batches:
         classification.classify(pets[0].pk)  # its own message later: nothing left to do for it, takes the rest
     assert [sorted(p.pk for p in call.args[0]) for call in batches.call_args_list] == [[pets[3].pk, pets[4].pk]]
+
+
+def test_workers_run_the_backend_the_settings_name(pet, model_version, settings, tmp_path):
+    from ml import services as ml_services
+
+    settings.PETSITE_INFERENCE_BACKEND, settings.PETSITE_BACKEND_CACHE_DIR = "channels_last", tmp_path
+    ml_services._cached_predictor.cache_clear()
+    try:
+        assert ml_services.predictor_for(model_version).backend.name == "channels_last"
+        classification.classify(pet.pk)
+        assert _refresh(pet).status == Status.DONE
+    finally:
+        ml_services._cached_predictor.cache_clear()  # later tests get the tests' default (eager)
