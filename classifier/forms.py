@@ -1,5 +1,6 @@
 from django import forms
 from django.conf import settings
+from django.contrib.auth.forms import UserCreationForm
 
 from ml import breeds
 
@@ -84,3 +85,14 @@ class FeedbackForm(forms.Form):
             elif self.pet is not None and data["label"] == self.pet.predicted_breed:
                 data["answer"] = "correct"  # "wrong, it is <the predicted breed>" means correct
         return data
+
+
+class SignupForm(UserCreationForm):
+    """A username, a password and, if the user wishes, an e-mail address (for password reset only)."""
+
+    email = forms.EmailField(
+        required=False, help_text="Optional. Used only to send you a link if you forget your password."
+    )
+
+    class Meta(UserCreationForm.Meta):
+        fields = ("username", "email")

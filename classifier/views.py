@@ -8,7 +8,6 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required, permission_required
-from django.contrib.auth.forms import UserCreationForm
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -20,20 +19,9 @@ from ml.breeds import BREEDS
 
 from . import explanations, review, uploads
 from .filters import GalleryFilter, gallery_neighbours
-from .forms import ACCEPT_TYPES, FeedbackForm, UploadForm
+from .forms import ACCEPT_TYPES, FeedbackForm, SignupForm, UploadForm
 from .limits import duration, limit_uploads, upload_usage
 from .models import PetImage, label_name
-
-
-class SignupForm(UserCreationForm):
-    """A username, a password and, if the user wishes, an e-mail address (for password reset only)."""
-
-    email = forms.EmailField(
-        required=False, help_text="Optional. Used only to send you a link if you forget your password."
-    )
-
-    class Meta(UserCreationForm.Meta):
-        fields = ("username", "email")
 
 
 def password_reset_offered(view: Callable) -> Callable:
