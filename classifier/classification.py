@@ -112,15 +112,19 @@ def _running(pid: int) -> bool:
         return False
 
 
-def _claimable(pks: Sequence[int], version: ModelVersion, reclassify: bool) -> Q:
-    stale = timezone.now() - timedelta(seconds=settings.PETSITE_CLAIM_TIMEOUT)
-    holders = set(
-        PetImage.objects.filter(pk__in=pks, status=Status.PROCESSING).values_list("claimed_by", flat=True).distinct()
-    )
+def _dead_claim(images: QuerySet, now) -> Q:
+    """Images of ``images`` claimed by nobody alive: the claim is missing, older than
+    PETSITE_CLAIM_TIMEOUT, or held by an abandoned process (see :func:`_abandoned`)."""
+    holders = set(images.filter(status=Status.PROCESSING).values_list("claimed_by", flat=True).distinct())
     abandoned = [holder for holder in holders if holder and _abandoned(holder)]
-    claimable = Q(status=Status.PENDING) | Q(status=Status.PROCESSING) & (
+    stale = now - timedelta(seconds=settings.PETSITE_CLAIM_TIMEOUT)
+    return Q(status=Status.PROCESSING) & (
         Q(claimed_at__isnull=True) | Q(claimed_at__lt=stale) | Q(claimed_by__in=abandoned)
     )
+
+
+def _claimable(pks: Sequence[int], version: ModelVersion, reclassify: bool) -> Q:
+    claimable = Q(status=Status.PENDING) | _dead_claim(PetImage.objects.filter(pk__in=pks), timezone.now())
     if reclassify:  # a named version also takes finished images it has not classified yet
         claimable |= Q(status=Status.FAILED) | Q(status=Status.DONE) & ~Q(model_version=version)
     return claimable
@@ -273,16 +277,10 @@ def _stale_pending(now) -> Q:
 
 
 def stale_images(now=None) -> QuerySet:
-    """What waits too long: pending since the last send, or claimed by a claim that is
-    stale or abandoned (the worker died)."""
+    """What waits too long: pending since the last send, or claimed by nobody alive."""
     now = now or timezone.now()
-    claim_cutoff = now - timedelta(seconds=settings.PETSITE_CLAIM_TIMEOUT)
-    processing = PetImage.objects.filter(status=Status.PROCESSING)
-    holders = set(processing.values_list("claimed_by", flat=True).distinct())
-    abandoned = [holder for holder in holders if holder and _abandoned(holder) and holder != worker_identity()]
     return PetImage.objects.annotate(sent_at=Coalesce("enqueued_at", "uploaded_at")).filter(
-        Q(status=Status.PENDING) & _stale_pending(now)
-        | Q(status=Status.PROCESSING) & (Q(claimed_at__lt=claim_cutoff) | Q(claimed_by__in=abandoned))
+        Q(status=Status.PENDING) & _stale_pending(now) | _dead_claim(PetImage.objects.all(), now)
     )
 
 
