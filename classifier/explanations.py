@@ -57,10 +57,10 @@ def make_heatmap(pk: int) -> None:
         return
     predictor = ml_services.predictor_for(pet.model_version)
     class_index = predictor.classes.index(pet.predicted_breed) if pet.predicted_breed in predictor.classes else None
-    with pet.image.open("rb") as f:
-        explanation, _ = explain_image(predictor, f, class_index)
-        f.seek(0)
-        photo = _as_seen(open_image(f, min_size=predictor.checkpoint.resize_size * DISPLAY_SCALE), predictor.checkpoint)
+    with pet.image.open("rb") as f:  # decoded once, large enough for the display
+        photo = open_image(f, min_size=predictor.checkpoint.resize_size * DISPLAY_SCALE)
+    explanation, _ = explain_image(predictor, photo, class_index)
+    photo = _as_seen(photo, predictor.checkpoint)
     buffer = io.BytesIO()
     overlay(photo, explanation.heatmap).save(buffer, "JPEG", quality=88)
     old = pet.heatmap.name
