@@ -62,8 +62,7 @@ def stored_images(user, count: int, names: tuple[str, ...] = ()) -> list[int]:
     with mock.patch.object(classification, "send", return_value=True):
         for i in range(count):
             file = upload(names[i] if i < len(names) else f"pet-{i}.jpg")
-            created = uploads.create_pet_image(user, file, inspect_image(file))
-            pks.append((created[0] if isinstance(created, tuple) else created).pk)
+            pks.append(uploads.create_pet_image(user, file, inspect_image(file)).pk)
     PetImage.objects.filter(pk__in=pks).update(uploaded_at=timezone.now() - timedelta(minutes=10))
     return pks
 
@@ -192,8 +191,7 @@ def test_broker_restart_during_a_burst(user, model_version, start_worker, tmp_pa
 
 def uploads_one(user, i: int) -> int:
     file = upload(f"burst-{i}.jpg")
-    created = uploads.create_pet_image(user, file, inspect_image(file))
-    pet = created[0] if isinstance(created, tuple) else created
+    pet = uploads.create_pet_image(user, file, inspect_image(file))
     PetImage.objects.filter(pk=pet.pk).update(enqueued_at=timezone.now(), enqueue_count=1)
     return pet.pk
 
