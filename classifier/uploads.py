@@ -193,14 +193,16 @@ def delete_pet_image(pet: PetImage) -> None:
     finds its claim gone and saves nothing (classification.py writes only through
     the claim).
     """
-    files = [
-        (field.storage, field.name)
-        for field in (getattr(pet, f.name) for f in pet._meta.fields if isinstance(f, models.FileField))
-        if field.name
-    ]
+    files = _stored_files(pet)
     with transaction.atomic():
         pet.delete()
         transaction.on_commit(lambda: _delete_stored(files))
+
+
+def _stored_files(pet: PetImage) -> list[tuple]:
+    """``(storage, name)`` of every file of ``pet``: each file field of the model counts."""
+    fields = (getattr(pet, f.name) for f in pet._meta.fields if isinstance(f, models.FileField))
+    return [(field.storage, field.name) for field in fields if field.name]
 
 
 def _delete_stored(files: list[tuple]) -> None:
@@ -334,6 +336,4 @@ def _webp_is_lossless(upload: File) -> bool:
 
 
 def _delete_files(pet: PetImage) -> None:
-    for field in (pet.image, pet.thumbnail):
-        if field.name:
-            field.storage.delete(field.name)
+    _delete_stored(_stored_files(pet))
