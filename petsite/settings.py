@@ -42,8 +42,13 @@ INSTALLED_APPS = [
     "django_filters",
     "axes",
     "django_ratelimit",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc served from static files: the docs work offline
     "ml",
     "classifier",
+    "api",
 ]
 
 MIDDLEWARE = [
@@ -230,6 +235,30 @@ DATA_UPLOAD_MAX_NUMBER_FILES = max(100, 2 * PETSITE_MAX_FILES_PER_UPLOAD)
 PETSITE_MAX_REQUEST_BYTES = env.int(
     "PETSITE_MAX_REQUEST_BYTES", default=PETSITE_MAX_FILES_PER_UPLOAD * PETSITE_MAX_UPLOAD_BYTES + 1024 * 1024
 )
+
+# --- JSON API (api/) --------------------------------------------------------------------
+# Programs authenticate with a token (Authorization: Token ...); the site's own JavaScript
+# with its session (and CSRF token). Everything else goes through the same services,
+# validators and permission rules as the site.
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": PETSITE_GALLERY_PAGE_SIZE,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Petsite API",
+    "DESCRIPTION": "Classify photos of cats and dogs into the 37 breeds of the Oxford-IIIT Pet dataset.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
 
 # --- Celery ---------------------------------------------------------------------------
 # Default broker: kombu's filesystem transport, a folder that the web process writes

@@ -30,5 +30,6 @@ urlpatterns = [
     path("accounts/signup/", classifier_views.signup, name="signup"),
     path("accounts/", include(account_urls)),
     path("models/", include("ml.urls")),
+    path("api/", include("api.urls")),
     path("", include("classifier.urls")),
 ]
