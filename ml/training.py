@@ -67,6 +67,10 @@ PARAM_GROUPS = ["early body (conv1..layer2)", "late body (layer3, layer4)", "hea
 FROZEN, UNFROZEN = "frozen", "unfrozen"
 
 Log = Callable[[str], None]
+# Called with what changed: {"stage": ...} when a stage starts, and after every training
+# step {"epoch", "epochs", "step", "steps", "loss", "accuracy"} (running values of the epoch).
+# The site shows it live; an exception it raises (a cancelled run) stops training at once.
+Progress = Callable[[dict[str, Any]], None]
 
 
 @dataclass
@@ -183,6 +187,7 @@ def train_one_epoch(
     stage: str,
     desc: str = "",
     progress: bool = True,
+    on_step: Callable[[int, float, float], None] | None = None,
 ) -> tuple[float, float]:
     """One pass over ``loader``; returns (mean loss, accuracy) on the augmented images."""
     model.train()
@@ -211,6 +216,8 @@ def train_one_epoch(
         history.steps.append({"step": len(history.steps) + 1, "epoch": epoch, "stage": stage,
                               "lr": lrs, "loss": batch_loss})
         bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}", refresh=False)
+        if on_step is not None:
+            on_step(len(history.steps), total_loss / seen, correct / seen)
     return total_loss / max(seen, 1), correct / max(seen, 1)
 
 
@@ -227,6 +234,7 @@ def fit(
     device: torch.device | str = "cpu",
     progress: bool = True,
     log: Log = print,
+    on_progress: Progress | None = None,
 ) -> History:
     """Stage 1 with the body frozen, then stage 2 with everything unfrozen (module docstring).
 
@@ -241,7 +249,12 @@ def fit(
     scaler = torch.amp.GradScaler("cuda", enabled=cuda)
     history = History()
     total_epochs = freeze_epochs + epochs
+    total_steps = total_epochs * len(train_loader)
     epoch = 0
+
+    def report_step(step: int, loss: float, accuracy: float) -> None:
+        on_progress({"epoch": epoch, "epochs": total_epochs, "step": step, "steps": total_steps,
+                     "loss": loss, "accuracy": accuracy})
     for stage, stage_epochs in ((FROZEN, freeze_epochs), (UNFROZEN, epochs)):
         if stage_epochs == 0:
             continue
@@ -252,12 +265,15 @@ def fit(
         lrs = stage_lrs(lr, stage, lr_mult)
         optimizer = make_optimizer(model, lrs, weight_decay)
         scheduler = make_scheduler(optimizer, lrs, stage_epochs * len(train_loader), stage)
+        if on_progress is not None:
+            on_progress({"stage": f"training ({'head only' if stage == FROZEN else 'all layers'})"})
         for _ in range(stage_epochs):
             epoch += 1
             start = time.perf_counter()
             train_loss, train_acc = train_one_epoch(
                 model, train_loader, optimizer, scheduler, scaler, device, history, epoch, stage,
                 desc=f"epoch {epoch}/{total_epochs} ({stage})", progress=progress,
+                on_step=report_step if on_progress is not None else None,
             )
             logits, targets = collect_logits(model, valid_loader, device)
             row = {
@@ -316,12 +332,15 @@ class RunResult:
     figures: dict[str, Path]
 
 
-def run_training(config: TrainConfig, out_dir: str | os.PathLike, log: Log = print) -> RunResult:
+def run_training(
+    config: TrainConfig, out_dir: str | os.PathLike, log: Log = print, on_progress: Progress | None = None
+) -> RunResult:
     """Train, evaluate, and write a complete run directory (layout in the module docstring).
 
-    Ctrl-C at any point leaves no ``model.pt`` (it is written last, atomically), so
-    an interrupted run is never mistaken for a finished one.
+    Ctrl-C at any point, or an exception from ``on_progress``, leaves no ``model.pt`` (it
+    is written last, atomically), so an interrupted run is never mistaken for a finished one.
     """
+    report = on_progress or (lambda update: None)
     out_dir = Path(out_dir)
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -346,9 +365,10 @@ def run_training(config: TrainConfig, out_dir: str | os.PathLike, log: Log = pri
     history = fit(
         model, train_loader, valid_loader, freeze_epochs=config.freeze_epochs, epochs=config.epochs,
         lr=config.lr, lr_mult=config.lr_mult, weight_decay=config.weight_decay, device=device,
-        progress=config.progress, log=log,
+        progress=config.progress, log=log, on_progress=on_progress,
     )
 
+    report({"stage": "evaluating"})
     valid = evaluate(model, valid_loader, datasets.classes, device)
     calibration = calibration_.fit_calibration(valid.features, valid.logits, valid.targets, seed=config.seed)
     if datasets.test is not None:
@@ -362,6 +382,7 @@ def run_training(config: TrainConfig, out_dir: str | os.PathLike, log: Log = pri
                **verdict_metrics(calibration, headline, split)}
     write_json(out_dir / "history.json", history_dict)
     write_json(out_dir / "metrics.json", metrics)
+    report({"stage": "drawing the figures"})
     figures = {
         **plots.save_training_figures(history_dict, out_dir / "figures"),
         **plots.save_evaluation_figures(headline, dataset, out_dir / "figures", IMAGENET_MEAN, IMAGENET_STD),
