@@ -4,6 +4,7 @@ from django.contrib.auth.forms import UserCreationForm
 
 from ml import breeds
 
+from . import review
 from .models import NOT_A_PET
 
 ACCEPT_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp")
@@ -85,6 +86,14 @@ class FeedbackForm(forms.Form):
             elif self.pet is not None and data["label"] == self.pet.predicted_breed:
                 data["answer"] = "correct"  # "wrong, it is <the predicted breed>" means correct
         return data
+
+    @property
+    def says_correct(self) -> bool:
+        return self.cleaned_data["answer"] == "correct"
+
+    def save(self) -> None:
+        """Record the valid answer for ``pet`` (the site's form and the API both save through here)."""
+        review.record_feedback(self.pet, correct=self.says_correct, label=self.cleaned_data.get("label", ""))
 
 
 class SignupForm(UserCreationForm):

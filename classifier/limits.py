@@ -1,16 +1,21 @@
 """Abuse limits: login lockout (django-axes) and the per-user upload rate (django-ratelimit).
 
-Both answer with the same 429 page, in the site's layout, with a Retry-After header.
+Both answer with the same 429 page, in the site's layout, with a Retry-After header (the
+JSON API answers its own 429 from the same count, ``api.throttles``).
 """
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import wraps
 
 from axes.helpers import get_cool_off
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.files import File
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django_ratelimit.core import get_usage
+
+from . import uploads
 
 
 def duration(seconds: int) -> str:
@@ -65,3 +70,45 @@ def limit_uploads(view: Callable) -> Callable:
         return view(request, *args, **kwargs)
 
     return limited
+
+
+def store_uploads_within_rate(request: HttpRequest, files: Sequence[File]) -> list[uploads.UploadOutcome]:
+    """Store a request's files for its user as far as the upload rate allows: one outcome per file.
+
+    The request itself was counted as one upload (``limit_uploads``, or the API's
+    throttle); the files before the limit are stored, the ones past it refused with the wait.
+    """
+    within_rate = uploads_within_rate(request, len(files))
+    outcomes = uploads.store_uploads(request.user, files[:within_rate])
+    if within_rate < len(files):
+        over = over_rate_error(request)
+        outcomes += [uploads.UploadOutcome(uploads.display_name(f.name), error=over) for f in files[within_rate:]]
+    return outcomes
+
+
+def uploads_within_rate(request: HttpRequest, count: int) -> int:
+    """How many of a request's ``count`` files are within the user's upload rate.
+
+    The request was counted as one upload already; the rate counts photos, so each
+    further file counts too: a form with twenty photos uses twenty of the allowance, as
+    twenty one-photo requests from the page's script do.
+    """
+    allowed = 1
+    for _ in range(count - 1):
+        usage = upload_usage(request, increment=True)
+        if usage is None:  # rate limiting is switched off
+            return count
+        if usage["should_limit"]:
+            break
+        allowed += 1
+    return allowed
+
+
+def over_rate_error(request: HttpRequest) -> ValidationError:
+    """The refusal of a file past the user's upload rate, with how long to wait."""
+    usage = upload_usage(request)
+    wait = duration(max(1, usage["time_left"])) if usage else "a while"
+    return ValidationError(
+        f"Not uploaded: you have sent as many photos as we accept for now. Please wait {wait}, then send it again.",
+        code="rate_limited",
+    )

@@ -136,6 +136,11 @@ class UploadOutcome:
         """Why the file was refused, in words for its owner ("" when it was stored)."""
         return " ".join(self.error.messages) if self.error is not None else ""
 
+    @property
+    def code(self) -> str | None:
+        """The refusal's code for programs ("empty", "rate_limited", …); None when stored."""
+        return self.error.error_list[0].code if self.error is not None and self.error.error_list else None
+
 
 def store_uploads(owner, files: Iterable[File]) -> list[UploadOutcome]:
     """Check and store each of ``files`` for ``owner``: one outcome per file, in order.

@@ -2,7 +2,6 @@
 from collections.abc import Callable
 from functools import wraps
 
-from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
@@ -11,7 +10,6 @@ from django.contrib.auth.decorators import login_required, permission_required
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from ml import services as ml_services
@@ -20,8 +18,9 @@ from ml.breeds import BREEDS
 from . import explanations, review, uploads
 from .filters import GalleryFilter, gallery_neighbours
 from .forms import ACCEPT_TYPES, FeedbackForm, SignupForm, UploadForm
-from .limits import duration, limit_uploads, upload_usage
-from .models import PetImage, label_name
+from .limits import limit_uploads, store_uploads_within_rate
+from .models import PetImage
+from .serializers import image_status
 
 
 def password_reset_offered(view: Callable) -> Callable:
@@ -72,12 +71,7 @@ def upload(request: HttpRequest) -> HttpResponse:
             return JsonResponse({"errors": list(form.errors.get("image", [])), "files": []}, status=400)
         return _upload_page(request, form, status=400 if form.errors else 200)
 
-    files = form.cleaned_data["image"]
-    within_rate = _count_more_uploads(request, len(files))
-    outcomes = uploads.store_uploads(request.user, files[:within_rate])
-    if within_rate < len(files):
-        over = _over_rate(request)
-        outcomes += [uploads.UploadOutcome(uploads.display_name(f.name), error=over) for f in files[within_rate:]]
+    outcomes = store_uploads_within_rate(request, form.cleaned_data["image"])
     stored = [outcome for outcome in outcomes if outcome.saved]
 
     if wants_json(request):
@@ -119,38 +113,9 @@ def wants_json(request: HttpRequest) -> bool:
     return request.get_preferred_type(["text/html", "application/json"]) == "application/json"
 
 
-def _count_more_uploads(request: HttpRequest, count: int) -> int:
-    """How many of a request's ``count`` files are within the user's upload rate.
-
-    ``limit_uploads`` counted the request as one upload; the rate counts photos, so each
-    further file counts too: a form with twenty photos uses twenty of the allowance, as
-    twenty one-photo requests from the page's script do. The files past the limit are
-    refused (with the wait), the ones before it stored.
-    """
-    allowed = 1
-    for _ in range(count - 1):
-        usage = upload_usage(request, increment=True)
-        if usage is None:  # rate limiting is switched off
-            return count
-        if usage["should_limit"]:
-            break
-        allowed += 1
-    return allowed
-
-
-def _over_rate(request: HttpRequest) -> forms.ValidationError:
-    usage = upload_usage(request)
-    wait = duration(max(1, usage["time_left"])) if usage else "a while"
-    return forms.ValidationError(
-        f"Not uploaded: you have sent as many photos as we accept for now. Please wait {wait}, then send it again.",
-        code="rate_limited",
-    )
-
-
 def _outcome_json(outcome: uploads.UploadOutcome) -> dict:
     if not outcome.saved:
-        codes = [error.code for error in outcome.error.error_list]
-        return {"name": outcome.name, "ok": False, "error": outcome.reason, "code": codes[0] if codes else None}
+        return {"name": outcome.name, "ok": False, "error": outcome.reason, "code": outcome.code}
     return {"name": outcome.name, "ok": True, "created": outcome.created, **image_status(outcome.image)}
 
 
@@ -215,9 +180,9 @@ def feedback(request, pk: int):
     form = FeedbackForm(request.POST, pet=pet)
     if not form.is_valid():
         return _detail_page(request, pet, form, status=400)
-    correct = form.cleaned_data["answer"] == "correct"
-    review.record_feedback(pet, correct=correct, label=form.cleaned_data.get("label", ""))
-    messages.success(request, "Thanks! Your answer helps the next model." if not correct else "Thanks for confirming!")
+    form.save()
+    thanks = "Thanks for confirming!" if form.says_correct else "Thanks! Your answer helps the next model."
+    messages.success(request, thanks)
     return redirect(pet)
 
 
@@ -225,32 +190,6 @@ def feedback(request, pk: int):
 @permission_required("classifier.review_petimage", raise_exception=True)
 def review_dashboard(request):
     return render(request, "classifier/review_dashboard.html", review.review_summary())
-
-
-def image_status(pet: PetImage) -> dict:
-    """An image's status and result as the pages' scripts read it: the one serialisation
-    behind the single and the bulk status views and the upload's JSON answer."""
-    return {
-        "id": pet.pk,
-        "status": pet.status,
-        "status_display": pet.get_status_display(),
-        "finished": pet.is_finished,
-        "message": pet.status_message(),
-        "predicted_breed": pet.predicted_breed,
-        "breed_name": label_name(pet.predicted_breed) if pet.predicted_breed else "",
-        "verdict": pet.verdict,
-        "verdict_display": pet.get_verdict_display(),
-        "headline": pet.headline(),
-        "confident": pet.is_confident,
-        "confidence": pet.confidence,
-        "top_k": pet.top_k_display(),
-        "model_version": pet.model_version.name if pet.model_version else None,
-        "classified_at": pet.classified_at.isoformat() if pet.classified_at else None,
-        "uploaded_at": pet.uploaded_at.isoformat(),
-        "detail_url": reverse("classifier:detail", args=[pet.pk]),
-        "thumbnail_url": reverse("classifier:thumbnail", args=[pet.pk]),
-        "heatmap_url": reverse("classifier:heatmap", args=[pet.pk]) if explanations.heatmap_is_current(pet) else None,
-    }
 
 
 @login_required
