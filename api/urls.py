@@ -1,2 +1,18 @@
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from . import views
+
 app_name = "api"
-urlpatterns: list = []
+urlpatterns = [
+    path("images/", views.ImageList.as_view(), name="image-list"),
+    path("images/<int:pk>/", views.ImageDetail.as_view(), name="image-detail"),
+    path("images/<int:pk>/feedback/", views.ImageFeedback.as_view(), name="image-feedback"),
+    path("models/", views.ModelList.as_view(), name="model-list"),
+    path("models/<slug:name>/", views.ModelDetail.as_view(), name="model-detail"),
+    # The OpenAPI 3 schema, and Swagger UI over it (served from drf-spectacular-sidecar's static files: offline).
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    # The user's token, on a page of the site.
+    path("token/", views.token_settings, name="token"),
+]

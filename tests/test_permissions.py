@@ -17,6 +17,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.urls import URLResolver, get_resolver, reverse
+from rest_framework.authtoken.models import TokenProxy
 
 from classifier import uploads
 from classifier.models import PetImage
@@ -85,6 +86,15 @@ RULES: dict[str, Rule] = {
     "ml:model_list": permission(),
     "ml:model_detail": permission(),
     "ml:model_figure": permission(),
+    # --- the JSON API (api/): a token or the session; anonymous callers get 401 ------------
+    "api:image-list": row(401, 200, 200, 200, 200, 200),  # each caller's own images
+    "api:image-detail": row(401, 200, 404, 404, 404, 404),  # owner-only, as the photo's page
+    "api:image-feedback": row(401, 200, 404, 404, 404, 404, method="post", data={"answer": "wrong", "label": "pug"}),
+    "api:model-list": row(401, 403, 403, 403, 200, 200),  # the model pages' permission
+    "api:model-detail": row(401, 403, 403, 403, 200, 200),
+    "api:schema": everyone(200),
+    "api:docs": everyone(200),
+    "api:token": logged_in(),  # the user's own token page
     # --- accounts (password reset is not offered: no e-mail is configured in tests) -------
     "signup": everyone(200),
     "login": everyone(200),
@@ -129,6 +139,12 @@ RULES: dict[str, Rule] = {
     "admin:auth_group_change": admin_page(403, 403),
     "admin:auth_group_history": admin_page(403, 403),
     "admin:auth_group_delete": admin_page(403, 403),
+    # API tokens (DRF's authtoken): superusers only; users manage their own on api:token.
+    "admin:authtoken_tokenproxy_changelist": admin_page(403, 403),
+    "admin:authtoken_tokenproxy_add": admin_page(403, 403),
+    "admin:authtoken_tokenproxy_change": admin_page(403, 403),
+    "admin:authtoken_tokenproxy_history": admin_page(403, 403),
+    "admin:authtoken_tokenproxy_delete": admin_page(403, 403),
     # Login records (django-axes): superusers only; written by axes, never added by hand.
     "admin:axes_accessattempt_changelist": admin_page(403, 403),
     "admin:axes_accessattempt_add": admin_page(403, 403, 403),
@@ -211,6 +227,7 @@ def objects(people) -> dict:
         "ml_modelversion": version,
         "auth_user": people["other"],
         "auth_group": Group.objects.get(name="Reviewers"),
+        "authtoken_tokenproxy": TokenProxy.objects.create(user=people["other"]),
         "axes_accessattempt": AccessAttempt.objects.create(**seen, get_data="", post_data="", failures_since_start=1),
         "axes_accesslog": AccessLog.objects.create(**seen),
         "axes_accessfailurelog": AccessFailureLog.objects.create(**seen, locked_out=False),

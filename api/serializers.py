@@ -1,0 +1,89 @@
+"""The API's JSON shapes. Images extend the site's own status serialisation
+(``classifier.serializers.ImageStatusSerializer``), so the pages and the API show the same
+fields from the same code. Request bodies are validated by the site's forms; the request
+serializers here only describe them in the OpenAPI schema."""
+from django.urls import reverse
+from rest_framework import serializers
+
+from classifier.forms import FeedbackForm
+from classifier.models import LABEL_CHOICES
+from classifier.serializers import ImageStatusSerializer
+from ml.models import ModelVersion
+
+
+class ImageSerializer(ImageStatusSerializer):
+    """An image as the API shows it: its status and result, the file's facts and the owner's answer."""
+
+    url = serializers.HyperlinkedIdentityField(
+        view_name="api:image-detail", help_text="this image in the API: poll it until `finished`"
+    )
+    original_name = serializers.CharField(help_text="the file name as uploaded")
+    width = serializers.IntegerField()
+    height = serializers.IntegerField()
+    is_correct = serializers.BooleanField(
+        allow_null=True, help_text="the owner's answer: true (correct), false (wrong) or null (none yet)"
+    )
+    true_label = serializers.CharField(source="true_breed", help_text="the owner's label when they said wrong")
+    true_label_name = serializers.CharField(source="get_true_breed_display")
+    feedback_at = serializers.DateTimeField(allow_null=True)
+
+
+class UploadOutcomeSerializer(serializers.Serializer):
+    """What became of one file (``classifier.uploads.UploadOutcome``)."""
+
+    name = serializers.CharField(help_text="the file's name as sent")
+    ok = serializers.BooleanField(source="saved", help_text="stored (the image follows) or refused (see `error`)")
+    created = serializers.BooleanField(help_text="false for a photo the user had uploaded before")
+    error = serializers.CharField(source="reason", help_text="why the file was refused, in words for people")
+    code = serializers.CharField(allow_null=True, help_text='why, for programs: "empty", "rate_limited", …')
+    image = ImageSerializer(allow_null=True)
+
+
+class UploadResultSerializer(serializers.Serializer):
+    files = UploadOutcomeSerializer(many=True, help_text="one entry per file, in the order sent")
+    summary = serializers.CharField(help_text='one sentence, such as "2 photos uploaded, 1 refused: …"')
+
+
+class UploadRequestSerializer(serializers.Serializer):
+    """The upload's multipart body (validated by the site's ``UploadForm``)."""
+
+    image = serializers.ListField(
+        child=serializers.FileField(),
+        help_text="one or several photos (JPEG, PNG, WebP, GIF or BMP), each as a part named `image`",
+    )
+
+
+class FeedbackRequestSerializer(serializers.Serializer):
+    """The owner's answer (validated by the site's ``FeedbackForm``)."""
+
+    answer = serializers.ChoiceField(choices=FeedbackForm.base_fields["answer"].choices)
+    label = serializers.ChoiceField(
+        choices=LABEL_CHOICES, required=False, help_text="with `wrong`: the right breed key, or `not_a_pet`"
+    )
+
+
+class ModelVersionSerializer(serializers.ModelSerializer):
+    """A model version in the list: which one is active and how well it did."""
+
+    url = serializers.HyperlinkedIdentityField(view_name="api:model-detail", lookup_field="name")
+    page_url = serializers.SerializerMethodField(help_text="its report on the site")
+    accuracy = serializers.FloatField(allow_null=True, read_only=True)
+
+    class Meta:
+        model = ModelVersion
+        fields = ["name", "url", "page_url", "is_active", "created_at", "image_size", "accuracy", "notes"]
+
+    def get_page_url(self, version: ModelVersion) -> str:
+        return reverse("ml:model_detail", args=[version.name])
+
+
+class ModelVersionDetailSerializer(ModelVersionSerializer):
+    """A model version with everything its report shows: classes, metrics, training arguments, history."""
+
+    figures = serializers.SerializerMethodField(help_text="figure name -> its PNG on the site")
+
+    class Meta(ModelVersionSerializer.Meta):
+        fields = ModelVersionSerializer.Meta.fields + ["classes", "metrics", "training_args", "history", "figures"]
+
+    def get_figures(self, version: ModelVersion) -> dict[str, str]:
+        return {name: reverse("ml:model_figure", args=[version.name, name]) for name in version.figures}

@@ -1,0 +1,182 @@
+"""The JSON API: thin views over the site's forms, services and permission rules.
+
+Programs authenticate with a token (``Authorization: Token <key>``), the site's own
+scripts with their session. Images are the requester's own: another user's id answers
+404, as on the site. Uploads go through the same checks, storage and rate limit as the
+upload form; feedback through the same form as the photo page.
+"""
+from collections.abc import Mapping
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import exceptions, generics, status
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from classifier import uploads
+from classifier.filters import GalleryFilter
+from classifier.forms import FeedbackForm, UploadForm
+from classifier.limits import store_uploads_within_rate
+from classifier.models import PetImage
+from ml.breeds import BREED_KEYS
+from ml.models import ModelVersion
+
+from . import tokens
+from .permissions import CanViewModelVersions
+from .serializers import (
+    FeedbackRequestSerializer,
+    ImageSerializer,
+    ModelVersionDetailSerializer,
+    ModelVersionSerializer,
+    UploadRequestSerializer,
+    UploadResultSerializer,
+)
+from .throttles import UploadRateThrottle
+
+ERRORS = OpenApiResponse(description="The request was refused: each field with its reasons, in words for people.")
+NOT_FOUND = OpenApiResponse(description="No such image among yours.")
+RATE_LIMITED = OpenApiResponse(
+    description="Too many photos for now (`PETSITE_UPLOAD_RATE`); `Retry-After` says how many seconds to wait."
+)
+
+
+def own_images(user) -> QuerySet[PetImage]:
+    """The requester's images, the only ones the API shows (the gallery's rule); none for
+    an anonymous user (the schema generator asks as one)."""
+    return PetImage.objects.filter(owner_id=user.pk).select_related("model_version")
+
+
+def form_errors(form) -> dict:
+    """A form's errors in DRF's shape: form-wide ones under ``non_field_errors``."""
+    return {("non_field_errors" if field == "__all__" else field): errors for field, errors in form.errors.items()}
+
+
+@extend_schema_view(
+    get=extend_schema(
+        summary="Your images",
+        description="Newest first, filtered and sorted as the gallery is (`min_confidence`, `max_confidence` in "
+        "percent), a page at a time.",
+        # The filter's choices are grouped (cats, dogs), which the schema generator cannot read.
+        parameters=[OpenApiParameter("breed", str, enum=BREED_KEYS, description="Breed key (the best label known)")],
+    ),
+)
+class ImageList(generics.ListAPIView):
+    serializer_class = ImageSerializer
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = GalleryFilter
+    parser_classes = [MultiPartParser]
+    throttle_classes = [UploadRateThrottle]
+
+    def get_queryset(self) -> QuerySet[PetImage]:
+        return own_images(self.request.user)
+
+    @extend_schema(
+        summary="Upload photos",
+        description="One or several files, each a multipart part named `image` (at most "
+        "`PETSITE_MAX_FILES_PER_UPLOAD`). Each file is checked and stored on its own: 202 when at least one was "
+        "stored, with each file's outcome (poll a stored image's `url` until `finished`); 400 when none was, "
+        "with each file's reason. A file past the upload rate is refused with code `rate_limited`.",
+        request={"multipart/form-data": UploadRequestSerializer},
+        responses={202: UploadResultSerializer, 400: UploadResultSerializer, 429: RATE_LIMITED},
+    )
+    def post(self, request: Request) -> Response:
+        form = UploadForm(request.POST, request.FILES)
+        if not form.is_valid():
+            raise exceptions.ValidationError(form_errors(form))
+        outcomes = store_uploads_within_rate(request, form.cleaned_data["image"])
+        result = {"files": outcomes, "summary": uploads.upload_summary(outcomes)}
+        stored = any(outcome.saved for outcome in outcomes)
+        return Response(
+            UploadResultSerializer(result, context=self.get_serializer_context()).data,
+            status=status.HTTP_202_ACCEPTED if stored else status.HTTP_400_BAD_REQUEST,
+        )
+
+    def throttled(self, request: Request, wait: float) -> None:
+        # DRF adds "Expected available in N seconds." and the Retry-After header.
+        raise exceptions.Throttled(wait, detail="You have sent as many photos as we accept for now.")
+
+
+@extend_schema_view(
+    get=extend_schema(summary="One of your images", description="Poll it until `finished` is true."),
+    delete=extend_schema(summary="Delete one of your images", description="The image, its result and all its files."),
+)
+class ImageDetail(generics.RetrieveDestroyAPIView):
+    serializer_class = ImageSerializer
+
+    def get_queryset(self) -> QuerySet[PetImage]:
+        return own_images(self.request.user)
+
+    def perform_destroy(self, instance: PetImage) -> None:
+        uploads.delete_pet_image(instance)
+
+
+class ImageFeedback(APIView):
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
+
+    @extend_schema(
+        summary="Answer for one of your images",
+        description='"correct", or "wrong" with the right `label` (a breed key, or `not_a_pet`). Answering again '
+        "replaces the answer. Wrong answers lead the review queue.",
+        request=FeedbackRequestSerializer,
+        responses={200: ImageSerializer, 400: ERRORS, 404: NOT_FOUND},
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        pet = get_object_or_404(own_images(request.user), pk=pk)
+        if not isinstance(request.data, Mapping):
+            raise exceptions.ValidationError({"non_field_errors": ["Send an object with `answer` (and `label`)."]})
+        form = FeedbackForm(request.data, pet=pet)
+        if not form.is_valid():
+            raise exceptions.ValidationError(form_errors(form))
+        form.save()
+        return Response(ImageSerializer(pet, context={"request": request}).data)
+
+
+@extend_schema_view(get=extend_schema(summary="Model versions", description="Newest first; one is active."))
+class ModelList(generics.ListAPIView):
+    permission_classes = [IsAuthenticated, CanViewModelVersions]
+    serializer_class = ModelVersionSerializer
+    queryset = ModelVersion.objects.all()
+
+
+@extend_schema_view(get=extend_schema(summary="One model version, with its metrics"))
+class ModelDetail(generics.RetrieveAPIView):
+    permission_classes = [IsAuthenticated, CanViewModelVersions]
+    serializer_class = ModelVersionDetailSerializer
+    queryset = ModelVersion.objects.all()
+    lookup_field = "name"
+
+
+# --- The user's token, on a page of the site -------------------------------------------------
+
+NEW_KEY = "api_new_token"  # the session holds a new key from the POST to the page that shows it, once
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def token_settings(request: HttpRequest) -> HttpResponse:
+    """Create, replace or revoke the user's API token. A new key is shown once, right after."""
+    if request.method == "POST":
+        action = request.POST.get("action")
+        if action == "create":
+            request.session[NEW_KEY] = tokens.issue_token(request.user).key
+            messages.success(request, "Your new API token is ready. Copy it now: it is shown only this once.")
+        elif action == "revoke" and tokens.revoke_token(request.user):
+            messages.success(request, "Your API token is revoked: programs using it are refused from now on.")
+        return redirect("api:token")
+    token = tokens.token_of(request.user)
+    new_key = request.session.pop(NEW_KEY, None)
+    context = {
+        "token": token,
+        "new_key": new_key if token is not None and new_key == token.key else None,
+        "hint": tokens.key_hint(token) if token else "",
+    }
+    return render(request, "api/token.html", context)
