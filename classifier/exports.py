@@ -6,6 +6,7 @@ import os
 from collections import Counter
 from pathlib import Path
 
+from django.db.models import QuerySet
 from PIL import UnidentifiedImageError
 
 from ml.breeds import BREED_KEYS
@@ -16,14 +17,17 @@ from .models import NOT_A_PET, PetImage
 log = logging.getLogger(__name__)
 
 
-def export_reviewed(dest: str | os.PathLike, since=None) -> Counter:
+def export_reviewed(dest: str | os.PathLike, since=None, images: QuerySet | None = None) -> Counter:
     """Write reviewed images in the Oxford-IIIT Pet layout that ``train --extra-data`` reads.
 
     Only staff-reviewed labels count as ground truth, and "not a cat or dog" is left out.
+    ``images`` narrows the export (training from the site exports its training set only).
     Images are named ``<breed>_<id>.jpg`` (the id keeps names stable across exports),
     stored upright as RGB JPEG like the dataset's own files. Returns counts per breed.
     """
-    images = PetImage.objects.labelled().exclude(reviewed_label=NOT_A_PET).order_by("pk")
+    if images is None:
+        images = PetImage.objects.labelled()
+    images = images.exclude(reviewed_label=NOT_A_PET).order_by("pk")
     if since is not None:
         images = images.filter(reviewed_at__gte=since)
     images_dir = Path(dest) / DATASET_DIR / "images"

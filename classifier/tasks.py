@@ -7,7 +7,7 @@ enough to outlast an outage of a few minutes; after that the re-queue sends them
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from . import classification, explanations
+from . import classification, explanations, retraining
 
 RELIABLE = {
     "acks_late": True,
@@ -42,3 +42,14 @@ def requeue_stale() -> int:
 def make_heatmap(pk: int) -> None:
     """The Grad-CAM heatmap of one photo, asked for by the first view of its page."""
     explanations.make_heatmap(pk)
+
+
+@shared_task(queue="training", acks_late=False)
+def train_model(run_id: int) -> None:
+    """A training run from the site, on its own queue (a worker started with ``-Q training``).
+
+    Acknowledged when it starts, unlike classification: a run lasts longer than any
+    sane visibility timeout, so a redelivery would start it twice. The TrainingRun row
+    is the truth instead: its heartbeat tells a dead run from a live one.
+    """
+    retraining.execute(run_id)

@@ -211,6 +211,11 @@ STORAGES = {
 
 # Training runs (checkpoint, history, metrics, figures) are written here by `train`.
 PETSITE_RUNS_DIR = Path(env("PETSITE_RUNS_DIR", default=str(VAR_DIR / "runs")))
+# Training from the site: the folder holding oxford-iiit-pet/ (the dataset the runs train
+# and test on, with the reviewed images exported beside it), and the data-loading
+# processes of a run (0: in the worker itself, the right choice on a small CPU machine).
+PETSITE_DATASET_DIR = Path(env("PETSITE_DATASET_DIR", default=str(VAR_DIR / "pets")))
+PETSITE_TRAINING_LOADER_WORKERS = env.int("PETSITE_TRAINING_LOADER_WORKERS", default=0)
 
 # --- Uploads --------------------------------------------------------------------------
 PETSITE_MAX_UPLOAD_BYTES = env.int("PETSITE_MAX_UPLOAD_BYTES", default=10 * 1024 * 1024)

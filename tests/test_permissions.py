@@ -20,7 +20,7 @@ from django.urls import URLResolver, get_resolver, reverse
 from rest_framework.authtoken.models import TokenProxy
 
 from classifier import uploads
-from classifier.models import PetImage
+from classifier.models import PetImage, TrainingRun
 from classifier.validators import inspect_image
 from ml.models import ModelVersion
 from tests.helpers import image_bytes, upload
@@ -71,6 +71,9 @@ def admin_page(staff, reviewer, superuser=200, **request) -> Rule:
 
 
 RULES: dict[str, Rule] = {
+    # --- probes for load balancers (petsite/health.py): no login, nothing private ---------
+    "healthz": everyone(200),
+    "readyz": everyone(200),  # database, broker and storage answer in tests
     # --- the site ------------------------------------------------------------------------
     "classifier:gallery": everyone(200),  # the landing page for visitors, each user's own gallery
     "classifier:upload": logged_in(),
@@ -79,6 +82,13 @@ RULES: dict[str, Rule] = {
     "classifier:status": owner_only(),
     "classifier:statuses": logged_in(),  # others' ids are absent from the answer (tests/classifier/test_live_status.py)
     "classifier:feedback": owner_only(302, method="post", data={"answer": "wrong", "label": "pug"}),
+    # Training from the site: the TrainingRun permissions (superusers only by default), and
+    # promotion needs the permission to change model versions. POSTs answer with a redirect.
+    "classifier:training": row(LOGIN, 403, 403, 403, 403, 200),
+    "classifier:training_run": row(LOGIN, 403, 403, 403, 403, 200),
+    "classifier:training_run_status": row(LOGIN, 403, 403, 403, 403, 200),
+    "classifier:training_run_cancel": row(LOGIN, 403, 403, 403, 403, 302, method="post"),
+    "classifier:training_run_promote": row(LOGIN, 403, 403, 403, 403, 302, method="post"),
     "classifier:image_file": photo_file(),
     "classifier:thumbnail": photo_file(),
     "classifier:heatmap": photo_file(),
@@ -224,6 +234,7 @@ def objects(people) -> dict:
             "path_info": reverse("login")}
     return {
         "classifier_petimage": image,
+        "classifier_trainingrun": TrainingRun.objects.create(state=TrainingRun.State.FAILED, is_current=False),
         "ml_modelversion": version,
         "auth_user": people["other"],
         "auth_group": Group.objects.get(name="Reviewers"),
@@ -239,7 +250,7 @@ def url_kwargs(name: str, params: tuple[str, ...], objects: dict) -> dict:
     image, version = objects["classifier_petimage"], objects["ml_modelversion"]
     admin_object = next((obj for key, obj in objects.items() if name.startswith(f"admin:{key}_")), None)
     values = {
-        "pk": image.pk,
+        "pk": objects["classifier_trainingrun"].pk if name.startswith("classifier:training_run") else image.pk,
         "name": version.name,
         "figure": "loss",
         "object_id": (admin_object or image).pk,

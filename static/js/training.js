@@ -1,0 +1,43 @@
+// Follows a training run on its page: polls the run's status JSON and updates the stage,
+// epoch, step, loss, accuracy and time left in place; when the run finishes, reloads the
+// page once to show the comparison and the promotion form.
+(function () {
+  "use strict";
+  const root = document.getElementById("run-status");
+  if (!root || root.dataset.finished === "true") return;
+  const url = root.dataset.statusUrl;
+
+  function set(id, text) { document.getElementById(id).textContent = text; }
+  function percent(p) { return Math.round(p * 100) + "%"; }
+  function duration(seconds) {
+    if (seconds < 90) return "about " + seconds + " s";
+    const minutes = Math.round(seconds / 60);
+    return minutes < 90 ? "about " + minutes + " min" : "about " + Math.round(minutes / 60) + " h";
+  }
+
+  function render(data) {
+    const p = data.progress;
+    const state = document.getElementById("run-state");
+    state.textContent = data.state_display;
+    set("run-stage", p.stage || "");
+    set("run-epoch", p.epoch ? p.epoch + " of " + p.epochs : "–");
+    set("run-step", p.step ? p.step + " of " + p.steps : "–");
+    set("run-loss", p.loss != null ? p.loss.toFixed(3) : "–");
+    set("run-accuracy", p.accuracy != null ? percent(p.accuracy) : "–");
+    set("run-eta", p.eta_seconds != null ? duration(p.eta_seconds) : "–");
+    set("run-message", data.message);
+  }
+
+  async function poll() {
+    try {
+      const response = await fetch(url, { headers: { Accept: "application/json" } });
+      if (response.ok) {
+        const data = await response.json();
+        render(data);
+        if (data.finished) { window.location.reload(); return; }
+      }
+    } catch (error) { /* offline for a moment: try again */ }
+    window.setTimeout(poll, 2000);
+  }
+  window.setTimeout(poll, 2000);
+})();

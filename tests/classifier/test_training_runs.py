@@ -1,0 +1,233 @@
+"""Training from the site: one run at a time, cancellation and failure leave no model, the
+check set is never trained on, champion and challenger compared, promotion."""
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from classifier import retraining
+from classifier.models import NOT_A_PET, TrainingRun
+from ml.data import read_split
+from ml.models import ModelVersion
+from ml.synthetic import make_fake_pets
+
+State = TrainingRun.State
+
+
+@pytest.fixture
+def staff(django_user_model):
+    return django_user_model.objects.create_superuser("boss", password="pw")
+
+
+@pytest.fixture
+def reviewed(make_image):
+    """Ten images reviewed as a breed, and one as not a pet (which teaches no breed)."""
+    pets = [make_image("pug", reviewed_label="beagle", reviewed_at=timezone.now()) for _ in range(10)]
+    make_image("pug", reviewed_label=NOT_A_PET, reviewed_at=timezone.now())
+    return pets
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path_factory):
+    return make_fake_pets(tmp_path_factory.mktemp("pets"), images_per_class=2, image_size=48)
+
+
+def test_check_set_is_a_fixed_fifth_and_never_exported_for_training(reviewed, tmp_path):
+    check = set(retraining.check_set().values_list("pk", flat=True))
+    training = set(retraining.training_set().values_list("pk", flat=True))
+    assert check | training == {pet.pk for pet in reviewed} and not check & training
+    assert check == {pet.pk for pet in reviewed if pet.pk % retraining.CHECK_SET_EVERY == 0}
+    assert len(check) == 2  # ten consecutive ids hold two multiples of five
+
+    retraining.export_reviewed(tmp_path, images=retraining.training_set())
+    exported = {int(name.rsplit("_", 1)[1]) for name, _ in read_split(tmp_path, "trainval")}
+    assert exported == training
+
+
+def test_one_run_at_a_time(staff, model_version, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks() as sent:
+        first = retraining.start_run(staff, recipe="quick", epochs=1)
+    assert len(sent) == 1 and first.state == State.QUEUED and first.base_version == model_version
+    with pytest.raises(retraining.TrainingError, match=f"Training run {first.pk} is waiting.*one run at a time"):
+        retraining.start_run(staff)
+
+    retraining.cancel(first)
+    first.refresh_from_db()
+    assert first.state == State.CANCELLED and not first.is_current
+    retraining.execute(first.pk)  # the task arrives after the cancellation: nothing happens
+    first.refresh_from_db()
+    assert first.state == State.CANCELLED and first.started_at is None
+    with django_capture_on_commit_callbacks():
+        assert retraining.start_run(staff).state == State.QUEUED
+
+
+def test_starting_from_the_active_model_needs_one(staff, db):
+    with pytest.raises(retraining.TrainingError, match="start from ImageNet"):
+        retraining.start_run(staff, start_from=TrainingRun.Start.ACTIVE)
+
+
+def test_a_run_whose_worker_died_is_marked_failed(staff, model_version, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks():
+        run = retraining.start_run(staff)
+    stale = timezone.now() - retraining.HEARTBEAT_TIMEOUT - timedelta(seconds=1)
+    TrainingRun.objects.filter(pk=run.pk).update(state=State.RUNNING, heartbeat_at=stale)
+    assert retraining.current_run() is None
+    run.refresh_from_db()
+    assert run.state == State.FAILED and "training worker stopped" in run.message and run.result is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failing_run_registers_nothing_and_says_why(staff, settings, tmp_path, tiny_dataset):
+    settings.PETSITE_DATASET_DIR, settings.PETSITE_RUNS_DIR = tiny_dataset, tmp_path / "runs"
+    run = TrainingRun.objects.create(requested_by=staff, start_from=TrainingRun.Start.IMAGENET, epochs=1,
+                                     image_size=32)
+    retraining.execute(run.pk)  # no ImageNet weights on this machine, and none downloaded
+    run.refresh_from_db()
+    assert run.state == State.FAILED and not run.is_current
+    assert "ImageNet" in run.message and "No model was registered" in run.message
+    assert not ModelVersion.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cancelled_run_stops_before_training(staff, settings, tmp_path, tiny_dataset, model_version):
+    settings.PETSITE_DATASET_DIR, settings.PETSITE_RUNS_DIR = tiny_dataset, tmp_path / "runs"
+    run = TrainingRun.objects.create(requested_by=staff, base_version=model_version, epochs=1, image_size=32,
+                                     cancel_requested=True)
+    retraining.execute(run.pk)
+    run.refresh_from_db()
+    assert run.state == State.CANCELLED and "No model was registered" in run.message
+    assert list(ModelVersion.objects.values_list("name", flat=True)) == [model_version.name]
+    assert not (tmp_path / "runs" / f"site-run-{run.pk}" / "train" / "model.pt").exists()
+
+
+def test_compare_champion_and_challenger(reviewed, model_version, other_checkpoint_file, tiny_dataset, tmp_path):
+    comparison = retraining.compare(other_checkpoint_file, model_version, tiny_dataset, tmp_path)
+    check, test = comparison["sets"]["check"], comparison["sets"]["test"]
+    assert comparison["champion"] == model_version.name
+    assert check["num_images"] == 2 and test["num_images"] == 37  # one test image per breed
+    for numbers in (check, test):
+        for role in ("champion", "challenger"):
+            assert 0.0 <= numbers[role]["accuracy"] <= numbers[role]["top5_accuracy"] <= 1.0
+    # The images that changed are exactly those whose top-1 rightness differs.
+    assert set(check["right_to_wrong"]) | set(check["wrong_to_right"]) <= set(retraining.check_set().values_list(
+        "pk", flat=True))
+    better_or_equal = all(numbers["challenger"]["accuracy"] >= numbers["champion"]["accuracy"]
+                          for numbers in (check, test))
+    assert comparison["recommended"] == better_or_equal
+    for row in comparison["per_breed"]:
+        assert row["change"] == pytest.approx(row["after"] - row["before"]) and row["change"] != 0
+
+
+def test_promotion_of_a_worse_model_needs_confirmation(staff, model_version, other_version):
+    run = TrainingRun.objects.create(state=State.SUCCEEDED, is_current=False, result=other_version,
+                                     comparison={"recommended": False})
+    with pytest.raises(retraining.TrainingError, match="tick the confirmation"):
+        retraining.promote(run)
+    assert ModelVersion.objects.get(is_active=True) == model_version
+    retraining.promote(run, confirmed=True)
+    assert ModelVersion.objects.get(is_active=True) == other_version
+    with pytest.raises(retraining.TrainingError, match="already the active model"):
+        retraining.promote(run, confirmed=True)
+
+
+def test_training_pages(client, staff, model_version, django_capture_on_commit_callbacks):
+    client.force_login(staff)
+    page = client.get(reverse("classifier:training"))
+    assert page.status_code == 200 and "Start training" in page.content.decode()
+    with django_capture_on_commit_callbacks():
+        response = client.post(reverse("classifier:training"),
+                               {"start_from": "active", "recipe": "quick", "epochs": 2, "image_size": 160})
+    run = TrainingRun.objects.get()
+    assert response.status_code == 302 and response["Location"] == run.get_absolute_url()
+    assert (run.recipe, run.epochs, run.image_size) == ("quick", 2, 160)
+
+    second = client.post(reverse("classifier:training"),
+                         {"start_from": "active", "recipe": "auto", "epochs": 1, "image_size": 224})
+    assert second.status_code == 400 and "one run at a time" in second.content.decode()
+
+    TrainingRun.objects.filter(pk=run.pk).update(
+        state=State.RUNNING, started_at=timezone.now() - timedelta(seconds=30), heartbeat_at=timezone.now(),
+        progress={"stage": "training (all layers)", "epoch": 1, "epochs": 2, "step": 3, "steps": 6, "loss": 1.5,
+                  "accuracy": 0.25},
+    )
+    status = client.get(reverse("classifier:training_run_status", args=[run.pk])).json()
+    assert status["state"] == "running" and status["progress"]["step"] == 3
+    assert 25 <= status["progress"]["eta_seconds"] <= 35  # half the steps took 30 s
+    detail = client.get(run.get_absolute_url()).content.decode()
+    assert "training (all layers)" in detail and "Cancel this run" in detail
+
+    client.post(reverse("classifier:training_run_cancel", args=[run.pk]))
+    run.refresh_from_db()
+    assert run.cancel_requested and run.state == State.RUNNING  # the worker stops it at its next step
+
+
+@pytest.mark.slow
+def test_the_whole_loop_from_feedback_to_promotion(worker, client, user, model_version, tmp_path_factory,
+                                                   django_user_model):
+    """Owners correct predictions, a reviewer accepts them, staff train from the page on a
+    real worker of the training queue, compare, promote; new photos use the new model."""
+    from ml.breeds import BREED_KEYS
+    from ml.synthetic import render_pet
+    from tests.conftest import WorkerProcess, worker_env
+    from tests.helpers import encoded, upload, wait_for
+
+    dataset = make_fake_pets(tmp_path_factory.mktemp("pets"), images_per_class=4, image_size=64)
+    runs = tmp_path_factory.mktemp("runs")
+    trainer = WorkerProcess(worker_env(PETSITE_DATASET_DIR=str(dataset), PETSITE_RUNS_DIR=str(runs)),
+                            args=("-Q", "training", "--pool", "solo", "-n", "trainer@%h"))
+    try:
+        assert trainer.ready.wait(timeout=90), trainer.log()
+        # 1. Owners upload photos of known breeds and say what each really is.
+        import numpy as np
+
+        rng = np.random.default_rng(7)
+        breeds = [0, 1, 2, 3, 4] * 2
+        client.force_login(user)
+        for index in breeds:
+            photo = encoded(render_pet(index, rng, 96), "JPEG", quality=92)
+            assert client.post(reverse("classifier:upload"), {"image": upload(content=photo)}).status_code == 302
+        wait_for(lambda: user.pet_images.filter(status="done").count() == len(breeds), what="classification")
+        for pet, index in zip(user.pet_images.order_by("pk"), breeds, strict=True):
+            client.post(reverse("classifier:feedback", args=[pet.pk]), {"answer": "wrong", "label": BREED_KEYS[index]})
+
+        # 2. A reviewer accepts the owners' answers.
+        from classifier import review
+
+        reviewer = django_user_model.objects.create_superuser("boss", password="pw")
+        assert review.accept_owner_answers(user.pet_images.all(), reviewer) == len(breeds)
+        check = set(retraining.check_set().values_list("pk", flat=True))
+        assert 1 <= len(check) < len(breeds)
+
+        # 3. Staff start a run from the page; the training worker runs it.
+        client.force_login(reviewer)
+        response = client.post(reverse("classifier:training"),
+                               {"start_from": "active", "recipe": "auto", "epochs": 1, "image_size": 128})
+        run = TrainingRun.objects.get()
+        assert response.status_code == 302, response.content.decode()
+        wait_for(lambda: TrainingRun.objects.get(pk=run.pk).finished, timeout=300, what="the training run")
+        run.refresh_from_db()
+        assert run.state == State.SUCCEEDED, run.message + trainer.log()
+        assert run.num_reviewed_images == len(breeds) - len(check)
+        exported = {int(name.rsplit("_", 1)[1]) for name, _ in read_split(runs / f"site-run-{run.pk}" / "reviewed",
+                                                                          "trainval")}
+        assert exported and not exported & check  # the check set never reaches training
+
+        # 4. The comparison, on the check set and the dataset's test split.
+        assert run.result is not None and not run.result.is_active
+        assert run.comparison["champion"] == model_version.name
+        assert run.comparison["sets"]["check"]["num_images"] == len(check)
+        assert run.comparison["sets"]["test"]["num_images"] == 2 * 37
+        page = client.get(run.get_absolute_url()).content.decode()
+        assert "Check set (reviewed photos)" in page and f"Promote {run.result.name}" in page
+
+        # 5. Promotion (confirmed in case the tiny run compared worse), then a new photo uses the new model.
+        client.post(reverse("classifier:training_run_promote", args=[run.pk]), {"confirm": "on"})
+        assert ModelVersion.objects.get(is_active=True) == run.result
+        client.force_login(user)
+        client.post(reverse("classifier:upload"), {"image": upload()})
+        newest = user.pet_images.latest("pk")
+        wait_for(lambda: user.pet_images.get(pk=newest.pk).status == "done", what="classification by the new model")
+        assert user.pet_images.get(pk=newest.pk).model_version == run.result
+    finally:
+        trainer.stop()
