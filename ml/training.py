@@ -67,8 +67,9 @@ PARAM_GROUPS = ["early body (conv1..layer2)", "late body (layer3, layer4)", "hea
 FROZEN, UNFROZEN = "frozen", "unfrozen"
 
 Log = Callable[[str], None]
-# Called with what changed: {"stage": ...} when a stage starts, and after every training
-# step {"epoch", "epochs", "step", "steps", "loss", "accuracy"} (running values of the epoch).
+# Called with what changed: {"stage": ...} when a stage starts, after every training step
+# {"epoch", "epochs", "step", "steps", "loss", "accuracy"} (running values of the epoch), and
+# after every epoch {"history": [one row per epoch so far, with validation loss and accuracy]}.
 # The site shows it live; an exception it raises (a cancelled run) stops training at once.
 Progress = Callable[[dict[str, Any]], None]
 
@@ -284,6 +285,8 @@ def fit(
             }
             row["error_rate"] = 1.0 - row["accuracy"]
             history.epochs.append(row)
+            if on_progress is not None:
+                on_progress({"history": history.epochs})  # the table fastai prints, live on the site
             log(
                 f"epoch {epoch}/{total_epochs} {stage:<8} train_loss {train_loss:.4f}  "
                 f"valid_loss {row['valid_loss']:.4f}  accuracy {row['accuracy']:.4f}  "
