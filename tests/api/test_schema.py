@@ -1,0 +1,97 @@
+"""The OpenAPI schema is valid, names every endpoint of the API, and its docs page works offline."""
+import re
+from html.parser import HTMLParser
+
+import pytest
+import yaml
+from django.contrib.staticfiles import finders
+from django.core.management import call_command
+from django.templatetags.static import static
+from django.urls import URLPattern, get_resolver, reverse
+
+# The API's URLs that are not endpoints: the schema, its docs page, the token page of the site.
+NOT_ENDPOINTS = {"schema", "docs", "token"}
+SAMPLE_KWARGS = {"pk": 1, "name": "some-model"}
+
+
+def api_endpoints() -> dict[str, set[str]]:
+    """Each endpoint's path (with sample values) and the HTTP methods its view answers."""
+    (api,) = [pattern for pattern in get_resolver().url_patterns if getattr(pattern, "namespace", None) == "api"]
+    endpoints = {}
+    for pattern in api.url_patterns:
+        assert isinstance(pattern, URLPattern)
+        if pattern.name in NOT_ENDPOINTS:
+            continue
+        view = pattern.callback.cls
+        url = reverse(f"api:{pattern.name}", kwargs={k: SAMPLE_KWARGS[k] for k in pattern.pattern.regex.groupindex})
+        endpoints[url] = {method for method in view.http_method_names if hasattr(view, method)} - {"options"}
+    return endpoints
+
+
+@pytest.fixture(scope="module")
+def schema(tmp_path_factory) -> dict:
+    """The schema as `manage.py spectacular` writes it, validated against the OpenAPI 3 spec,
+    any warning of the generator failing the test."""
+    path = tmp_path_factory.mktemp("schema") / "schema.yaml"
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(path))
+    return yaml.safe_load(path.read_text())
+
+
+def test_the_schema_is_valid_openapi_3(schema):
+    assert schema["openapi"].startswith("3.")
+    assert {"tokenAuth", "cookieAuth"} <= set(schema["components"]["securitySchemes"])
+
+
+def test_every_endpoint_and_method_is_in_the_schema(schema):
+    patterns = {re.compile("^" + re.sub(r"\{[^}]+\}", "[^/]+", path) + "$"): path for path in schema["paths"]}
+    endpoints = api_endpoints()
+    assert len(endpoints) == 5
+    for url, methods in endpoints.items():
+        documented = [path for pattern, path in patterns.items() if pattern.match(url)]
+        assert len(documented) == 1, f"{url} is not in the schema"
+        operations = {method.upper() for method in schema["paths"][documented[0]]}
+        assert operations == {method.upper() for method in methods} - {"HEAD"}, url
+    assert len(schema["paths"]) == len(endpoints)  # and nothing else
+
+
+def test_the_schema_describes_uploads_and_the_gallerys_filters(schema):
+    images = schema["paths"]["/api/images/"]
+    assert set(images["post"]["responses"]) == {"202", "400", "429"}
+    assert "multipart/form-data" in images["post"]["requestBody"]["content"]
+    parameters = {parameter["name"]: parameter for parameter in images["get"]["parameters"]}
+    assert {"breed", "species", "status", "feedback", "min_confidence", "max_confidence", "sort", "page"} <= set(
+        parameters
+    )
+    assert "pug" in parameters["breed"]["schema"]["enum"]
+
+
+def test_the_schema_is_served(anonymous, db):
+    response = anonymous.get(reverse("api:schema"), HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert response.status_code == 200 and "/api/images/" in response.json()["paths"]
+
+
+class Assets(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attributes = dict(attrs)
+        if tag in ("script", "img") and attributes.get("src"):
+            self.urls.append(attributes["src"])
+        if tag == "link" and attributes.get("href"):
+            self.urls.append(attributes["href"])
+
+
+def test_the_docs_page_needs_nothing_from_the_internet(anonymous, db):
+    response = anonymous.get(reverse("api:docs"))
+    assert response.status_code == 200
+    page = response.content.decode()
+    assets = Assets()
+    assets.feed(page)
+    assert len(assets.urls) >= 3  # Swagger UI's script, its preset and its style sheet
+    prefix = static("")
+    for url in assets.urls:
+        assert url.startswith(prefix), url
+        assert finders.find(url.removeprefix(prefix)), f"{url} is not among the static files"
+    assert "cdn" not in page.lower() and reverse("api:schema") in page
