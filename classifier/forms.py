@@ -115,10 +115,10 @@ class TrainingForm(forms.Form):
         help_text="The active model learns from the new reviews fastest; ImageNet weights start afresh.",
     )
     recipe = forms.ChoiceField(
-        choices=[("auto", "Automatic (quick on a CPU, full on a GPU)"), ("quick", "Quick"), ("full", "Full fine-tune")],
+        choices=[("auto", "Automatic"), ("quick", "Quick"), ("full", "Full fine-tune")],
         initial="auto",
-        help_text="Quick trains the last layer on features computed once: minutes on a CPU. "
-                  "Full fine-tunes every layer: best on a GPU.",
+        help_text="Automatic is quick on a CPU and full on a GPU. Quick trains the last layer on features "
+                  "computed once: minutes on a CPU. Full fine-tunes every layer: best on a GPU.",
     )
     epochs = forms.IntegerField(min_value=1, max_value=50, initial=4)
     image_size = forms.TypedChoiceField(

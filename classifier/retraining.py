@@ -189,8 +189,8 @@ class _Progress:
         if self.heartbeat.cancelled:
             raise Cancelled
         self.run.progress = {**self.run.progress, **update}
-        new_stage = set(update) == {"stage"}  # saved at once: stages are few and the page shows them
-        if new_stage or time.monotonic() - self.last_saved >= 1.0:
+        milestone = "stage" in update or "history" in update  # few, and the page shows them: saved at once
+        if milestone or time.monotonic() - self.last_saved >= 1.0:
             TrainingRun.objects.filter(pk=self.run.pk).update(progress=self.run.progress)
             self.last_saved = time.monotonic()
 

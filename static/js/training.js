@@ -26,6 +26,19 @@
     set("run-accuracy", p.accuracy != null ? percent(p.accuracy) : "–");
     set("run-eta", p.eta_seconds != null ? duration(p.eta_seconds) : "–");
     set("run-message", data.message);
+    if (p.history && p.history.length) {
+      document.getElementById("run-epochs-wrap").hidden = false;
+      document.querySelector("#run-epochs tbody").replaceChildren(...p.history.map(function (row) {
+        const tr = document.createElement("tr");
+        [row.epoch, row.stage, row.train_loss.toFixed(4), row.valid_loss.toFixed(4), row.accuracy.toFixed(4),
+          row.time.toFixed(1) + " s"].forEach(function (value) {
+          const td = document.createElement("td");
+          td.textContent = value;
+          tr.appendChild(td);
+        });
+        return tr;
+      }));
+    }
   }
 
   async function poll() {

@@ -24,9 +24,11 @@ import numpy as np
 import pytest
 from django.conf import settings as django_settings
 
-from classifier.models import PetImage, label_name
+from classifier.models import PetImage, TrainingRun, label_name
+from ml.breeds import BREED_KEYS
+from ml.models import ModelVersion
 from ml.services import activate_version
-from ml.synthetic import render_pet
+from ml.synthetic import make_fake_pets, render_pet
 
 from .conftest import TIMEOUT_MS
 
@@ -116,9 +118,24 @@ def send_files(page, files: list[tuple[str, bytes]], drop: bool) -> None:
     )
 
 
+def finished_training_run(champion, challenger_file: str, tmp_path: Path) -> TrainingRun:
+    """A run that finished and was compared, the way the training worker leaves it."""
+    from classifier import retraining
+    from ml.services import local_checkpoint
+
+    challenger = ModelVersion.objects.create(name="site-run-challenger", file=challenger_file, classes=BREED_KEYS,
+                                             image_size=champion.image_size)
+    dataset = make_fake_pets(tmp_path / "pets", images_per_class=2, image_size=48)
+    with local_checkpoint(challenger) as path:
+        comparison = retraining.compare(path, champion, dataset, tmp_path / "compare")
+    return TrainingRun.objects.create(state=TrainingRun.State.SUCCEEDED, is_current=False, result=challenger,
+                                      base_version=champion, comparison=comparison, message="Finished.")
+
+
 @pytest.mark.parametrize("width", [1280, 390], ids=["desktop", "phone"])
 def test_walk(
-    width, browser, axe_script, artifacts, live_server, worker, other_version, django_user_model
+    width, browser, axe_script, artifacts, live_server, worker, other_version, stored_checkpoints, tmp_path,
+    django_user_model,
 ):
     from playwright.sync_api import expect
 
@@ -269,6 +286,17 @@ def test_walk(
     review.get_by_role("link", name=other_version.name).click()
     expect(review.get_by_role("heading", level=1)).to_contain_text(other_version.name)
     walk.check(review, "model-detail")
+
+    # --- staff open the training page, and a finished run compared with the active model ------
+    run = finished_training_run(other_version, stored_checkpoints["random-v1"], tmp_path)
+    review.get_by_role("link", name="Training", exact=True).click()
+    expect(review.get_by_role("heading", level=1)).to_have_text("Train a new model")
+    expect(review.get_by_role("button", name="Start training")).to_be_enabled()
+    walk.check(review, "training")
+    review.get_by_role("link", name=str(run.pk), exact=True).click()
+    expect(review.locator("#comparison tbody tr")).to_have_count(2)  # the check set and the test split
+    expect(review.get_by_role("button", name=f"Promote {run.result.name}")).to_be_visible()
+    walk.check(review, "training-run")
     reviewer_context.close()
 
     # --- the owner deletes the other photo ----------------------------------------------------

@@ -209,6 +209,7 @@ def test_the_whole_loop_from_feedback_to_promotion(worker, client, user, model_v
         run.refresh_from_db()
         assert run.state == State.SUCCEEDED, run.message + trainer.log()
         assert run.num_reviewed_images == len(breeds) - len(check)
+        assert [row["epoch"] for row in run.progress["history"]] == [1, 2]  # one frozen, one unfrozen epoch
         exported = {int(name.rsplit("_", 1)[1]) for name, _ in read_split(runs / f"site-run-{run.pk}" / "reviewed",
                                                                           "trainval")}
         assert exported and not exported & check  # the check set never reaches training
