@@ -3,6 +3,7 @@
 fields from the same code. Request bodies are validated by the site's forms; the request
 serializers here only describe them in the OpenAPI schema."""
 from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from classifier.forms import FeedbackForm
@@ -44,13 +45,15 @@ class UploadResultSerializer(serializers.Serializer):
     summary = serializers.CharField(help_text='one sentence, such as "2 photos uploaded, 1 refused: …"')
 
 
+@extend_schema_field({"type": "array", "items": {"type": "string", "format": "binary"}})
+class PhotosField(serializers.FileField):
+    """Files sent as parts of one name: an array in the schema, a file input in the browsable API's form."""
+
+
 class UploadRequestSerializer(serializers.Serializer):
     """The upload's multipart body (validated by the site's ``UploadForm``)."""
 
-    image = serializers.ListField(
-        child=serializers.FileField(),
-        help_text="one or several photos (JPEG, PNG, WebP, GIF or BMP), each as a part named `image`",
-    )
+    image = PhotosField(help_text="one or several photos (JPEG, PNG, WebP, GIF or BMP), each as a part named `image`")
 
 
 class FeedbackRequestSerializer(serializers.Serializer):

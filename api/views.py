@@ -79,6 +79,10 @@ class ImageList(generics.ListAPIView):
     def get_queryset(self) -> QuerySet[PetImage]:
         return own_images(self.request.user)
 
+    def get_serializer_class(self):
+        # What the browsable API's form asks for on POST: the upload's file field, not an image's fields.
+        return UploadRequestSerializer if self.request.method == "POST" else ImageSerializer
+
     @extend_schema(
         summary="Upload photos",
         description="One or several files, each a multipart part named `image` (at most "

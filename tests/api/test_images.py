@@ -1,4 +1,6 @@
 """Images through the API: upload, list, read, delete and answer, for each kind of caller."""
+import re
+
 import pytest
 from django.urls import reverse
 from rest_framework.settings import api_settings
@@ -363,3 +365,10 @@ def test_the_sites_scripts_use_the_session_with_its_csrf_token(user, make_image)
     token = browser.cookies["csrftoken"].value
     response = browser.post(feedback(pet), {"answer": "correct"}, format="json", HTTP_X_CSRFTOKEN=token)
     assert response.status_code == 200 and response.json()["is_correct"] is True
+
+
+def test_the_browsable_api_offers_the_upload_form(user):
+    browser = APIClient()
+    browser.force_login(user)
+    page = browser.get(IMAGES, HTTP_ACCEPT="text/html").content.decode()
+    assert re.search(r'<input name="image"\s+type="file"', page) and 'name="headline"' not in page
