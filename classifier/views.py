@@ -232,6 +232,13 @@ def image_file(request, pk: int, kind: str):
     field = getattr(get_object_or_404(images, pk=pk), kind)
     if not field:
         raise Http404("No such file.")
+    if not _on_local_disk(field):
+        # Object storage (S3): the browser fetches the private object itself, by a signed
+        # URL that expires; the redirect is cached for half that time, so a page shown
+        # again reuses the URL (and the browser's copy of the image).
+        response = redirect(field.url)
+        response["Cache-Control"] = f"private, max-age={settings.PETSITE_SIGNED_URL_SECONDS // 2}"
+        return response
     try:
         handle = field.open("rb")
     except FileNotFoundError:
@@ -239,6 +246,15 @@ def image_file(request, pk: int, kind: str):
     response = FileResponse(handle, filename=None)
     response["Cache-Control"] = "private, max-age=3600"
     return response
+
+
+def _on_local_disk(field) -> bool:
+    """True for a file storage with paths (streamed by the site), False for object storage."""
+    try:
+        field.storage.path(field.name)
+    except NotImplementedError:
+        return False
+    return True
 
 
 # --- Training from the site (staff) -------------------------------------------------------

@@ -3,7 +3,7 @@ import logging
 import os
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import setup_logging, worker_process_init, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "petsite.settings")
 
@@ -21,6 +21,18 @@ def _create_broker_folder(sender: Celery, **kwargs) -> None:
     for key in ("data_folder_in", "data_folder_out", "control_folder"):
         if options.get(key):
             os.makedirs(options[key], exist_ok=True)
+
+
+@setup_logging.connect
+def _log_like_the_site(**kwargs) -> None:
+    """Workers and beat log as the web does (settings.LOGGING: one line per event, with
+    the request id a task carries, JSON with LOG_FORMAT=json) instead of Celery's own
+    format. LOG_LEVEL sets the level; a receiver here makes Celery leave logging alone."""
+    from django.conf import settings
+
+    from petsite.logs import configure
+
+    configure(settings.LOGGING)
 
 
 @worker_process_init.connect

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from django_guid.integrations import CeleryIntegration
+
+from petsite import logs
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -40,6 +43,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_filters",
+    "django_guid",
     "axes",
     "django_ratelimit",
     "rest_framework",
@@ -52,6 +56,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "django_guid.middleware.guid_middleware",  # first: every later log line carries the request id
+    "petsite.health.ProbeMiddleware",  # /healthz and /readyz, before host checks and the HTTPS redirect
+    "petsite.logs.RequestLogMiddleware",  # one line per request
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -185,16 +192,24 @@ MEDIA_ROOT = Path(env("MEDIA_ROOT", default=str(VAR_DIR / "media")))
 
 # Media (uploads, thumbnails, model checkpoints and figures) go through the "default"
 # storage; pointing it at S3 is configuration only.
+# Credentials come from boto3's own chain: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY,
+# or the machine's role on AWS. Photos are private: the image views redirect to signed
+# URLs that expire after PETSITE_SIGNED_URL_SECONDS (petsite/storage.py).
 AWS_STORAGE_BUCKET_NAME = env("AWS_STORAGE_BUCKET_NAME", default="")
+PETSITE_SIGNED_URL_SECONDS = env.int("PETSITE_SIGNED_URL_SECONDS", default=300)
 if AWS_STORAGE_BUCKET_NAME:
     DEFAULT_STORAGE = {
-        "BACKEND": "storages.backends.s3.S3Storage",
+        "BACKEND": "petsite.storage.MediaStorage",
         "OPTIONS": {
             "bucket_name": AWS_STORAGE_BUCKET_NAME,
-            "endpoint_url": env("AWS_S3_ENDPOINT_URL", default=None),
+            "endpoint_url": env("AWS_S3_ENDPOINT_URL", default=None),  # MinIO or another S3 service
+            "public_endpoint_url": env("AWS_S3_PUBLIC_ENDPOINT_URL", default=None),  # where browsers reach it
             "region_name": env("AWS_S3_REGION_NAME", default=None),
-            "default_acl": None,
-            "querystring_auth": True,  # uploads are private: URLs are signed and expire
+            "addressing_style": env("AWS_S3_ADDRESSING_STYLE", default=None),  # "path" for MinIO
+            "signature_version": env("AWS_S3_SIGNATURE_VERSION", default="s3v4"),  # boto3 signs URLs with v2 otherwise
+            "default_acl": None,  # the bucket's: private
+            "querystring_auth": True,
+            "querystring_expire": PETSITE_SIGNED_URL_SECONDS,
             "file_overwrite": False,
         },
     }
@@ -318,10 +333,19 @@ CELERY_WORKER_MAX_MEMORY_PER_CHILD = env.int("CELERY_WORKER_MAX_MEMORY_PER_CHILD
 # Torch threads per worker child: children x threads should not exceed the cores.
 PETSITE_TORCH_THREADS = env.int("PETSITE_TORCH_THREADS", default=0)  # 0: cores / concurrency
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+# --- Logs, request ids, error reports ---------------------------------------------------
+# One line per event with time, level, logger and request id (petsite/logs.py); JSON
+# lines with LOG_FORMAT=json. Celery processes use the same configuration.
+LOGGING = logs.logging_config(env("LOG_FORMAT", default="text"), env("LOG_LEVEL", default="INFO"))
+LOGGING_CONFIG = "petsite.logs.configure"
+SENTRY_DSN = env("SENTRY_DSN", default="")
+DJANGO_GUID = {
+    "GUID_HEADER_NAME": "X-Request-ID",  # taken from the proxy when it sends a valid one, and always answered
+    "INTEGRATIONS": [CeleryIntegration()],  # tasks carry the id of the request that sent them
 }
+if SENTRY_DSN:
+    logs.init_sentry(
+        SENTRY_DSN,
+        environment=env("SENTRY_ENVIRONMENT", default="production"),
+        traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0),
+    )
