@@ -72,7 +72,8 @@ def main() -> None:
                                classes=BREED_KEYS, image_size=args.image_size)
         buffer.write(path.read_bytes())
         checkpoint = load_checkpoint(buffer.getvalue())
-        predictors: dict[str, Predictor] = {name: Predictor(checkpoint, backend=name) for name in names}
+        predictors: dict[str, Predictor] = {name: Predictor(checkpoint, backend=name, backend_cache_dir=tmp)
+                                             for name in names}
         start = time.perf_counter()
         auto = Predictor(checkpoint, backend="auto", backend_cache_dir=tmp)
         choose_s = time.perf_counter() - start

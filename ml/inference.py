@@ -44,10 +44,11 @@ class Predictor:
     runs under ``torch.inference_mode()`` and never touches the weights.
 
     ``backend`` is an ``ml.backends`` name (``"eager"``, ``"channels_last"``, ``"bf16"``,
-    ``"compile"``) or ``"auto"``: measure the candidates briefly (a few seconds at 224 px)
-    unless ``backend_cache_dir`` (default ``~/.cache/petsite``) already holds the choice
-    for these weights on this machine. ``backend_report`` keeps the figures (None unless
-    ``"auto"``). A backend may change ``model``'s memory layout, never its values.
+    ``"compile"``, ``"onnx"``) or ``"auto"``: measure the candidates briefly (a few seconds
+    at 224 px) unless ``backend_cache_dir`` (default ``~/.cache/petsite``) already holds the
+    choice for these weights on this machine (the ONNX export is cached there too).
+    ``backend_report`` keeps the figures (None unless ``"auto"``). A backend may change
+    ``model``'s memory layout, never its values.
     """
 
     def __init__(

@@ -1,6 +1,7 @@
 """Inference backends: each agrees with eager FP32; the automatic choice rejects wrong ones and caches."""
 import io
 import json
+import sys
 
 import pytest
 import torch
@@ -67,8 +68,36 @@ def test_every_available_backend_agrees_with_eager_fp32(checkpoint, reference, n
 
 
 def test_unknown_backend_is_a_clear_error(checkpoint):
-    with pytest.raises(ValueError, match="Unknown inference backend 'onnx'.*eager"):
-        Predictor(checkpoint, backend="onnx")
+    with pytest.raises(ValueError, match="Unknown inference backend 'tensorrt'.*eager"):
+        Predictor(checkpoint, backend="tensorrt")
+
+
+@pytest.mark.skipif(not backends.OnnxBackend.available()[0], reason="onnxruntime does not import here")
+def test_onnx_export_is_cached_per_weights(checkpoint, tmp_path):
+    model = checkpoint.build_model()
+    first = backends.make_backend(backends.ONNX, model, tmp_path)
+    assert first.path.parent == tmp_path / "onnx" and first.path.exists()
+    written = first.path.stat().st_mtime_ns
+    second = backends.make_backend(backends.ONNX, checkpoint.build_model(), tmp_path)
+    assert second.path == first.path and second.path.stat().st_mtime_ns == written  # not exported again
+    assert list((tmp_path / "onnx").iterdir()) == [first.path]  # no temporary file left behind
+
+    with torch.no_grad():
+        model.fc.bias[0] += 1e-3
+    assert backends.onnx_path(model, tmp_path) != first.path  # other weights: another export
+
+
+def test_onnx_without_onnxruntime_is_left_out_with_a_reason(checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # what Python does when it cannot import
+    ok, why = backends.OnnxBackend.available()
+    assert not ok and "onnxruntime does not import" in why
+    with pytest.raises(ValueError, match="'onnx' cannot run here: onnxruntime does not import"):
+        backends.make_backend(backends.ONNX, checkpoint.build_model(), tmp_path)
+    candidates = {EAGER: EagerBackend, backends.ONNX: backends.OnnxBackend}
+    name, report = backends.choose_backend(checkpoint.build_model(), 32, candidates=candidates, batch_sizes=(2,),
+                                           cache_dir=tmp_path, repeats=1)
+    assert name == EAGER
+    assert report["candidates"][backends.ONNX] == {"accepted": False, "reason": f"unavailable: {why}"}
 
 
 class Counted:
