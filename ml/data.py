@@ -218,6 +218,12 @@ def load_split(
     download: bool = False,
 ):
     """torchvision's ``OxfordIIITPet`` for one official split, checked first."""
+    prepare_split(root, split, download)
+    return OxfordIIITPet(root, split=split, target_types="category", transform=transform)
+
+
+def prepare_split(root: str | os.PathLike, split: str, download: bool = False) -> None:
+    """Download ``split`` if asked (and missing), then check it (see :func:`check_dataset`)."""
     if download:  # torchvision skips the download when the folders already exist
         try:
             OxfordIIITPet(root, split=split, download=True)
@@ -225,7 +231,6 @@ def load_split(
             how = _how_to_get(Path(root))
             raise DatasetError(f"Could not download the Oxford-IIIT Pet dataset: {exc}. {how}") from exc
     check_dataset(root, splits=(split,))
-    return OxfordIIITPet(root, split=split, target_types="category", transform=transform)
 
 
 def stratified_split(labels: Sequence[int], valid_fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -290,6 +295,68 @@ def load_pet_datasets(
         test=load_split(root, "test", eval_tf) if with_test else None,
         classes=list(BREED_KEYS),
     )
+
+
+# --- The same images as files: for code that keys work by file (the feature cache) ----------
+
+LabelledFile = tuple[Path, int]
+
+
+def split_files(root: str | os.PathLike, split: str) -> list[LabelledFile]:
+    """(image file, class index) per row of ``split``, in torchvision's order."""
+    images = Path(root) / DATASET_DIR / "images"
+    return [(images / f"{name}.jpg", label) for name, label in read_split(root, split)]
+
+
+@dataclass
+class PetFiles:
+    """The images of a run as file lists, split exactly as :func:`load_pet_datasets` splits them."""
+
+    train: list[LabelledFile]
+    valid: list[LabelledFile]
+    test: list[LabelledFile] | None
+
+
+def load_pet_files(
+    root: str | os.PathLike,
+    *,
+    valid_fraction: float = 0.2,
+    seed: int = 42,
+    extra_roots: Sequence[str | os.PathLike] = (),
+    with_test: bool = True,
+    download: bool = False,
+) -> PetFiles:
+    """:func:`load_pet_datasets`'s train, validation and test images, as (file, class index) lists."""
+    prepare_split(root, "trainval", download)
+    if with_test:
+        prepare_split(root, "test", download)
+    for extra_root in extra_roots:
+        prepare_split(extra_root, "trainval")
+    trainval = split_files(root, "trainval")
+    train_idx, valid_idx = stratified_split([label for _, label in trainval], valid_fraction, seed)
+    return PetFiles(
+        train=[trainval[i] for i in train_idx] + [f for extra in extra_roots for f in split_files(extra, "trainval")],
+        valid=[trainval[i] for i in valid_idx],
+        test=split_files(root, "test") if with_test else None,
+    )
+
+
+class ImageFiles(Dataset):
+    """(transform(image), class index) for a list of (file, class index): a dataset over files.
+
+    Each file is opened with :func:`open_image` (upright, RGB), as the Predictor opens one.
+    """
+
+    def __init__(self, files: Sequence[LabelledFile], transform: v2.Transform) -> None:
+        self.files = list(files)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        path, label = self.files[index]
+        return self.transform(open_image(path)), label
 
 
 def make_loader(

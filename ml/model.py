@@ -1,8 +1,9 @@
 """ResNet34 with a new classification head, and the layer groups used for fine-tuning.
 
-Weights come from torchvision's weights API (its cache, or a download where there is
-internet) or from a local ``.pth`` file; a missing file is an error that says how to
-supply one, never a silent fall-back to random weights.
+Weights come from torchvision's weights API (its cache under ``TORCH_HOME``, or a
+download, but only when asked: ``download=True``, the commands' ``--download``) or from a
+local ``.pth`` file; a missing file is an error that says how to supply one, never a
+silent fall-back to random weights, and never an unasked-for download.
 """
 from __future__ import annotations
 
@@ -28,12 +29,35 @@ def imagenet_weights_cache_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / filename
 
 
-def _imagenet_state_dict() -> dict[str, torch.Tensor]:
-    try:
+def imagenet_weights_missing_message() -> str:
+    """How to get the ImageNet weights, for a staff user at a shell."""
+    url = ResNet34_Weights.IMAGENET1K_V1.url
+    return (
+        "ImageNet weights for ResNet34 are not on this machine, and nothing is downloaded unless asked. "
+        f"Add --download to the command (torchvision then fetches {url} into {imagenet_weights_cache_path()}), "
+        "or put that file there yourself (TORCH_HOME moves the folder), or pass a local copy with --weights PATH, "
+        "or train from scratch with --no-pretrained."
+    )
+
+
+def fetch_imagenet_weights(download: bool = False) -> Path:
+    """The cached ImageNet ResNet34 file, downloaded first only if ``download`` asks for it."""
+    path = imagenet_weights_cache_path()
+    if not path.is_file():
+        if not download:
+            raise WeightsUnavailableError(imagenet_weights_missing_message())
+        _imagenet_state_dict(download=True)
+    return path
+
+
+def _imagenet_state_dict(download: bool = False) -> dict[str, torch.Tensor]:
+    if not download and not imagenet_weights_cache_path().is_file():
+        raise WeightsUnavailableError(imagenet_weights_missing_message())
+    try:  # torchvision reads its cached file, and downloads only where it is missing
         return ResNet34_Weights.IMAGENET1K_V1.get_state_dict(progress=False)
     except (URLError, OSError, RuntimeError) as exc:
         raise WeightsUnavailableError(
-            "ImageNet weights for ResNet34 are not available "
+            "ImageNet weights for ResNet34 could not be loaded "
             f"({exc.__class__.__name__}: {exc}). Either put the file "
             f"{os.path.basename(ResNet34_Weights.IMAGENET1K_V1.url)} (from "
             f"{ResNet34_Weights.IMAGENET1K_V1.url}) at {imagenet_weights_cache_path()}, "
@@ -60,20 +84,21 @@ def _file_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 
 def build_resnet34(
-    num_classes: int = 37, weights: str | os.PathLike | None = IMAGENET
+    num_classes: int = 37, weights: str | os.PathLike | None = IMAGENET, *, download: bool = False
 ) -> ResNet:
     """A torchvision ResNet34 whose ``fc`` is a new ``num_classes`` head.
 
     ``weights`` is ``"imagenet"`` (torchvision's IMAGENET1K_V1), a path to a local
     state dict, or ``None`` for random initialisation (an explicit choice, for tests
-    and for training from scratch). The body's weights are loaded strictly: a file for
+    and for training from scratch). ImageNet weights missing from torchvision's cache
+    are downloaded only with ``download=True``. The body's weights are loaded strictly: a file for
     another architecture is an error, only its classification layer is ignored.
     """
     # Residual blocks start as the identity (their last BatchNorm scale is 0): a network
     # trained from random weights then learns much sooner; loaded weights overwrite it.
     model = resnet34(weights=None, zero_init_residual=True)
     if weights is not None:
-        state = _imagenet_state_dict() if weights == IMAGENET else _file_state_dict(weights)
+        state = _imagenet_state_dict(download) if weights == IMAGENET else _file_state_dict(weights)
         body_state = {k: v for k, v in state.items() if not k.startswith("fc.")}
         missing, unexpected = model.load_state_dict(body_state, strict=False)
         missing = [k for k in missing if not k.startswith("fc.")]
