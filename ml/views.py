@@ -24,7 +24,9 @@ FIGURE_TITLES = {
 @login_required
 @permission_required("ml.view_modelversion", raise_exception=True)
 def model_list(request):
-    return render(request, "ml/model_list.html", {"versions": ModelVersion.objects.all()})
+    versions = ModelVersion.objects.all()
+    has_active = any(v.is_active for v in versions)  # no active model: the page says how to get one
+    return render(request, "ml/model_list.html", {"versions": versions, "has_active": has_active})
 
 
 @login_required

@@ -17,7 +17,7 @@ from ml.models import ModelVersion
 from ml.plots import FIGURES
 
 pytestmark = pytest.mark.slow
-TINY = ["--no-pretrained", "--epochs", "1", "--freeze-epochs", "1", "--image-size", "32",
+TINY = ["--no-pretrained", "--recipe", "full", "--epochs", "1", "--freeze-epochs", "1", "--image-size", "32",
         "--batch-size", "32", "--workers", "0", "--threads", "2", "--verbosity", "0"]
 
 
@@ -76,6 +76,28 @@ def test_train_registers_an_active_version_with_everything(db, tiny_pets, tmp_pa
     version.refresh_from_db()
     assert version.metrics["evaluations"]["trainval"]["num_images"] == 111
     assert "trainval_confusion_matrix" in version.figures
+
+
+def test_train_with_the_quick_recipe_registers_a_version_with_everything(db, tiny_pets, tmp_path, settings,
+                                                                          capsys):
+    """Same registration, figures and Predictor as the full recipe; the feature cache lives under
+    the var folder by default and is reused by the next run."""
+    settings.VAR_DIR = tmp_path / "var"
+    args = ["--data", str(tiny_pets), "--no-pretrained", "--recipe", "quick", "--image-size", "32", "--views", "2",
+            "--head-epochs", "3", "--workers", "0", "--threads", "2", "--verbosity", "0"]
+    call_command("train", *args, "--out", str(tmp_path / "q1"), "--name", "quick-v1", "--activate")
+    version = ModelVersion.objects.get(name="quick-v1")
+    assert version.is_active and version.training_args["recipe"] == "quick" and set(version.figures) == set(FIGURES)
+    assert len(Predictor(version.file.open("rb").read()).predict(Image.new("RGB", (40, 40)), k=5)) == 5
+    assert [e["stage"] for e in version.history["epochs"]] == ["frozen"] * 3
+    computed = version.history["features"]["computed"]
+    assert computed == 2 * (3 * 37 - 37) + 37 + 37 and version.history["features"]["cached"] == 0
+    assert len(list((tmp_path / "var" / "cache" / "features").rglob("*.npy"))) == computed
+
+    capsys.readouterr()
+    call_command("train", *args, "--out", str(tmp_path / "q2"), "--name", "quick-v2")
+    assert f"body features: 0 computed, {computed} read from the cache" in capsys.readouterr().out
+    assert ModelVersion.objects.get(name="quick-v2").metrics["accuracy"] == version.metrics["accuracy"]
 
 
 def test_fine_tune_from_a_version_on_exported_reviews(model_version, tiny_pets, tmp_path, user):

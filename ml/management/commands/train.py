@@ -1,4 +1,4 @@
-"""`train`: a thin shell over ml.training.run_training, then registration as a ModelVersion."""
+"""`train`: a thin shell over ml.recipes.run_quick or ml.training.run_training, then registration."""
 from pathlib import Path
 
 from django.conf import settings
@@ -8,32 +8,50 @@ from django.utils import timezone
 from ml import services
 from ml.checkpoints import CheckpointError
 from ml.data import DatasetError
-from ml.model import IMAGENET, WeightsUnavailableError
+from ml.model import IMAGENET, WeightsUnavailableError, fetch_imagenet_weights
 from ml.models import ModelVersion
-from ml.training import TrainConfig, run_training
+from ml.recipes import FULL, RECIPES, QuickConfig, choose_recipe, run_quick
+from ml.training import TrainConfig, resolve_device, run_training
+
+# Where the quick recipe keeps body features between runs (ml.features).
+DEFAULT_CACHE_DIR = "PETSITE_FEATURE_CACHE_DIR"
 
 
 class Command(BaseCommand):
     help = (
-        "Fine-tune ResNet34 on Oxford-IIIT Pets (fastai's recipe: frozen stage, then all layers "
-        "with discriminative learning rates, one-cycle), evaluate it, write every figure, and "
-        "register the result as a model version."
+        "Train ResNet34 on Oxford-IIIT Pets, evaluate it, write every figure, and register the result "
+        "as a model version. Recipes: full (fastai's fine-tune: frozen stage, then all layers with "
+        "discriminative learning rates, one-cycle), quick (a new head on cached features of the frozen "
+        "body, minutes on a CPU), auto (quick on a CPU, full on a CUDA GPU; the default)."
     )
 
     def add_arguments(self, parser):
-        defaults = TrainConfig(data="")
+        defaults, quick = TrainConfig(data=""), QuickConfig(data="")
         parser.add_argument("--data", required=True, help="folder holding oxford-iiit-pet/ (images/ and annotations/)")
-        parser.add_argument("--download", action="store_true", help="let torchvision download the dataset into --data")
+        parser.add_argument("--download", action="store_true",
+                            help="let torchvision download what is missing: the dataset into --data, the ImageNet "
+                                 "weights into its cache (TORCH_HOME); without it nothing is downloaded")
+        parser.add_argument("--recipe", choices=RECIPES, default="auto",
+                            help="quick: a new head on cached body features; full: fine-tune every layer; "
+                                 "auto (default): quick on a CPU, full on a CUDA GPU")
         parser.add_argument("--extra-data", action="append", default=[], metavar="DIR",
                             help="more training images in the same layout, e.g. from export_reviewed (repeatable)")
-        parser.add_argument("--epochs", type=int, default=defaults.epochs, help="epochs with all layers trained")
+        parser.add_argument("--epochs", type=int, default=defaults.epochs, help="full: epochs with all layers trained")
         parser.add_argument(
-            "--freeze-epochs", type=int, default=defaults.freeze_epochs, help="epochs training the head only"
+            "--freeze-epochs", type=int, default=defaults.freeze_epochs, help="full: epochs training the head only"
         )
-        parser.add_argument("--lr", type=float, default=defaults.lr, help="peak learning rate of the head")
+        parser.add_argument("--lr", type=float,
+                            help=f"peak learning rate of the head (default {defaults.lr} full, {quick.lr} quick)")
         parser.add_argument(
-            "--lr-mult", type=float, default=defaults.lr_mult, help="head lr / early-body lr when unfrozen"
+            "--lr-mult", type=float, default=defaults.lr_mult, help="head lr / early-body lr when unfrozen (full)"
         )
+        parser.add_argument("--views", type=int, default=quick.views,
+                            help="quick: views per training image (centre, mirrored, then augmented crops)")
+        parser.add_argument("--head-epochs", type=int, default=quick.head_epochs,
+                            help="quick: epochs of the head on the cached features")
+        parser.add_argument("--finetune-epochs", type=int, default=quick.finetune_epochs,
+                            help="quick: then epochs of layer3, layer4 and the head on augmented images")
+        parser.add_argument("--cache-dir", help=f"quick: the feature cache (default: {DEFAULT_CACHE_DIR})")
         parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
         parser.add_argument("--image-size", type=int, default=defaults.image_size)
         parser.add_argument("--workers", type=int, default=defaults.workers, help="data-loading processes")
@@ -68,14 +86,15 @@ class Command(BaseCommand):
         if ModelVersion.objects.filter(name=name).exists():
             raise CommandError(f"A model version named {name!r} exists already; choose another --name.")
         out = Path(o["out"] or settings.PETSITE_RUNS_DIR / name)
-        config_args = dict(
+        try:
+            recipe, why = choose_recipe(o["recipe"], resolve_device(o["device"]))
+        except RuntimeError as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(f"Recipe: {recipe} ({why}).")
+        common = dict(
             data=o["data"],
             download=o["download"],
             extra_data=o["extra_data"],
-            epochs=o["epochs"],
-            freeze_epochs=o["freeze_epochs"],
-            lr=o["lr"],
-            lr_mult=o["lr_mult"],
             batch_size=o["batch_size"],
             image_size=o["image_size"],
             workers=o["workers"],
@@ -88,17 +107,27 @@ class Command(BaseCommand):
             progress=o["verbosity"] > 0,
             weights=None if o["no_pretrained"] else (o["weights"] or IMAGENET),
         )
+        if o["lr"] is not None:
+            common["lr"] = o["lr"]
+        if recipe == FULL:
+            make_config, run = TrainConfig, run_training
+            common.update(epochs=o["epochs"], freeze_epochs=o["freeze_epochs"], lr_mult=o["lr_mult"])
+        else:
+            make_config, run = QuickConfig, run_quick
+            cache_dir = o["cache_dir"] or getattr(settings, DEFAULT_CACHE_DIR, settings.VAR_DIR / "cache" / "features")
+            common.update(views=o["views"], head_epochs=o["head_epochs"], finetune_epochs=o["finetune_epochs"],
+                          cache_dir=str(cache_dir))
         try:
+            if common["weights"] == IMAGENET and not o["init_from"]:
+                fetch_imagenet_weights(download=o["download"])  # before anything else: a clear error, or the file
             if o["init_from"]:
                 version = ModelVersion.objects.filter(name=o["init_from"]).first()
                 if version is None:
                     raise CommandError(f"No model version named {o['init_from']!r} to fine-tune.")
                 with services.local_checkpoint(version) as path:
-                    result = run_training(
-                        TrainConfig(**config_args, init_checkpoint=str(path)), out, log=self.stdout.write
-                    )
+                    result = run(make_config(**common, init_checkpoint=str(path)), out, log=self.stdout.write)
             else:
-                result = run_training(TrainConfig(**config_args), out, log=self.stdout.write)
+                result = run(make_config(**common), out, log=self.stdout.write)
         except (DatasetError, WeightsUnavailableError, CheckpointError, ValueError, RuntimeError) as exc:
             raise CommandError(str(exc)) from exc
         except KeyboardInterrupt:
