@@ -3,16 +3,26 @@ redirect to signed URLs that expire, deletion removes every object, and the read
 probe notices a bucket that is not there."""
 from __future__ import annotations
 
+import json
+import socket
+import subprocess
+import sys
 import urllib.error
 import urllib.request
+import uuid
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.urls import reverse
 
 from classifier.models import PetImage
+from ml.breeds import BREED_KEYS
+from ml.checkpoints import load_checkpoint
+from ml.services import local_checkpoint, register_model
+from petsite.celery import app
 from petsite.storage import MediaStorage
-from tests.helpers import upload
+from tests.conftest import BASE_DIR, WorkerProcess, worker_env
+from tests.helpers import upload, wait_for
 
 from .conftest import REGION
 
@@ -87,3 +97,69 @@ def test_readiness_needs_the_bucket(client, s3, settings):
     assert body["failing"] == ["storage"]
     assert body["checks"]["storage"] == {"ok": False, "error": "ClientError"}
     assert body["checks"]["database"] == body["checks"]["broker"] == {"ok": True}
+
+
+# --- the whole flow with a real worker on S3 ---------------------------------------------
+
+
+@pytest.fixture
+def s3_worker(s3, s3_env, transactional_db):
+    """A real Celery worker on S3 (JSON logs), on a queue of its own, which this process sends to."""
+    queue = f"petsite-s3-{uuid.uuid4().hex[:8]}"
+    node = f"s3-{queue}@{socket.gethostname()}"
+    default_queue = app.conf.task_default_queue
+    app.conf.task_default_queue = queue
+    worker = WorkerProcess(worker_env(**s3_env, CELERY_TASK_DEFAULT_QUEUE=queue, LOG_FORMAT="json"), args=("-n", node))
+    worker.node = node
+    try:
+        if not worker.ready.wait(timeout=90):
+            pytest.fail("Celery worker did not start:\n" + worker.log())
+        yield worker
+    finally:
+        worker.stop()
+        app.conf.task_default_queue = default_queue
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_upload_classify_view_and_delete_through_a_worker_on_s3(client, user, s3, s3_worker, checkpoint_file):
+    # A model registered into S3, and loaded from there (the worker reads it; training copies it to a local file).
+    version = register_model(checkpoint_file, name="s3-model", activate=True)
+    assert version.file.name in s3.keys()
+    with local_checkpoint(version) as path:
+        assert load_checkpoint(path).classes == list(BREED_KEYS)
+    assert not path.exists()
+
+    client.force_login(user)
+    request_id = uuid.uuid4().hex
+    client.post(reverse("classifier:upload"), {"image": upload()}, HTTP_X_REQUEST_ID=request_id)
+    pet = PetImage.objects.get()
+    wait_for(lambda: PetImage.objects.filter(pk=pet.pk, status=PetImage.Status.DONE).exists(), timeout=120,
+             what="the worker to classify the photo:\n" + s3_worker.log())
+    pet.refresh_from_db()
+    assert pet.model_version == version and pet.predicted_breed in BREED_KEYS
+
+    # The photo's page asks the worker for the heatmap, which lands in S3 and is served like the photo.
+    assert client.get(reverse("classifier:detail", args=[pet.pk])).status_code == 200
+    wait_for(lambda: PetImage.objects.get(pk=pet.pk).heatmap, timeout=120, what="the heatmap")
+    pet.refresh_from_db()
+    assert photo_files(pet) <= s3.keys() and len(photo_files(pet)) == 3
+    response = client.get(reverse("classifier:heatmap", args=[pet.pk]))
+    assert response.status_code == 302
+    status, content = fetch(response["Location"])
+    assert status == 200 and content.startswith(b"\xff\xd8")  # a JPEG
+
+    # The worker's log lines about this upload carry the id of the request that stored it.
+    events = [json.loads(line) for line in s3_worker.lines if line.startswith("{")]
+    assert any(e["request_id"] == request_id and e["logger"].startswith("celery") for e in events), s3_worker.log()
+
+    # The worker answers a ping, as Compose's health check asks it.
+    ping = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "petsite", "inspect", "ping", "--destination", s3_worker.node,
+         "--timeout", "10"], cwd=BASE_DIR, env=worker_env(), capture_output=True, text=True, timeout=120,
+    )
+    assert ping.returncode == 0 and "pong" in ping.stdout, ping.stdout + ping.stderr
+
+    files = photo_files(pet)
+    client.post(reverse("classifier:delete", args=[pet.pk]))
+    assert files.isdisjoint(s3.keys())
