@@ -42,11 +42,10 @@ def test_readiness_says_whether_a_model_is_active_without_failing_on_it(client):
 
 
 @pytest.fixture
-def broker_on_a_closed_port():
-    url = app.conf.broker_url
-    app.conf.broker_url = f"redis://127.0.0.1:{closed_port()}/0"
-    yield
-    app.conf.broker_url = url
+def broker_on_a_closed_port(monkeypatch):
+    # Celery reads CELERY_BROKER_URL from the environment before its configuration.
+    monkeypatch.setenv("CELERY_BROKER_URL", f"redis://127.0.0.1:{closed_port()}/0")
+    assert app.conf.broker_url.startswith("redis://127.0.0.1:")
 
 
 def test_not_ready_without_the_broker(client, broker_on_a_closed_port):
