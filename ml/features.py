@@ -47,7 +47,7 @@ from .files import atomic_path
 CACHE_FORMAT = 1  # bump when what a cached file means changes
 EVAL_VIEW, FLIP_VIEW = 0, 1
 
-Log = Callable[[str], None]
+Forward = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 def file_digest(path: str | os.PathLike) -> str:
@@ -116,9 +116,10 @@ class ImageViews:
 class FeatureCache:
     """The cache folder of one body (layout in the module docstring)."""
 
-    def __init__(self, root: str | os.PathLike, body_key: str) -> None:
+    def __init__(self, root: str | os.PathLike, body_key: str, backend: str = "eager") -> None:
+        """``backend``: how the body ran (``ml.backends``); BF16's features differ slightly from FP32's."""
         self.root = Path(root)
-        self.folder = self.root / body_key[:32]
+        self.folder = self.root / (body_key[:32] if backend == "eager" else f"{body_key[:32]}-{backend}")
         self._view_keys: dict[str, str] = {}
 
     def view_key(self, description: str) -> str:
@@ -177,12 +178,14 @@ def extract_features(
     device: torch.device | str = "cpu",
     progress: bool = True,
     stats: CacheStats | None = None,
+    forward: Forward | None = None,
 ) -> torch.Tensor:
     """Features (float32, N x 512) of (file, file digest, view) items, in order.
 
     Cached ones are read; the rest go through the frozen body in batches, and each batch
     is stored before the next starts. The model is put in eval mode (BatchNorm uses its
-    running statistics, as at inference).
+    running statistics, as at inference). ``forward``: an ``ml.backends`` backend of the
+    model (images -> features, logits); default the model itself, in FP16 autocast on CUDA.
     """
     stats = stats if stats is not None else CacheStats()
     found: dict[int, np.ndarray] = {}
@@ -206,8 +209,11 @@ def extract_features(
                 images = images.to(device, non_blocking=True)
                 if cuda:
                     images = images.contiguous(memory_format=torch.channels_last)
-                with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=cuda):
-                    batch, _ = features_and_logits(model, images)
+                if forward is not None:
+                    batch, _ = forward(images)
+                else:
+                    with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=cuda):
+                        batch, _ = features_and_logits(model, images)
                 for position, row in zip(positions.tolist(), batch.float().cpu().numpy(), strict=True):
                     i = missing[position]
                     _, digest, view = items[i]

@@ -18,7 +18,7 @@ from ml import features as features_
 from ml import model as model_
 from ml.breeds import BREED_KEYS, NUM_CLASSES
 from ml.checkpoints import load_checkpoint
-from ml.data import load_pet_files
+from ml.data import load_pet_datasets, load_pet_files, read_split
 from ml.features import CacheStats, FeatureCache, ImageViews, body_fingerprint, extract_features, file_digest
 from ml.inference import Predictor
 from ml.model import WeightsUnavailableError, build_resnet34
@@ -62,7 +62,16 @@ def test_auto_is_quick_on_a_cpu_and_full_on_a_gpu():
         choose_recipe("fast", torch.device("cpu"))
 
 
-# --- views ---------------------------------------------------------------------------------
+# --- files and views ---------------------------------------------------------------------------
+
+def test_files_are_split_as_the_datasets_are(tiny_pets):
+    files = load_pet_files(tiny_pets, seed=3, valid_fraction=0.3)
+    datasets = load_pet_datasets(tiny_pets, image_size=32, seed=3, valid_fraction=0.3)
+    rows = read_split(tiny_pets, "trainval")
+    assert [(p.stem, y) for p, y in files.valid] == [rows[i] for i in datasets.valid.indices]
+    assert [(p.stem, y) for p, y in files.train] == [rows[i] for i in datasets.train.datasets[0].indices]
+    assert len(files.test) == len(datasets.test) and all(p.is_file() for p, _ in files.test + files.train)
+
 
 def test_views_are_deterministic_per_image_and_view(tiny_pets):
     items = _items(tiny_pets, n_files=2, views=(0, 1, 2, 3))
@@ -123,6 +132,20 @@ def test_the_cache_key_holds_file_content_view_and_body(tiny_pets, tmp_path):
         extract_features(other_model, other_items, views, FeatureCache(tmp_path, body_fingerprint(other_model)),
                          progress=False, stats=stats)
         assert stats.computed == len(other_items)
+
+
+def test_features_from_another_backend_are_kept_apart(tiny_pets, tmp_path):
+    from ml.backends import make_backend
+
+    model, items, views = _random_body(), _items(tiny_pets, n_files=2, views=(0,)), ImageViews(image_size=32)
+    key = body_fingerprint(model)
+    eager = extract_features(model, items, views, FeatureCache(tmp_path, key), progress=False)
+    stats = CacheStats()
+    backend = make_backend("channels_last", model.eval())
+    other = extract_features(model, items, views, FeatureCache(tmp_path, key, backend.name), progress=False,
+                             stats=stats, forward=backend)
+    assert stats.computed == len(items) and torch.allclose(eager, other, atol=1e-4)
+    assert len({p.parent.parent.parent for p in tmp_path.rglob("*.npy")}) == 2  # one folder per body and backend
 
 
 def test_the_body_key_follows_the_body_and_not_the_head():
