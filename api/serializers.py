@@ -27,6 +27,21 @@ class ImageSerializer(ImageStatusSerializer):
     true_label = serializers.CharField(source="true_breed", help_text="the owner's label when they said wrong")
     true_label_name = serializers.CharField(source="get_true_breed_display")
     feedback_at = serializers.DateTimeField(allow_null=True)
+    files = serializers.SerializerMethodField(
+        help_text="the API's URLs of the photo, its thumbnail and (once made) its heatmap, for token clients"
+    )
+
+    @extend_schema_field({"type": "object", "properties": {
+        "file": {"type": "string", "format": "uri"}, "thumbnail": {"type": "string", "format": "uri"},
+        "heatmap": {"type": "string", "format": "uri", "nullable": True}}})
+    def get_files(self, pet) -> dict:
+        request = self.context.get("request")
+        urls = {
+            "file": reverse("api:image-file", args=[pet.pk]),
+            "thumbnail": reverse("api:image-thumbnail", args=[pet.pk]),
+            "heatmap": reverse("api:image-heatmap", args=[pet.pk]) if self.get_heatmap_url(pet) else None,
+        }
+        return {name: request.build_absolute_uri(url) if request and url else url for name, url in urls.items()}
 
 
 class UploadOutcomeSerializer(serializers.Serializer):

@@ -8,6 +8,9 @@ urlpatterns = [
     path("images/", views.ImageList.as_view(), name="image-list"),
     path("images/<int:pk>/", views.ImageDetail.as_view(), name="image-detail"),
     path("images/<int:pk>/feedback/", views.ImageFeedback.as_view(), name="image-feedback"),
+    path("images/<int:pk>/file/", views.ImageFile.as_view(), {"kind": "image"}, name="image-file"),
+    path("images/<int:pk>/thumbnail/", views.ImageFile.as_view(), {"kind": "thumbnail"}, name="image-thumbnail"),
+    path("images/<int:pk>/heatmap/", views.ImageFile.as_view(), {"kind": "heatmap"}, name="image-heatmap"),
     path("models/", views.ModelList.as_view(), name="model-list"),
     path("models/<slug:name>/", views.ModelDetail.as_view(), name="model-detail"),
     # The OpenAPI 3 schema, and Swagger UI over it (served from drf-spectacular-sidecar's static files: offline).

@@ -14,6 +14,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import exceptions, generics, status
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -27,6 +28,7 @@ from classifier.filters import GalleryFilter
 from classifier.forms import FeedbackForm, UploadForm
 from classifier.limits import store_uploads_within_rate
 from classifier.models import PetImage
+from classifier.views import serve_image_file
 from ml.breeds import BREED_KEYS
 from ml.models import ModelVersion
 
@@ -142,6 +144,20 @@ class ImageFeedback(APIView):
             raise exceptions.ValidationError(form_errors(form))
         form.save()
         return Response(ImageSerializer(pet, context={"request": request}).data)
+
+
+class ImageFile(APIView):
+    """An image's files for token clients: the stored photo, its thumbnail, its heatmap."""
+
+    @extend_schema(
+        summary="One of your image's files",
+        description="The stored photo (`file`), its thumbnail or its Grad-CAM heatmap (JPEG). On S3 storage, a "
+                    "redirect to a signed URL that expires (`PETSITE_SIGNED_URL_SECONDS`).",
+        responses={(200, "image/jpeg"): OpenApiTypes.BINARY, 302: OpenApiResponse(description="to a signed URL"),
+                   404: NOT_FOUND},
+    )
+    def get(self, request: Request, pk: int, kind: str) -> HttpResponse:
+        return serve_image_file(request.user, pk, kind)
 
 
 @extend_schema_view(get=extend_schema(summary="Model versions", description="Newest first; one is active."))

@@ -226,9 +226,15 @@ def _is_id(word: str) -> bool:
 @login_required
 @require_GET
 def image_file(request, pk: int, kind: str):
-    """Serve an image through Django so that only its owner (and reviewers, who may view every image) can fetch it."""
-    may_view_all = request.user.has_perm("classifier.view_petimage")
-    images = PetImage.objects.all() if may_view_all else PetImage.objects.filter(owner=request.user)
+    return serve_image_file(request.user, pk, kind)
+
+
+def serve_image_file(user, pk: int, kind: str) -> HttpResponse:
+    """An image's file (``image``, ``thumbnail`` or ``heatmap``) for its owner, and for
+    reviewers, who may view every image; 404 to anyone else. The site's image URLs and
+    the API's (token clients) answer with this."""
+    may_view_all = user.has_perm("classifier.view_petimage")
+    images = PetImage.objects.all() if may_view_all else PetImage.objects.filter(owner=user)
     field = getattr(get_object_or_404(images, pk=pk), kind)
     if not field:
         raise Http404("No such file.")

@@ -99,6 +99,9 @@ RULES: dict[str, Rule] = {
     # --- the JSON API (api/): a token or the session; anonymous callers get 401 ------------
     "api:image-list": row(401, 200, 200, 200, 200, 200),  # each caller's own images
     "api:image-detail": row(401, 200, 404, 404, 404, 404),  # owner-only, as the photo's page
+    "api:image-file": row(401, 200, 404, 404, 200, 200),  # as the site's photo files
+    "api:image-thumbnail": row(401, 200, 404, 404, 200, 200),
+    "api:image-heatmap": row(401, 200, 404, 404, 200, 200),
     "api:image-feedback": row(401, 200, 404, 404, 404, 404, method="post", data={"answer": "wrong", "label": "pug"}),
     "api:model-list": row(401, 403, 403, 403, 200, 200),  # the model pages' permission
     "api:model-detail": row(401, 403, 403, 403, 200, 200),

@@ -1,4 +1,5 @@
 """Images through the API: upload, list, read, delete and answer, for each kind of caller."""
+import io
 import re
 
 import pytest
@@ -372,3 +373,26 @@ def test_the_browsable_api_offers_the_upload_form(user):
     browser.force_login(user)
     page = browser.get(IMAGES, HTTP_ACCEPT="text/html").content.decode()
     assert re.search(r'<input name="image"\s+type="file"', page) and 'name="headline"' not in page
+
+
+# --- files --------------------------------------------------------------------------------
+
+
+def test_a_token_client_fetches_its_photo_and_thumbnail_others_get_404(owner, other, anonymous, user):
+    from PIL import Image
+
+    response = owner.post(IMAGES, {"image": upload("rex.jpg")}, format="multipart")
+    files = response.json()["files"][0]["image"]["files"]
+    assert files["heatmap"] is None  # none made yet
+    for kind in ("file", "thumbnail"):
+        fetched = owner.get(files[kind])
+        assert fetched.status_code == 200 and fetched["Content-Type"] == "image/jpeg"
+        assert Image.open(io.BytesIO(b"".join(fetched.streaming_content))).format == "JPEG"
+        assert other.get(files[kind]).status_code == 404
+        assert anonymous.get(files[kind]).status_code == 401
+
+
+def test_a_body_over_the_request_limit_is_a_json_413(owner, settings):
+    settings.PETSITE_MAX_REQUEST_BYTES = 1000
+    response = owner.post(IMAGES, {"image": upload("big.jpg", b"x" * 5000)}, format="multipart")
+    assert response.status_code == 413 and "at most 1000 bytes" in response.json()["detail"]
