@@ -1,4 +1,5 @@
-"""Images per second of Petsite's training loop against a bare PyTorch loop, in one run.
+"""Images per second of Petsite's training loop against a bare PyTorch loop, or FP32 against
+BF16 autocast, in one run.
 
 The bare loop is the inner loop of torchvision's ``references/classification/train.py``
 stripped to its minimum (forward, loss, zero_grad, backward, step). The project's loop
@@ -7,8 +8,14 @@ learning rates, per-step history, running accuracy and a tqdm bar. Same model (s
 initial weights), batch size, DataLoader and images (``ml.synthetic``); the two loops
 alternate so that a change in machine load hits both. Goal: ratio >= 0.9.
 
+``--compare precision``: the project's loop in FP32 against the same loop under BF16
+autocast (``ml.precision``), same model, images and memory layout (``--channels-last``),
+alternating; prints images/s of each and the ratio, with the CPU flags that decide it.
+
     python bench/train_throughput.py                      # ~1-2 minutes on 2 CPU cores
     python bench/train_throughput.py --image-size 224 --batch-size 64 --device cuda
+    python bench/train_throughput.py --compare precision --image-size 224 --batch-size 32 --channels-last \
+        --steps 3 --repeats 2                             # ~3 minutes on 2 CPU cores
 """
 from __future__ import annotations
 
@@ -25,6 +32,7 @@ from torch.utils.data import Subset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ml.backends import cpu_flags  # noqa: E402
 from ml.data import load_pet_datasets, make_loader  # noqa: E402
 from ml.model import build_resnet34  # noqa: E402
 from ml.synthetic import make_fake_pets  # noqa: E402
@@ -45,18 +53,34 @@ def bare_loop(model, loader, device) -> None:
         optimizer.step()
 
 
-def project_loop(model, loader, device) -> None:
+def project_loop(model, loader, device, precision: str | None = None) -> None:
     """Stage 2 of ml.training.fit: what a real training run executes per step."""
     lrs = stage_lrs(2e-3, UNFROZEN)
     optimizer = make_optimizer(model, lrs, weight_decay=0.01)
     scheduler = make_scheduler(optimizer, lrs, len(loader), UNFROZEN)
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
+    scaler = torch.amp.GradScaler("cuda", enabled=(precision or "fp16") == "fp16" and device.type == "cuda")
     train_one_epoch(model, loader, optimizer, scheduler, scaler, device, History(), 1, UNFROZEN,
-                    desc="project loop", progress=True)
+                    desc=f"project loop {precision or ''}", progress=True, precision=precision)
 
 
-def images_per_second(loop, initial_model, loader, device) -> float:
+class ChannelsLast:
+    """A loader whose images come in channels_last (NHWC) memory order."""
+
+    def __init__(self, loader):
+        self.loader, self.batch_size = loader, loader.batch_size
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for images, targets in self.loader:
+            yield images.contiguous(memory_format=torch.channels_last), targets
+
+
+def images_per_second(loop, initial_model, loader, device, channels_last: bool = False) -> float:
     model = copy.deepcopy(initial_model).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
@@ -75,6 +99,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--compare", choices=["loop", "precision"], default="loop",
+                        help="project loop vs bare loop, or FP32 vs BF16 autocast (project loop)")
+    parser.add_argument("--channels-last", action="store_true", help="model and images in NHWC order")
     args = parser.parse_args()
 
     if args.threads:
@@ -96,22 +123,38 @@ def main() -> None:
             model = model.to(memory_format=torch.channels_last)
 
         warmup = make_loader(Subset(train, range(args.batch_size * 2)), args.batch_size, train=True)
-        for loop in (bare_loop, project_loop):
-            images_per_second(loop, model, warmup, device)
+        if args.channels_last:
+            loader, warmup = ChannelsLast(loader), ChannelsLast(warmup)
+        if args.compare == "precision":
+            loops = {"fp32": lambda m, ld, d: project_loop(m, ld, d, "fp32"),
+                     "bf16": lambda m, ld, d: project_loop(m, ld, d, "bf16")}
+        else:
+            loops = {"bare": bare_loop, "project": project_loop}
+        for loop in loops.values():
+            images_per_second(loop, model, warmup, device, args.channels_last)
 
-        loops = {"bare": bare_loop, "project": project_loop}
-        results: dict[str, list[float]] = {"bare": [], "project": []}
+        results: dict[str, list[float]] = {name: [] for name in loops}
+        first, second = loops
         for repeat in range(args.repeats):
-            order = ["bare", "project"] if repeat % 2 == 0 else ["project", "bare"]  # no first-mover bias
+            order = [first, second] if repeat % 2 == 0 else [second, first]  # no first-mover bias
             for name in order:
-                results[name].append(images_per_second(loops[name], model, loader, device))
+                results[name].append(images_per_second(loops[name], model, loader, device, args.channels_last))
 
-    # Best run per loop, as timeit does: background load only ever slows a run down.
-    bare, project = max(results["bare"]), max(results["project"])
     print(
         f"device {device}, threads {torch.get_num_threads()}, image size {args.image_size}, "
-        f"batch size {args.batch_size}, {args.steps} steps x {args.repeats} runs per loop"
+        f"batch size {args.batch_size}, {args.steps} steps x {args.repeats} runs per loop, "
+        f"channels_last {'on' if args.channels_last else 'off'}"
     )
+    print("CPU flags: " + ", ".join(f"{flag} {'yes' if on else 'no'}" for flag, on in cpu_flags().items()))
+    if args.compare == "precision":
+        for name, values in results.items():
+            print(f"{name:>5}: best {max(values):7.1f} images/s, median {statistics.median(values):7.1f}  "
+                  f"(runs: {', '.join(f'{v:.1f}' for v in values)})")
+        print(f"ratio BF16 autocast / FP32: {max(results['bf16']) / max(results['fp32']):.2f} (best runs), "
+              f"{statistics.median(results['bf16']) / statistics.median(results['fp32']):.2f} (medians)")
+        return
+    # Best run per loop, as timeit does: background load only ever slows a run down.
+    bare, project = max(results["bare"]), max(results["project"])
     for name, values in results.items():
         print(
             f"{name:>8} loop: best {max(values):7.1f} images/s, median {statistics.median(values):7.1f}  "
