@@ -134,8 +134,11 @@ def test_upload_classify_view_and_delete_through_a_worker_on_s3(client, user, s3
     request_id = uuid.uuid4().hex
     client.post(reverse("classifier:upload"), {"image": upload()}, HTTP_X_REQUEST_ID=request_id)
     pet = PetImage.objects.get()
-    wait_for(lambda: PetImage.objects.filter(pk=pet.pk, status=PetImage.Status.DONE).exists(), timeout=120,
-             what="the worker to classify the photo:\n" + s3_worker.log())
+    try:
+        wait_for(lambda: PetImage.objects.filter(pk=pet.pk, status=PetImage.Status.DONE).exists(), timeout=120,
+                 what="the worker to classify the photo")
+    except AssertionError:
+        raise AssertionError(s3_worker.log()) from None
     pet.refresh_from_db()
     assert pet.model_version == version and pet.predicted_breed in BREED_KEYS
 
