@@ -36,7 +36,7 @@ from torch.optim.lr_scheduler import OneCycleLR
 
 from . import backends, plots
 from . import calibration as calibration_
-from .backends import resolve_backend
+from .backends import AUTO, BF16, CHANNELS_LAST, EAGER
 from .breeds import BREED_KEYS, NUM_CLASSES
 from .checkpoints import save_checkpoint
 from .data import (
@@ -70,6 +70,7 @@ RECIPES = ("auto", "quick", "full")
 QUICK, FULL = "quick", "full"
 LATE = "late layers"  # the stage name of the optional fine-tune of layer3, layer4 and the head
 HEAD_GROUPS = ["head (fc)", "late body (layer3, layer4)"]  # the quick recipe's learning-rate groups
+BODY_CANDIDATES = (EAGER, CHANNELS_LAST, BF16)  # for --backend auto (see body_backend)
 
 
 def choose_recipe(recipe: str, device: torch.device) -> tuple[str, str]:
@@ -113,9 +114,11 @@ class QuickConfig:
     evaluate_test: bool = True  # headline metrics on the official test split, else on validation
     threads: int | None = None
     progress: bool = True
-    # How the body runs on a CPU (ml.backends): eager FP32 (exact, the default), channels_last,
-    # bf16 (several times faster with AMX or AVX-512 BF16), or auto (measured once per machine).
-    backend: str = "eager"
+    # How the body runs on a CPU (ml.backends): eager FP32 (exact, the default here), channels_last,
+    # bf16 (several times faster with AMX or AVX-512 BF16), or auto (measured once per body and machine;
+    # `train`'s default), whose choice is kept in backend_cache_dir (default ml.backends').
+    backend: str = EAGER
+    backend_cache_dir: str | None = None
     recipe: str = QUICK
 
     def __post_init__(self) -> None:
@@ -253,6 +256,21 @@ def finetune_late_layers(
         p.requires_grad = True
 
 
+def body_backend(name: str, model: nn.Module, image_size: int, batch_size: int, body_key: str,
+                 cache_dir: str | os.PathLike | None, log: Log = print) -> backends.Backend:
+    """The ``ml.backends`` backend the body's one pass runs on (CPU); ``auto`` measures
+    eager, channels_last and BF16 at the pass's batch size (once per body and machine: the
+    choice is cached) and takes the fastest that agrees with eager FP32. ONNX is left out:
+    its export costs more than it saves on a single pass."""
+    model.eval()
+    if name == AUTO:
+        name, report = backends.choose_backend(model, image_size, candidates=BODY_CANDIDATES,
+                                               batch_sizes=(min(batch_size, 32),), cache_dir=cache_dir,
+                                               model_key=body_key)
+        log(f"body backend: {name} ({backends.summary(report)})")
+    return backends.make_backend(name, model, cache_dir)
+
+
 def _eval_loader(files: list[LabelledFile], config: QuickConfig, pin: bool):
     dataset = ImageFiles(files, eval_transform(config.image_size))
     return make_loader(dataset, config.batch_size * 2, train=False, workers=config.workers, pin_memory=pin)
@@ -285,9 +303,8 @@ def run_quick(config: QuickConfig, out_dir: str | os.PathLike, log: Log = print)
     body_key = body_fingerprint(model)
     backend = None  # on CUDA: the model in FP16 autocast
     if device.type == "cpu":
-        backend, report = resolve_backend(config.backend, model.eval(), config.image_size, model_key=body_key)
-        if report:
-            log(f"body backend: {backends.summary(report)}")
+        backend = body_backend(config.backend, model, config.image_size, config.batch_size, body_key,
+                               config.backend_cache_dir, log)
     cache = FeatureCache(config.cache_dir, body_key, backend.name if backend is not None else "eager")
     stats = CacheStats()
     digests: dict[Path, str] = {}

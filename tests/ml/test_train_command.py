@@ -94,7 +94,8 @@ def test_train_with_the_quick_recipe_registers_a_version_with_everything(db, tin
     assert computed == 2 * (3 * 37 - 37) + 37 + 37 and version.history["features"]["cached"] == 0
     assert len(list((tmp_path / "var" / "cache" / "features").rglob("*.npy"))) == computed
 
-    capsys.readouterr()
+    first = capsys.readouterr().out
+    assert "Recipe: quick (--recipe quick)." in first and "body backend: " in first  # --backend auto: measured
     call_command("train", *args, "--out", str(tmp_path / "q2"), "--name", "quick-v2")
     assert f"body features: 0 computed, {computed} read from the cache" in capsys.readouterr().out
     assert ModelVersion.objects.get(name="quick-v2").metrics["accuracy"] == version.metrics["accuracy"]

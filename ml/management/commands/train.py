@@ -6,12 +6,12 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from ml import services
-from ml.backends import AUTO, BACKENDS
+from ml.backends import AUTO
 from ml.checkpoints import CheckpointError
 from ml.data import DatasetError
 from ml.model import IMAGENET, WeightsUnavailableError, fetch_imagenet_weights
 from ml.models import ModelVersion
-from ml.recipes import FULL, RECIPES, QuickConfig, choose_recipe, run_quick
+from ml.recipes import BODY_CANDIDATES, FULL, RECIPES, QuickConfig, choose_recipe, run_quick
 from ml.training import TrainConfig, resolve_device, run_training
 
 # Where the quick recipe keeps body features between runs (ml.features).
@@ -53,9 +53,9 @@ class Command(BaseCommand):
         parser.add_argument("--finetune-epochs", type=int, default=quick.finetune_epochs,
                             help="quick: then epochs of layer3, layer4 and the head on augmented images")
         parser.add_argument("--cache-dir", help=f"quick: the feature cache (default: {DEFAULT_CACHE_DIR})")
-        parser.add_argument("--backend", choices=[*BACKENDS, AUTO], default=quick.backend,
+        parser.add_argument("--backend", choices=[*BODY_CANDIDATES, AUTO], default=AUTO,
                             help="quick: how the body runs on a CPU (ml.backends; bf16 is several times faster "
-                                 "with AMX, auto measures once per machine)")
+                                 "with AMX; auto, the default, measures once per body and machine)")
         parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
         parser.add_argument("--image-size", type=int, default=defaults.image_size)
         parser.add_argument("--workers", type=int, default=defaults.workers, help="data-loading processes")
@@ -120,7 +120,8 @@ class Command(BaseCommand):
             make_config, run = QuickConfig, run_quick
             cache_dir = o["cache_dir"] or getattr(settings, DEFAULT_CACHE_DIR, settings.VAR_DIR / "cache" / "features")
             common.update(views=o["views"], head_epochs=o["head_epochs"], finetune_epochs=o["finetune_epochs"],
-                          cache_dir=str(cache_dir), backend=o["backend"])
+                          cache_dir=str(cache_dir), backend=o["backend"],
+                          backend_cache_dir=str(settings.PETSITE_BACKEND_CACHE_DIR))
         try:
             if common["weights"] == IMAGENET and not o["init_from"]:
                 fetch_imagenet_weights(download=o["download"])  # before anything else: a clear error, or the file
