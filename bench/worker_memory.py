@@ -83,11 +83,14 @@ def main() -> None:
         done = stack.db.execute(
             "SELECT count(*) FROM classifier_petimage WHERE id = ANY(%s) AND status = 'done'", [rest]).fetchone()[0]
         (still,) = children(worker)
+        cache = Path(stack.env["PETSITE_VAR_DIR"]) / "cache" / "backends" / "backends.json"
+        chosen = [c["backend"] for c in json.loads(cache.read_text())["choices"].values()] if cache.exists() else "?"
         peak.running = False
         print(f"end: {machine_load()}")
 
     growth = (after - baseline) / baseline
-    print(f"\nworker child {child.pid} (same process at the end: {still.pid == child.pid}); "
+    print(f"\nbackend {args.backend} ({chosen}); worker child {child.pid} (same process at the end: "
+          f"{still.pid == child.pid}); "
           f"{done} of {len(rest)} classified in {seconds:.1f} s ({done / seconds:.1f} images/s), {left} unfinished")
     print("| worker child RSS | MiB |")
     print("| --- | --- |")

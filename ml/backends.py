@@ -52,6 +52,9 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -237,6 +240,25 @@ def export_onnx(model: nn.Module, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
+def export_onnx_in_subprocess(model: nn.Module, path: str | os.PathLike, timeout: float = 600) -> Path:
+    """:func:`export_onnx` in a child process (``python -m ml.backends``).
+
+    The exporter (torch.export, onnxscript's passes) leaves ~400 MiB behind in the process
+    that runs it, for good: a worker child would carry it for its whole life. Seconds more
+    (the child imports torch) once per model and machine.
+    """
+    with tempfile.TemporaryDirectory(prefix="petsite-onnx-") as tmp:
+        module_file = Path(tmp) / "model.pt"
+        torch.save(model, module_file)  # the whole module: architecture and weights
+        root = Path(__file__).resolve().parent.parent
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+        done = subprocess.run([sys.executable, "-m", "ml.backends", "export", str(module_file), str(path)],
+                              cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"the ONNX export failed: {done.stderr.strip()[-1000:]}")
+    return Path(path)
+
+
 class OnnxBackend(Backend):
     """ONNX Runtime on the exported model (FP32): one session, with as many intra-op threads
     as torch uses (``PETSITE_TORCH_THREADS`` in a worker), so that switching backends does not
@@ -252,7 +274,7 @@ class OnnxBackend(Backend):
         self.path = onnx_path(model, cache_dir)
         if not self.path.exists():
             started = time.perf_counter()
-            export_onnx(model, self.path)
+            export_onnx_in_subprocess(model, self.path)
             logger.info("Exported the model to ONNX in %.1f s: %s", time.perf_counter() - started, self.path)
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
@@ -609,3 +631,8 @@ def resolve_backend(
         logger.warning("Inference backend %r failed to load (%r); using eager FP32", chosen, exc)
         return EagerBackend(model), report
 
+
+if __name__ == "__main__":  # python -m ml.backends export MODULE_FILE OUT.onnx (export_onnx_in_subprocess)
+    _, command, module_file, out = sys.argv
+    assert command == "export", command
+    export_onnx(torch.load(module_file, weights_only=False).eval(), out)

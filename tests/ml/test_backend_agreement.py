@@ -25,9 +25,10 @@ from ml.synthetic import make_fake_pets, make_non_pets
 
 IMAGE_SIZE = 64
 WEIGHT_DECAY = 0.2  # logits within about +-16, as a trained ResNet's
-# torch.compile takes 5-15 s per batch shape on two cores: only in the slow run.
+# torch.compile takes 5-15 s per batch shape on two cores, the ONNX export of this model
+# 5-10 s (tests/ml/test_backends.py exports one in the quick run): only in the slow run.
 AVAILABLE = [
-    pytest.param(name, marks=pytest.mark.slow) if name == backends.COMPILE else name
+    pytest.param(name, marks=pytest.mark.slow) if name in (backends.COMPILE, backends.ONNX) else name
     for name in backends.available_backends()
     if name != backends.EAGER
 ]

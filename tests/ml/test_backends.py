@@ -25,6 +25,12 @@ def checkpoint(checkpoint_file):
 
 
 @pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    """One backend cache for the module: the ONNX export (seconds) happens once."""
+    return tmp_path_factory.mktemp("backend-cache")
+
+
+@pytest.fixture(scope="module")
 def reference(checkpoint):
     """Eager FP32 on real image files made here (several colours, sizes and marks)."""
     predictor = Predictor(checkpoint)
@@ -43,9 +49,9 @@ def test_default_backend_is_eager_fp32(checkpoint):
 
 
 @pytest.mark.parametrize("name", AVAILABLE)
-def test_every_available_backend_agrees_with_eager_fp32(checkpoint, reference, name):
+def test_every_available_backend_agrees_with_eager_fp32(checkpoint, reference, name, cache_dir):
     tensors, expected, ref_features, ref_logits = reference
-    predictor = Predictor(checkpoint, backend=name)
+    predictor = Predictor(checkpoint, backend=name, backend_cache_dir=cache_dir)
     assert predictor.backend.name == name
 
     with torch.inference_mode():
@@ -72,6 +78,7 @@ def test_unknown_backend_is_a_clear_error(checkpoint):
         Predictor(checkpoint, backend="tensorrt")
 
 
+@pytest.mark.slow  # an export of its own (~5-10 s on two cores)
 @pytest.mark.skipif(not backends.OnnxBackend.available()[0], reason="onnxruntime does not import here")
 def test_onnx_export_is_cached_per_weights(checkpoint, tmp_path):
     model = checkpoint.build_model()
@@ -193,9 +200,9 @@ def test_cache_key_changes_with_the_weights(checkpoint, tmp_path):
     assert len(json.loads((tmp_path / "backends.json").read_text())["choices"]) == 2
 
 
-def test_predictor_auto_uses_the_measured_choice(checkpoint, reference, tmp_path):
+def test_predictor_auto_uses_the_measured_choice(checkpoint, reference, cache_dir):
     tensors, expected, _, _ = reference
-    predictor = Predictor(checkpoint, backend="auto", backend_cache_dir=tmp_path)
+    predictor = Predictor(checkpoint, backend="auto", backend_cache_dir=cache_dir)
     report = predictor.backend_report
     assert predictor.backend.name == report["chosen"]
     assert set(report["candidates"]) == set(AUTO_CANDIDATES)
@@ -203,5 +210,5 @@ def test_predictor_auto_uses_the_measured_choice(checkpoint, reference, tmp_path
     results = predictor.classify_preprocessed(tensors, k=5)
     assert [r.top_k[0].label for r in results] == [r.top_k[0].label for r in expected]
 
-    second = Predictor(checkpoint, backend="auto", backend_cache_dir=tmp_path)
+    second = Predictor(checkpoint, backend="auto", backend_cache_dir=cache_dir)
     assert second.backend_report["cached"] and second.backend.name == predictor.backend.name
