@@ -179,6 +179,7 @@ def extract_features(
     progress: bool = True,
     stats: CacheStats | None = None,
     forward: Forward | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
     """Features (float32, N x 512) of (file, file digest, view) items, in order.
 
@@ -186,6 +187,7 @@ def extract_features(
     is stored before the next starts. The model is put in eval mode (BatchNorm uses its
     running statistics, as at inference). ``forward``: an ``ml.backends`` backend of the
     model (images -> features, logits); default the model itself, in FP16 autocast on CUDA.
+    ``on_batch(computed, to_compute)`` is called after each stored batch.
     """
     stats = stats if stats is not None else CacheStats()
     found: dict[int, np.ndarray] = {}
@@ -204,6 +206,7 @@ def extract_features(
         loader = DataLoader(_Views([items[i] for i in missing], views), batch_size=batch_size,
                             num_workers=workers, pin_memory=cuda)
         bar = tqdm(loader, desc="body features", leave=False, disable=not progress, dynamic_ncols=True)
+        done = 0
         with torch.inference_mode():
             for images, positions in bar:
                 images = images.to(device, non_blocking=True)
@@ -220,6 +223,9 @@ def extract_features(
                     cache.put(digest, views.description(view), row)
                     found[i] = row
                 stats.computed += len(positions)
+                done += len(positions)
+                if on_batch is not None:
+                    on_batch(done, len(missing))
     if not items:
         return torch.zeros(0, 0)
     return torch.from_numpy(np.stack([found[i] for i in range(len(items))]))

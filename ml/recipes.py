@@ -57,6 +57,7 @@ from .training import (
     UNFROZEN,
     History,
     Log,
+    Progress,
     RunResult,
     initial_model,
     make_scheduler,
@@ -217,6 +218,7 @@ def finetune_late_layers(
     device: torch.device,
     history: History,
     log: Log = print,
+    on_progress: Progress | None = None,
 ) -> None:
     """``config.finetune_epochs`` epochs of layer3, layer4 and the head on augmented images.
 
@@ -242,16 +244,26 @@ def finetune_late_layers(
         model.to(memory_format=torch.channels_last)
     first = len(history.epochs)
     total = first + config.finetune_epochs
+    steps = config.finetune_epochs * len(train_loader)
+
+    def report_step(step: int, loss: float, accuracy: float) -> None:
+        on_progress({"epoch": epoch, "epochs": total, "step": step - first_step, "steps": steps,
+                     "loss": loss, "accuracy": accuracy})
+
+    first_step = len(history.steps)
     for epoch in range(first + 1, total + 1):
         start = time.perf_counter()
         train_loss, train_acc = train_one_epoch(
             model, train_loader, optimizer, scheduler, scaler, device, history, epoch, LATE,
             desc=f"epoch {epoch}/{total} ({LATE})", progress=config.progress,
+            on_step=report_step if on_progress is not None else None,
         )
         logits, targets = collect_logits(model, valid_loader, device)
         history.epochs.append(_epoch_row(epoch, LATE, train_loss, train_acc, logits, targets,
                                          time.perf_counter() - start))
         _log_epoch(history.epochs[-1], total, log)
+        if on_progress is not None:
+            on_progress({"history": history.epochs})
     for p in early:
         p.requires_grad = True
 
@@ -276,11 +288,17 @@ def _eval_loader(files: list[LabelledFile], config: QuickConfig, pin: bool):
     return make_loader(dataset, config.batch_size * 2, train=False, workers=config.workers, pin_memory=pin)
 
 
-def run_quick(config: QuickConfig, out_dir: str | os.PathLike, log: Log = print) -> RunResult:
+def run_quick(
+    config: QuickConfig, out_dir: str | os.PathLike, log: Log = print, on_progress: Progress | None = None
+) -> RunResult:
     """Train with the quick recipe and write a complete run directory, as ``run_training`` does.
 
-    Ctrl-C at any point leaves no ``model.pt``; the features computed so far stay cached.
+    ``on_progress`` gets what ``run_training`` reports (``{"stage": ...}``, ``{"step": ...,
+    "steps": ...}``, ``{"history": ...}``), the body pass counting its batches as steps.
+    Ctrl-C at any point, or an exception from ``on_progress``, leaves no ``model.pt``; the
+    features computed so far stay cached.
     """
+    report = on_progress or (lambda update: None)
     out_dir = Path(out_dir)
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -316,26 +334,34 @@ def run_quick(config: QuickConfig, out_dir: str | os.PathLike, log: Log = print)
         items = [(path, digests[path], view) for path, _ in labelled for view in view_indexes]
         features = extract_features(model, items, views, cache, batch_size=config.batch_size,
                                     workers=config.workers, device=device, progress=config.progress, stats=stats,
-                                    forward=backend)
+                                    forward=backend,
+                                    on_batch=lambda done, total: report({"step": done, "steps": total}))
         targets = torch.tensor([label for _, label in labelled for _ in view_indexes], dtype=torch.long)
         return features, targets
 
     start = time.perf_counter()
+    report({"stage": "body features (training images)"})
     train_x, train_y = features_of(files.train, range(config.views))
+    report({"stage": "body features (validation and test images)"})
     valid_x, valid_y = features_of(files.valid, range(1))
     test_x, test_y = features_of(files.test, range(1)) if files.test is not None else (None, None)
     log(f"body features: {stats.computed} computed, {stats.cached} read from the cache {cache.folder} "
         f"({time.perf_counter() - start:.1f}s)")
 
+    report({"stage": "training (head on cached features)"})
     history = History()
     model.fc = train_head(
         train_x, train_y, valid_x, valid_y, epochs=config.head_epochs, lr=config.lr,
         weight_decay=config.weight_decay, batch_size=config.head_batch_size, seed=config.seed,
         history=history, log=log,
     )
+    report({"history": history.epochs})
     classes = list(BREED_KEYS)
-    if config.finetune_epochs:  # the body changes: evaluate with real passes over the images
-        finetune_late_layers(model, files.train, files.valid, config, device, history, log)
+    if config.finetune_epochs:
+        report({"stage": f"training ({LATE})"})
+        finetune_late_layers(model, files.train, files.valid, config, device, history, log, on_progress)
+    report({"stage": "evaluating"})
+    if config.finetune_epochs:  # the body changed: evaluate with real passes over the images
         cuda = device.type == "cuda"
         valid = evaluate(model, _eval_loader(files.valid, config, cuda), classes, device)
         headline = (evaluate(model, _eval_loader(files.test, config, cuda), classes, device, config.progress)

@@ -327,7 +327,16 @@ def test_the_quick_run_writes_what_a_full_run_writes(quick_runs, fake_pets):
 def test_late_layers_fine_tune_moves_only_the_late_body(tiny_pets, tmp_path):
     config = QuickConfig(data=str(tiny_pets), cache_dir=str(tmp_path / "cache"), finetune_epochs=1,
                          batch_size=16, evaluate_test=False, **{**QUICK_LEARNING, "head_epochs": 3, "image_size": 32})
-    result = run_quick(config, tmp_path / "out", log=lambda _: None)
+    updates = []
+    result = run_quick(config, tmp_path / "out", log=lambda _: None, on_progress=updates.append)
+    stages = [u["stage"] for u in updates if "stage" in u]
+    assert stages == ["body features (training images)", "body features (validation and test images)",
+                      "training (head on cached features)", f"training ({LATE})", "evaluating"]
+    body_steps = [u for u in updates[:updates.index({"stage": stages[2]})] if "step" in u]
+    assert body_steps[-1] == {"step": 37, "steps": 37} and body_steps[0]["steps"] == 2 * 74
+    late_steps = [u for u in updates if "epoch" in u]
+    assert late_steps[-1]["step"] == late_steps[-1]["steps"] == len(late_steps) and late_steps[-1]["epochs"] == 4
+    assert updates[-2] == {"history": result.history["epochs"]}  # the whole table, before evaluating
     before, after = _random_body(seed=0).state_dict(), load_checkpoint(result.checkpoint).state_dict
     assert torch.equal(before["conv1.weight"], after["conv1.weight"])
     assert torch.equal(before["layer2.0.conv1.weight"], after["layer2.0.conv1.weight"])
@@ -393,3 +402,16 @@ def test_bin_run_prints_the_same_first_model_command():
 
     script = (Path(__file__).resolve().parents[2] / "bin" / "run").read_text()
     assert FIRST_MODEL.replace("python manage.py", "bin/manage") in script
+
+
+@slow
+def test_an_exception_from_progress_leaves_no_model(tiny_pets, tmp_path):
+    def cancel(update):
+        if update.get("stage") == "evaluating":
+            raise RuntimeError("cancelled")
+
+    config = QuickConfig(data=str(tiny_pets), cache_dir=str(tmp_path / "cache"),
+                         **{**QUICK_LEARNING, "image_size": 32, "head_epochs": 2})
+    with pytest.raises(RuntimeError, match="cancelled"):
+        run_quick(config, tmp_path / "out", log=lambda _: None, on_progress=cancel)
+    assert not (tmp_path / "out" / "model.pt").exists() and list((tmp_path / "cache").rglob("*.npy"))
