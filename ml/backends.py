@@ -22,11 +22,12 @@ name                what it does                                                
 
 Machines differ: with AVX-512 BF16 or AMX, BF16 runs several times faster than FP32;
 with AVX2 alone it is emulated and slower. So nothing is assumed: :func:`choose_backend`
-runs each candidate a few times on fixed inputs, rejects any whose top-1 differs from
-eager FP32 or whose probabilities differ by more than its tolerance, keeps the fastest
-by throughput at the largest batch size, logs the figures, and caches the choice per
-model weights and machine (CPU model and flags, torch version, threads) in a small JSON
-file, so that a worker child does not remeasure at every start.
+runs each candidate on fixed inputs, rejects any whose top-1 differs from eager FP32 or
+whose probabilities differ by more than its tolerance, times the others a few times each,
+taking turns call by call (so that a burst of load from another process hits them all),
+keeps the fastest by throughput at the largest batch size, logs the figures, and caches
+the choice per model weights and machine (CPU model and flags, torch version, threads)
+in a small JSON file, so that a worker child does not remeasure at every start.
 
 ``compile`` is not among the automatic candidates by default: compiling costs 5-30 s
 per new batch shape on two cores, in every worker child (a cached choice does not save
@@ -422,29 +423,49 @@ def fixed_inputs(image_size: int, batch_size: int, device: torch.device | str = 
     return (smooth + noise).to(device)
 
 
-def _timings(backend: Backend, images: torch.Tensor, warmup: int, repeats: int) -> list[float]:
-    for _ in range(warmup):
-        backend(images)
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        backend(images)
-        if images.device.type == "cuda":
-            torch.cuda.synchronize()
-        seconds.append(time.perf_counter() - start)
-    return seconds
+def _time_once(backend: Backend, images: torch.Tensor) -> float:
+    start = time.perf_counter()
+    backend(images)
+    if images.device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
 
 
-def measure_backend(
+def time_backends(
+    backends_: Mapping[str, Backend], inputs: Mapping[int, torch.Tensor], warmup: int = 1, repeats: int = 3
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Median time and images/s per backend and batch size, the backends taking turns call
+    by call (in alternating order), so that a change in machine load hits all of them
+    rather than whichever was being timed. The largest batch gets ``repeats`` calls each,
+    smaller ones two more (they are cheap and noisier)."""
+    biggest = max(inputs)
+    timings: dict[str, dict[str, dict[str, float]]] = {name: {} for name in backends_}
+    for batch_size, images in sorted(inputs.items()):
+        for backend in backends_.values():
+            for _ in range(warmup):
+                backend(images)
+        seconds: dict[str, list[float]] = {name: [] for name in backends_}
+        names = list(backends_)
+        for round_ in range(repeats if batch_size == biggest else repeats + 2):
+            for name in names if round_ % 2 == 0 else reversed(names):
+                seconds[name].append(_time_once(backends_[name], images))
+        for name, values in seconds.items():
+            median = statistics.median(values)
+            timings[name][str(batch_size)] = {
+                "median_ms": round(1000 * median, 2), "images_per_s": round(batch_size / median, 2),
+            }
+    return timings
+
+
+def check_backend(
     factory: BackendFactory,
     model: nn.Module,
     inputs: Mapping[int, torch.Tensor],
     reference: tuple[torch.Tensor, torch.Tensor],
-    warmup: int = 1,
-    repeats: int = 3,
-) -> dict[str, Any]:
-    """One candidate's figures: agreement with ``reference`` (eager FP32's (features, logits)
-    on ``inputs[max batch]``) and, if it agrees, median time per batch size."""
+) -> tuple[dict[str, Any], Backend | None]:
+    """(report, backend) for one candidate: whether it builds, runs and agrees with
+    ``reference`` (eager FP32's (features, logits) on ``inputs[max batch]``) within its
+    tolerance; the backend is None unless it was accepted."""
     biggest = max(inputs)
     started = time.perf_counter()
     try:
@@ -453,7 +474,7 @@ def measure_backend(
         features, logits = backend(inputs[biggest])
     except Exception as exc:  # a backend that cannot run here is a rejected candidate, not a dead worker
         logger.warning("Inference backend candidate failed: %r", exc)
-        return {"accepted": False, "reason": f"failed: {type(exc).__name__}: {exc}"[:300]}
+        return {"accepted": False, "reason": f"failed: {type(exc).__name__}: {exc}"[:300]}, None
     first_call_s = time.perf_counter() - started
     ref_features, ref_logits = reference
     ref_probs, probs = torch.softmax(ref_logits.float(), 1), torch.softmax(logits.float(), 1)
@@ -477,14 +498,22 @@ def measure_backend(
     else:
         reason = None
     report["accepted"], report["reason"] = reason is None, reason
-    if reason is None:
-        report["timings"] = {}
-        for batch_size, images in sorted(inputs.items()):
-            seconds = _timings(backend, images, warmup, repeats if batch_size == biggest else repeats + 2)
-            median = statistics.median(seconds)
-            report["timings"][str(batch_size)] = {
-                "median_ms": round(1000 * median, 2), "images_per_s": round(batch_size / median, 2),
-            }
+    return report, backend if reason is None else None
+
+
+def measure_backend(
+    factory: BackendFactory,
+    model: nn.Module,
+    inputs: Mapping[int, torch.Tensor],
+    reference: tuple[torch.Tensor, torch.Tensor],
+    warmup: int = 1,
+    repeats: int = 3,
+) -> dict[str, Any]:
+    """One candidate's figures on its own: :func:`check_backend`, then, if it agrees, its
+    median time per batch size (:func:`choose_backend` times its candidates together)."""
+    report, backend = check_backend(factory, model, inputs, reference)
+    if backend is not None:
+        report["timings"] = time_backends({"candidate": backend}, inputs, warmup, repeats)["candidate"]
     return report
 
 
@@ -564,10 +593,15 @@ def choose_backend(
     with torch.inference_mode():
         eager = EagerBackend(model)
         reference = eager(inputs[biggest])
+        accepted_backends: dict[str, Backend] = {}
         for name, factory in factories.items():
             candidate_model = model if name == EAGER else copy.deepcopy(model)
-            results[name] = measure_backend(factory, candidate_model, inputs, reference, warmup, repeats)
-            del candidate_model
+            results[name], backend = check_backend(factory, candidate_model, inputs, reference)
+            if backend is not None:
+                accepted_backends[name] = backend
+        for name, timings in time_backends(accepted_backends, inputs, warmup, repeats).items():
+            results[name]["timings"] = timings
+        del accepted_backends
     for name, why in unavailable.items():
         results[name] = {"accepted": False, "reason": f"unavailable: {why}"}
 
