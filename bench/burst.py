@@ -77,12 +77,15 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4, help="threads uploading at once")
     parser.add_argument("--backend", default="auto", help="PETSITE_INFERENCE_BACKEND for the worker and the Predictor")
     parser.add_argument("--batch-size", type=int, default=16, help="PETSITE_BATCH_SIZE")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="PETSITE_TORCH_THREADS for the worker, and the raw Predictor's threads (0: cores)")
     parser.add_argument("--timeout", type=float, default=300)
     args = parser.parse_args()
 
     photos = [photo(seed) for seed in range(args.images)]
     print(f"start: {machine_load()}")
-    env = {"PETSITE_INFERENCE_BACKEND": args.backend, "PETSITE_BATCH_SIZE": str(args.batch_size)}
+    env = {"PETSITE_INFERENCE_BACKEND": args.backend, "PETSITE_BATCH_SIZE": str(args.batch_size),
+           "PETSITE_TORCH_THREADS": str(args.threads)}
     with Stack("burst", env=env) as stack:
         checkpoint = stack.model(image_size=224)
         stack.users("owner")
@@ -96,6 +99,7 @@ def main() -> None:
 
         from ml.inference import Predictor
 
+        torch.set_num_threads(args.threads or psutil.cpu_count())  # as the worker's one child
         (child,) = children(worker)
         predictor = Predictor(checkpoint, backend=args.backend,
                               backend_cache_dir=Path(stack.env["PETSITE_VAR_DIR"]) / "cache" / "backends")
