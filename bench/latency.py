@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import statistics
 import sys
 import time
@@ -35,10 +36,13 @@ def main() -> None:
     parser.add_argument("--uploads", type=int, default=40)
     parser.add_argument("--backend", default="auto", help="PETSITE_INFERENCE_BACKEND for the worker and the Predictor")
     parser.add_argument("--pause", type=float, default=0.2, help="seconds between uploads (the worker idles)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="PETSITE_TORCH_THREADS for the worker, and the Predictor's threads here (0: cores)")
     args = parser.parse_args()
 
     print(f"start: {machine_load()}")
-    with Stack("latency", env={"PETSITE_INFERENCE_BACKEND": args.backend}) as stack:
+    env = {"PETSITE_INFERENCE_BACKEND": args.backend, "PETSITE_TORCH_THREADS": str(args.threads)}
+    with Stack("latency", env=env) as stack:
         checkpoint = stack.model(image_size=224)
         stack.users("owner")
         stack.web(workers=2)
@@ -46,8 +50,11 @@ def main() -> None:
         site = stack.site("owner")
         stack.wait_done([site.upload(f"warm-{i}.jpg", photo(10_000 + i)) for i in range(3)], timeout=300)
 
+        import torch
+
         from ml.inference import Predictor
 
+        torch.set_num_threads(args.threads or os.cpu_count())  # as the worker's one child
         predictor = Predictor(checkpoint, backend=args.backend,
                               backend_cache_dir=Path(stack.env["PETSITE_VAR_DIR"]) / "cache" / "backends")
         for i in range(3):
@@ -70,7 +77,8 @@ def main() -> None:
             model.append(time.monotonic() - start)
         print(f"end: {machine_load()}")
 
-    print(f"\n{args.uploads} uploads of 1024x768 JPEGs, one at a time; backend {predictor.backend.name}\n")
+    print(f"\n{args.uploads} uploads of 1024x768 JPEGs, one at a time; backend {predictor.backend.name}, "
+          f"{torch.get_num_threads()} threads\n")
     print("| what | p50 ms | p95 ms |")
     print("| --- | --- | --- |")
     for label, values in [("upload to done", total), ("  the upload request", request),
