@@ -252,6 +252,12 @@ def stratified_split(labels: Sequence[int], valid_fraction: float, seed: int) ->
             n_valid = min(max(n_valid, 1), len(indices) - 1)
         valid += [indices[i] for i in order[:n_valid]]
         train += [indices[i] for i in order[n_valid:]]
+    if valid_fraction > 0 and not valid:
+        raise DatasetError(
+            f"Too few images to hold out a validation split ({len(labels)} training images, at most one per "
+            "breed): validation measures the model and calibrates its verdicts, so at least one breed needs 2 "
+            "or more images. Add images (the Oxford-IIIT Pet dataset has about 100 per breed)."
+        )
     return sorted(train), sorted(valid)
 
 

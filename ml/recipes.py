@@ -34,14 +34,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim.lr_scheduler import OneCycleLR
 
-from . import backends, plots
-from . import calibration as calibration_
+from . import backends
 from .backends import AUTO, BF16, CHANNELS_LAST, EAGER
 from .breeds import BREED_KEYS, NUM_CLASSES
-from .checkpoints import save_checkpoint
 from .data import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     ImageFiles,
     LabelledFile,
     eval_transform,
@@ -49,7 +45,7 @@ from .data import (
     make_loader,
     train_transform,
 )
-from .evaluation import Evaluation, collect_logits, evaluate, write_json
+from .evaluation import Evaluation, collect_logits, evaluate
 from .features import CacheStats, FeatureCache, ImageViews, body_fingerprint, extract_features, file_digest
 from .model import IMAGENET, build_resnet34, layer_groups
 from .training import (
@@ -59,12 +55,12 @@ from .training import (
     Log,
     Progress,
     RunResult,
+    finish_run,
     initial_model,
     make_scheduler,
     resolve_device,
     seed_everything,
     train_one_epoch,
-    verdict_metrics,
 )
 
 RECIPES = ("auto", "quick", "full")
@@ -374,22 +370,7 @@ def run_quick(
 
     history_dict = {**history.to_dict(), "param_groups": HEAD_GROUPS[:2 if config.finetune_epochs else 1],
                     "features": asdict(stats)}
-    calibration = calibration_.fit_calibration(valid.features, valid.logits, valid.targets, seed=config.seed)
-    metrics = {**headline.to_metrics(split), "valid": valid.summary(),
-               **verdict_metrics(calibration, headline, split)}
-    write_json(out_dir / "history.json", history_dict)
-    write_json(out_dir / "metrics.json", metrics)
-    figures = {
-        **plots.save_training_figures(history_dict, out_dir / "figures"),
-        **plots.save_evaluation_figures(headline, ImageFiles(split_files, eval_transform(config.image_size)),
-                                        out_dir / "figures", IMAGENET_MEAN, IMAGENET_STD),
-    }
-    checkpoint = save_checkpoint(
-        out_dir / "model.pt", model.to("cpu").to(memory_format=torch.contiguous_format),
-        classes=classes, image_size=config.image_size, metrics=metrics, calibration=calibration,
-        training_args={**config.to_dict(), "num_train_images": len(files.train),
-                       "num_valid_images": len(files.valid)},
-    )
-    log(f"{split} accuracy {metrics['accuracy']:.4f} (error rate {metrics['error_rate']:.4f}, "
-        f"top-5 {metrics['top5_accuracy']:.4f}); verdicts {metrics['verdicts']}; wrote {checkpoint}")
-    return RunResult(out_dir, checkpoint, metrics, history_dict, figures)
+    training_args = {**config.to_dict(), "num_train_images": len(files.train), "num_valid_images": len(files.valid)}
+    return finish_run(out_dir, model, history_dict, valid, headline, split,
+                      ImageFiles(split_files, eval_transform(config.image_size)), image_size=config.image_size,
+                      training_args=training_args, seed=config.seed, log=log, on_progress=on_progress)

@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.optim.lr_scheduler import OneCycleLR
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from . import calibration as calibration_
@@ -325,7 +325,7 @@ def initial_model(config: TrainConfig) -> nn.Module:
                 f"{NUM_CLASSES} Oxford-IIIT Pet breeds in ml.breeds order; it cannot be fine-tuned here."
             )
         return checkpoint.build_model()
-    return build_resnet34(NUM_CLASSES, weights=config.weights)
+    return build_resnet34(NUM_CLASSES, weights=config.weights, download=config.download)
 
 
 def verdict_metrics(calibration: dict[str, Any], evaluation: Evaluation, split: str) -> dict[str, Any]:
@@ -392,35 +392,58 @@ def run_training(
 
     report({"stage": "evaluating"})
     valid = evaluate(model, valid_loader, datasets.classes, device)
-    calibration = calibration_.fit_calibration(valid.features, valid.logits, valid.targets, seed=config.seed)
     if datasets.test is not None:
         split, dataset = "test", datasets.test
         test_loader = make_loader(dataset, config.batch_size * 2, train=False, workers=config.workers, pin_memory=pin)
         headline = evaluate(model, test_loader, datasets.classes, device, progress=config.progress)
     else:
         split, dataset, headline = "valid", datasets.valid, valid
-    history_dict = history.to_dict()
+    training_args = {**config.to_dict(), "num_train_images": len(datasets.train),
+                     "num_valid_images": len(datasets.valid), "precision_used": history.precision}
+    return finish_run(out_dir, model, history.to_dict(), valid, headline, split, dataset,
+                      image_size=config.image_size, training_args=training_args, seed=config.seed, log=log,
+                      on_progress=on_progress)
+
+
+def finish_run(
+    out_dir: Path,
+    model: nn.Module,
+    history: dict[str, Any],
+    valid: Evaluation,
+    headline: Evaluation,
+    split: str,
+    dataset: Dataset,
+    *,
+    image_size: int,
+    training_args: dict[str, Any],
+    seed: int,
+    log: Log = print,
+    on_progress: Progress | None = None,
+) -> RunResult:
+    """What every recipe does last, whatever it trained: verdict thresholds calibrated on
+    the validation split, metrics, history and figures, then the checkpoint, written last
+    (atomically), so that a run interrupted before has none."""
+    calibration = calibration_.fit_calibration(valid.features, valid.logits, valid.targets, seed=seed)
     metrics = {**headline.to_metrics(split), "valid": valid.summary(),
                **verdict_metrics(calibration, headline, split)}
-    write_json(out_dir / "history.json", history_dict)
+    write_json(out_dir / "history.json", history)
     write_json(out_dir / "metrics.json", metrics)
-    report({"stage": "drawing the figures"})
+    if on_progress is not None:
+        on_progress({"stage": "drawing the figures"})
     figures = {
-        **plots.save_training_figures(history_dict, out_dir / "figures"),
+        **plots.save_training_figures(history, out_dir / "figures"),
         **plots.save_evaluation_figures(headline, dataset, out_dir / "figures", IMAGENET_MEAN, IMAGENET_STD),
     }
-
     checkpoint = save_checkpoint(
         out_dir / "model.pt", model.to("cpu").to(memory_format=torch.contiguous_format),
-        classes=datasets.classes, image_size=config.image_size, metrics=metrics, calibration=calibration,
-        training_args={**config.to_dict(), "num_train_images": len(datasets.train),
-                       "num_valid_images": len(datasets.valid), "precision_used": history.precision},
+        classes=list(headline.classes), image_size=image_size, metrics=metrics, calibration=calibration,
+        training_args=training_args,
     )
     log(f"{split} accuracy {metrics['accuracy']:.4f} (error rate {metrics['error_rate']:.4f}, "
         f"top-5 {metrics['top5_accuracy']:.4f}); verdicts {metrics['verdicts']} "
         f"({calibration['ood_score']} score over {calibration['ood_threshold']:.3g} is not a pet, "
         f"top probability under {calibration['probability_threshold']:.3g} unsure); wrote {checkpoint}")
-    return RunResult(out_dir, checkpoint, metrics, history_dict, figures)
+    return RunResult(out_dir, checkpoint, metrics, history, figures)
 
 
 def run_evaluation(

@@ -231,6 +231,8 @@ PETSITE_RUNS_DIR = Path(env("PETSITE_RUNS_DIR", default=str(VAR_DIR / "runs")))
 # processes of a run (0: in the worker itself, the right choice on a small CPU machine).
 PETSITE_DATASET_DIR = Path(env("PETSITE_DATASET_DIR", default=str(VAR_DIR / "pets")))
 PETSITE_TRAINING_LOADER_WORKERS = env.int("PETSITE_TRAINING_LOADER_WORKERS", default=0)
+# The quick recipe's cache of body features (ml/features.py), reused by every later run.
+PETSITE_FEATURE_CACHE_DIR = Path(env("PETSITE_FEATURE_CACHE_DIR", default=str(VAR_DIR / "cache" / "features")))
 
 # --- Uploads --------------------------------------------------------------------------
 PETSITE_MAX_UPLOAD_BYTES = env.int("PETSITE_MAX_UPLOAD_BYTES", default=10 * 1024 * 1024)

@@ -158,3 +158,9 @@ def test_torchvision_error_is_never_what_the_user_sees(tmp_path):
     with pytest.raises(DatasetError, match="images is missing"):
         (tmp_path / "oxford-iiit-pet" / "annotations").mkdir(parents=True)
         load_split(tmp_path, "test")
+
+
+def test_a_split_that_would_leave_validation_empty_is_refused_with_the_reason():
+    with pytest.raises(DatasetError, match="Too few images to hold out a validation split"):
+        stratified_split([0, 1, 2], valid_fraction=0.2, seed=0)  # one image per breed
+    assert stratified_split([0, 0, 1], valid_fraction=0.2, seed=0)[1]  # one breed with two is enough

@@ -80,9 +80,9 @@ def test_train_registers_an_active_version_with_everything(db, tiny_pets, tmp_pa
 
 def test_train_with_the_quick_recipe_registers_a_version_with_everything(db, tiny_pets, tmp_path, settings,
                                                                           capsys):
-    """Same registration, figures and Predictor as the full recipe; the feature cache lives under
-    the var folder by default and is reused by the next run."""
-    settings.VAR_DIR = tmp_path / "var"
+    """Same registration, figures and Predictor as the full recipe; the feature cache lives in
+    PETSITE_FEATURE_CACHE_DIR by default and is reused by the next run."""
+    settings.PETSITE_FEATURE_CACHE_DIR = tmp_path / "var" / "cache" / "features"
     args = ["--data", str(tiny_pets), "--no-pretrained", "--recipe", "quick", "--image-size", "32", "--views", "2",
             "--head-epochs", "3", "--workers", "0", "--threads", "2", "--verbosity", "0"]
     call_command("train", *args, "--out", str(tmp_path / "q1"), "--name", "quick-v1", "--activate")

@@ -14,9 +14,6 @@ from ml.models import ModelVersion
 from ml.recipes import BODY_CANDIDATES, FULL, RECIPES, QuickConfig, choose_recipe, run_quick
 from ml.training import TrainConfig, resolve_device, run_training
 
-# Where the quick recipe keeps body features between runs (ml.features).
-DEFAULT_CACHE_DIR = "PETSITE_FEATURE_CACHE_DIR"
-
 
 class Command(BaseCommand):
     help = (
@@ -52,7 +49,8 @@ class Command(BaseCommand):
                             help="quick: epochs of the head on the cached features")
         parser.add_argument("--finetune-epochs", type=int, default=quick.finetune_epochs,
                             help="quick: then epochs of layer3, layer4 and the head on augmented images")
-        parser.add_argument("--cache-dir", help=f"quick: the feature cache (default: {DEFAULT_CACHE_DIR})")
+        parser.add_argument("--cache-dir",
+                            help="quick: the feature cache (default: the PETSITE_FEATURE_CACHE_DIR setting)")
         parser.add_argument("--backend", choices=[*BODY_CANDIDATES, AUTO], default=AUTO,
                             help="quick: how the body runs on a CPU (ml.backends; bf16 is several times faster "
                                  "with AMX; auto, the default, measures once per body and machine)")
@@ -118,7 +116,7 @@ class Command(BaseCommand):
             common.update(epochs=o["epochs"], freeze_epochs=o["freeze_epochs"], lr_mult=o["lr_mult"])
         else:
             make_config, run = QuickConfig, run_quick
-            cache_dir = o["cache_dir"] or getattr(settings, DEFAULT_CACHE_DIR, settings.VAR_DIR / "cache" / "features")
+            cache_dir = o["cache_dir"] or settings.PETSITE_FEATURE_CACHE_DIR
             common.update(views=o["views"], head_epochs=o["head_epochs"], finetune_epochs=o["finetune_epochs"],
                           cache_dir=str(cache_dir), backend=o["backend"],
                           backend_cache_dir=str(settings.PETSITE_BACKEND_CACHE_DIR))
