@@ -120,7 +120,11 @@ class TrainingForm(forms.Form):
         help_text="Automatic is quick on a CPU and full on a GPU. Quick trains the last layer on features "
                   "computed once: minutes on a CPU. Full fine-tunes every layer: best on a GPU.",
     )
-    epochs = forms.IntegerField(min_value=1, max_value=50, initial=4)
+    epochs = forms.IntegerField(
+        min_value=1, max_value=200, required=False,
+        help_text="Empty: the recipe's own. Full: epochs with every layer trained (4), each a pass over all the "
+                  "images. Quick: epochs of the last layer on the cached features (40), a second or so each.",
+    )
     image_size = forms.TypedChoiceField(
         choices=[(size, f"{size} px") for size in (128, 160, 192, 224)], coerce=int, initial=224,
         help_text="Smaller trains faster and is less accurate.",

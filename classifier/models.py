@@ -263,7 +263,7 @@ class TrainingRun(models.Model):
     base_version = models.ForeignKey("ml.ModelVersion", on_delete=models.SET_NULL, null=True, blank=True,
                                      related_name="+", help_text="the active model when the run started")
     recipe = models.CharField(max_length=10, default="auto")
-    epochs = models.PositiveSmallIntegerField(default=4)
+    epochs = models.PositiveSmallIntegerField(null=True, blank=True, help_text="empty: the recipe's own")
     image_size = models.PositiveSmallIntegerField(default=224)
     settings = models.JSONField(default=dict, blank=True, help_text="every training argument, as run")
 

@@ -96,7 +96,8 @@ def current_run() -> TrainingRun | None:
 
 
 def start_run(
-    user, *, start_from: str = TrainingRun.Start.ACTIVE, recipe: str = "auto", epochs: int = 4, image_size: int = 224
+    user, *, start_from: str = TrainingRun.Start.ACTIVE, recipe: str = "auto", epochs: int | None = None,
+    image_size: int = 224,
 ) -> TrainingRun:
     """Record a run and send it to the training queue; refused while another run is unfinished."""
     base = ModelVersion.objects.filter(is_active=True).first()
@@ -227,7 +228,8 @@ def _finish(run: TrainingRun, state: str, message: str) -> None:
 
 
 def _train_compare_register(run: TrainingRun, run_dir: Path, progress: Callable[[dict], None]) -> None:
-    from ml.training import TrainConfig, run_training
+    from ml.recipes import FULL, QuickConfig, choose_recipe, run_quick
+    from ml.training import TrainConfig, resolve_device, run_training
 
     progress({"stage": "exporting reviewed images"})
     reviewed_dir = run_dir / "reviewed"
@@ -236,20 +238,25 @@ def _train_compare_register(run: TrainingRun, run_dir: Path, progress: Callable[
     run.num_reviewed_images = sum(counts.values())
     TrainingRun.objects.filter(pk=run.pk).update(num_reviewed_images=run.num_reviewed_images)
 
+    recipe, why = choose_recipe(run.recipe, resolve_device("auto"))
     dataset_dir = Path(settings.PETSITE_DATASET_DIR)
-    config = dict(
-        data=str(dataset_dir), extra_data=[str(reviewed_dir)] if counts else [], epochs=run.epochs,
-        image_size=run.image_size, workers=settings.PETSITE_TRAINING_LOADER_WORKERS, progress=False,
-    )
+    options = dict(data=str(dataset_dir), extra_data=[str(reviewed_dir)] if counts else [], image_size=run.image_size,
+                   workers=settings.PETSITE_TRAINING_LOADER_WORKERS, progress=False)
+    if recipe == FULL:
+        make_config, train = TrainConfig, run_training
+        options.update({"epochs": run.epochs} if run.epochs else {})
+    else:
+        make_config, train = QuickConfig, run_quick
+        options.update(cache_dir=str(settings.PETSITE_FEATURE_CACHE_DIR), backend="auto",
+                       backend_cache_dir=str(settings.PETSITE_BACKEND_CACHE_DIR))
+        options.update({"head_epochs": run.epochs} if run.epochs else {})
     base = run.base_version if run.start_from == TrainingRun.Start.ACTIVE else None
     if run.start_from == TrainingRun.Start.ACTIVE and base is None:
         raise TrainingError("the model it was to start from no longer exists.")
     with ml_services.local_checkpoint(base) if base else contextlib.nullcontext() as base_path:
-        if base_path:
-            config["init_checkpoint"] = str(base_path)
-        train_config = TrainConfig(**config)
-        TrainingRun.objects.filter(pk=run.pk).update(settings={**train_config.to_dict(), "recipe": run.recipe})
-        result = run_training(train_config, run_dir / "train", log=log.info, on_progress=progress)
+        config = make_config(**options, **({"init_checkpoint": str(base_path)} if base_path else {}))
+        TrainingRun.objects.filter(pk=run.pk).update(settings={**config.to_dict(), "recipe": recipe, "why": why})
+        result = train(config, run_dir / "train", log=log.info, on_progress=progress)
 
     progress({"stage": "comparing with the active model"})
     champion = ModelVersion.objects.filter(is_active=True).first()

@@ -202,14 +202,15 @@ def test_the_whole_loop_from_feedback_to_promotion(worker, client, user, model_v
         # 3. Staff start a run from the page; the training worker runs it.
         client.force_login(reviewer)
         response = client.post(reverse("classifier:training"),
-                               {"start_from": "active", "recipe": "auto", "epochs": 1, "image_size": 128})
+                               {"start_from": "active", "recipe": "auto", "epochs": "", "image_size": 128})
         run = TrainingRun.objects.get()
         assert response.status_code == 302, response.content.decode()
         wait_for(lambda: TrainingRun.objects.get(pk=run.pk).finished, timeout=300, what="the training run")
         run.refresh_from_db()
         assert run.state == State.SUCCEEDED, run.message + trainer.log()
         assert run.num_reviewed_images == len(breeds) - len(check)
-        assert [row["epoch"] for row in run.progress["history"]] == [1, 2]  # one frozen, one unfrozen epoch
+        assert run.settings["recipe"] == "quick"  # auto, on a CPU
+        assert len(run.progress["history"]) == run.settings["head_epochs"] == 40  # the recipe's own: epochs left empty
         exported = {int(name.rsplit("_", 1)[1]) for name, _ in read_split(runs / f"site-run-{run.pk}" / "reviewed",
                                                                           "trainval")}
         assert exported and not exported & check  # the check set never reaches training
@@ -232,3 +233,20 @@ def test_the_whole_loop_from_feedback_to_promotion(worker, client, user, model_v
         assert user.pet_images.get(pk=newest.pk).model_version == run.result
     finally:
         trainer.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_full_recipe_run_reports_progress_and_registers_its_model(staff, settings, tmp_path, model_version):
+    dataset = make_fake_pets(tmp_path / "pets", images_per_class=4, image_size=48)
+    settings.PETSITE_DATASET_DIR, settings.PETSITE_RUNS_DIR = dataset, tmp_path / "runs"
+    run = TrainingRun.objects.create(requested_by=staff, base_version=model_version, recipe="full", epochs=1,
+                                     image_size=32)
+    retraining.execute(run.pk)
+    run.refresh_from_db()
+    assert run.state == State.SUCCEEDED, run.message
+    assert run.settings["recipe"] == "full" and run.settings["epochs"] == 1
+    assert [row["stage"] for row in run.progress["history"]] == ["frozen", "unfrozen"]
+    assert run.progress["step"] == run.progress["steps"] > 0
+    assert run.result.training_args["init_checkpoint"] and not run.result.is_active
+    assert run.comparison["champion"] == model_version.name and "test" in run.comparison["sets"]
