@@ -36,7 +36,6 @@ from django.utils import timezone
 from ml import services as ml_services
 from ml.models import ModelVersion
 
-from .exports import export_reviewed
 from .models import NOT_A_PET, PetImage, TrainingRun
 
 log = logging.getLogger(__name__)
@@ -230,6 +229,8 @@ def _finish(run: TrainingRun, state: str, message: str) -> None:
 def _train_compare_register(run: TrainingRun, run_dir: Path, progress: Callable[[dict], None]) -> None:
     from ml.recipes import FULL, QuickConfig, choose_recipe, run_quick
     from ml.training import TrainConfig, resolve_device, run_training
+
+    from .exports import export_reviewed  # imports ml.data, hence torch: the worker's only
 
     progress({"stage": "exporting reviewed images"})
     reviewed_dir = run_dir / "reviewed"

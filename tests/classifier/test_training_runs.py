@@ -7,6 +7,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from classifier import retraining
+from classifier.exports import export_reviewed
 from classifier.models import NOT_A_PET, TrainingRun
 from ml.data import read_split
 from ml.models import ModelVersion
@@ -40,7 +41,7 @@ def test_check_set_is_a_fixed_fifth_and_never_exported_for_training(reviewed, tm
     assert check == {pet.pk for pet in reviewed if pet.pk % retraining.CHECK_SET_EVERY == 0}
     assert len(check) == 2  # ten consecutive ids hold two multiples of five
 
-    retraining.export_reviewed(tmp_path, images=retraining.training_set())
+    export_reviewed(tmp_path, images=retraining.training_set())
     exported = {int(name.rsplit("_", 1)[1]) for name, _ in read_split(tmp_path, "trainval")}
     assert exported == training
 
