@@ -157,7 +157,8 @@ def _cached_predictor(pk: int, file_name: str) -> Predictor:
 
     with default_storage.open(file_name, "rb") as f:
         return Predictor(
-            f.read(), backend=settings.PETSITE_INFERENCE_BACKEND, backend_cache_dir=settings.PETSITE_BACKEND_CACHE_DIR
+            f.read(), device=settings.PETSITE_INFERENCE_DEVICE, backend=settings.PETSITE_INFERENCE_BACKEND,
+            backend_cache_dir=settings.PETSITE_BACKEND_CACHE_DIR,
         )
 
 

@@ -324,6 +324,8 @@ CELERY_BEAT_SCHEDULE = {
 # worker child first loads a model version, keeps the fastest that agrees with eager
 # (ml/backends.py), and remembers the choice per model and machine in the cache folder.
 PETSITE_INFERENCE_BACKEND = env("PETSITE_INFERENCE_BACKEND", default="auto")
+# Where the workers run the model: "cpu", or "cuda" on a worker with a GPU (docs/workers.md).
+PETSITE_INFERENCE_DEVICE = env("PETSITE_INFERENCE_DEVICE", default="cpu")
 PETSITE_BACKEND_CACHE_DIR = Path(env("PETSITE_BACKEND_CACHE_DIR", default=str(VAR_DIR / "cache" / "backends")))
 # Images one worker classifies in one forward pass when several are waiting (a lone
 # upload is never held back to fill a batch).
