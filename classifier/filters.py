@@ -1,8 +1,12 @@
 """The gallery: its filters (django-filter) and its order (newest first), which the
 photo page's previous and next links follow too."""
+import functools
+
 import django_filters
 from django import forms
 from django.db.models import F, Q, QuerySet
+from django.http import QueryDict
+from django.template.loader import render_to_string
 
 from ml import breeds
 
@@ -85,6 +89,26 @@ class GalleryFilter(django_filters.FilterSet):
 
     def sort_by(self, queryset, name, value):
         return queryset.order_by(*SORTS[value][1])
+
+
+def filter_fields_html(params: QueryDict) -> str:
+    """The gallery filter form's fields as HTML.
+
+    Rendering them (a select of 37 breeds, every option through a widget template) cost
+    as much as the rest of the gallery page together (bench/gallery.py). They depend on
+    nothing but the filter values in the query, so each combination is rendered once per
+    process and kept (a bounded cache: odd queries cannot grow it).
+    """
+    return _render_filter_fields(tuple((name, tuple(params.getlist(name))) for name in GalleryFilter.base_filters))
+
+
+@functools.lru_cache(maxsize=256)
+def _render_filter_fields(values: tuple[tuple[str, tuple[str, ...]], ...]) -> str:
+    data = QueryDict(mutable=True)
+    for name, given in values:
+        data.setlist(name, list(given))
+    form = GalleryFilter(data, queryset=PetImage.objects.none()).form
+    return render_to_string("classifier/_filter_fields.html", {"form": form})
 
 
 def gallery_neighbours(pet: PetImage) -> tuple[PetImage | None, PetImage | None]:

@@ -18,7 +18,7 @@ from ml.breeds import BREEDS
 from ml.models import ModelVersion
 
 from . import explanations, retraining, review, uploads
-from .filters import GalleryFilter, gallery_neighbours
+from .filters import GalleryFilter, filter_fields_html, gallery_neighbours
 from .forms import ACCEPT_TYPES, FeedbackForm, PromoteForm, SignupForm, TrainingForm, UploadForm
 from .limits import limit_uploads, store_uploads_within_rate
 from .models import PetImage, TrainingRun
@@ -135,7 +135,7 @@ def gallery(request: HttpRequest) -> HttpResponse:
     page = Paginator(filters.qs, settings.PETSITE_GALLERY_PAGE_SIZE).get_page(request.GET.get("page"))
     filtered = any(value for key, value in request.GET.items() if key not in ("page", "sort"))
     context = {
-        "page": page, "filters": filters, "filtered": filtered,
+        "page": page, "filter_fields": filter_fields_html(request.GET), "filtered": filtered,
         "upload_form": UploadForm(auto_id="quick_%s"), **upload_limits(),
     }
     return render(request, "classifier/gallery.html", context)

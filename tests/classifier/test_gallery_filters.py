@@ -82,3 +82,16 @@ def test_queries_do_not_grow_with_page_size(
     with django_assert_max_num_queries(6):
         response = client.get(reverse("classifier:gallery"), {"species": "dog", "sort": "confident"})
     assert response.status_code == 200
+
+
+def test_the_filter_form_shows_the_chosen_values(client, user, pets):
+    """The fields' HTML is kept per combination of values: each request still shows its own."""
+    client.force_login(user)
+    gallery = reverse("classifier:gallery")
+    chosen = client.get(gallery, {"breed": "pug", "min_confidence": "50"}).content.decode()
+    assert '<option value="pug" selected>' in chosen and 'name="min_confidence" value="50"' in chosen
+    other = client.get(gallery, {"breed": "beagle"}).content.decode()
+    assert '<option value="beagle" selected>' in other and '<option value="pug" selected>' not in other
+    assert 'name="min_confidence" value="50"' not in other
+    again = client.get(gallery, {"breed": "pug", "min_confidence": "50"}).content.decode()
+    assert '<option value="pug" selected>' in again
