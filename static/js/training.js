@@ -28,7 +28,10 @@
     set("run-message", data.message);
     if (p.history && p.history.length) {
       document.getElementById("run-epochs-wrap").hidden = false;
-      document.querySelector("#run-epochs tbody").replaceChildren(...p.history.map(function (row) {
+      const note = document.getElementById("run-epochs-note");
+      note.hidden = p.history.length <= 10;
+      document.getElementById("run-epochs-count").textContent = p.history.length;
+      document.querySelector("#run-epochs tbody").replaceChildren(...p.history.slice(-10).map(function (row) {
         const tr = document.createElement("tr");
         [row.epoch, row.stage, row.train_loss.toFixed(4), row.valid_loss.toFixed(4), row.accuracy.toFixed(4),
           row.time.toFixed(1) + " s"].forEach(function (value) {
