@@ -58,8 +58,7 @@ from .training import (
     finish_run,
     initial_model,
     make_scheduler,
-    resolve_device,
-    seed_everything,
+    prepare_run,
     train_one_epoch,
 )
 
@@ -296,10 +295,7 @@ def run_quick(
     """
     report = on_progress or (lambda update: None)
     out_dir = Path(out_dir)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    device = resolve_device(config.device)
-    seed_everything(config.seed)
+    device = prepare_run(config)
     if config.init_checkpoint:
         model = initial_model(config)  # checks that the checkpoint predicts the breeds
     else:

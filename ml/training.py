@@ -40,7 +40,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -66,6 +66,9 @@ from .data import (
 from .evaluation import Evaluation, collect_logits, evaluate, write_json
 from .model import IMAGENET, build_resnet34, freeze_body, layer_groups, unfreeze
 from .precision import AUTO, FP16, FP32, autocast_dtype, resolve_precision, sample_image_size, uses_channels_last
+
+if TYPE_CHECKING:  # the quick recipe builds on this module
+    from .recipes import QuickConfig
 
 PARAM_GROUPS = ["early body (conv1..layer2)", "late body (layer3, layer4)", "head (fc)"]
 FROZEN, UNFROZEN = "frozen", "unfrozen"
@@ -315,6 +318,14 @@ def fit(
     return history
 
 
+def prepare_run(config: TrainConfig | QuickConfig) -> torch.device:
+    """The start of every recipe's run: torch's threads, the seeds, the device to train on."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    seed_everything(config.seed)
+    return resolve_device(config.device)
+
+
 def initial_model(config: TrainConfig) -> nn.Module:
     """The model a run starts from: a Petsite checkpoint to fine-tune, or ResNet34 + new head."""
     if config.init_checkpoint:
@@ -364,10 +375,7 @@ def run_training(
     """
     report = on_progress or (lambda update: None)
     out_dir = Path(out_dir)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    device = resolve_device(config.device)
-    seed_everything(config.seed)
+    device = prepare_run(config)
     model = initial_model(config)  # first: missing weights should stop a run before anything else
 
     datasets = load_pet_datasets(
