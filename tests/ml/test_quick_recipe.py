@@ -331,12 +331,13 @@ def test_late_layers_fine_tune_moves_only_the_late_body(tiny_pets, tmp_path):
     result = run_quick(config, tmp_path / "out", log=lambda _: None, on_progress=updates.append)
     stages = [u["stage"] for u in updates if "stage" in u]
     assert stages == ["body features (training images)", "body features (validation and test images)",
-                      "training (head on cached features)", f"training ({LATE})", "evaluating"]
+                      "training (head on cached features)", f"training ({LATE})", "evaluating",
+                      "drawing the figures"]
     body_steps = [u for u in updates[:updates.index({"stage": stages[2]})] if "step" in u]
     assert body_steps[-1] == {"step": 37, "steps": 37} and body_steps[0]["steps"] == 2 * 74
     late_steps = [u for u in updates if "epoch" in u]
     assert late_steps[-1]["step"] == late_steps[-1]["steps"] == len(late_steps) and late_steps[-1]["epochs"] == 4
-    assert updates[-2] == {"history": result.history["epochs"]}  # the whole table, before evaluating
+    assert updates[-3] == {"history": result.history["epochs"]}  # the whole table, before evaluating
     before, after = _random_body(seed=0).state_dict(), load_checkpoint(result.checkpoint).state_dict
     assert torch.equal(before["conv1.weight"], after["conv1.weight"])
     assert torch.equal(before["layer2.0.conv1.weight"], after["layer2.0.conv1.weight"])
