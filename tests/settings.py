@@ -11,6 +11,9 @@ os.environ.setdefault("SECRET_KEY", "tests-only-not-secret-" + "k" * 40)
 # Workers in tests run the reference backend: deterministic, and no measuring at each
 # start (tests/ml/test_backends.py covers the automatic choice).
 os.environ.setdefault("PETSITE_INFERENCE_BACKEND", "eager")
+# A connection per request, in the tests and the processes they start: no connection
+# outlives its test to keep the test database from being dropped at the end.
+os.environ.setdefault("CONN_MAX_AGE", "0")
 
 from petsite.settings import *  # noqa: E402,F403
 from petsite.settings import env  # noqa: E402
