@@ -232,6 +232,16 @@ def test_the_whole_loop_from_feedback_to_promotion(worker, client, user, model_v
         newest = user.pet_images.latest("pk")
         wait_for(lambda: user.pet_images.get(pk=newest.pk).status == "done", what="classification by the new model")
         assert user.pet_images.get(pk=newest.pk).model_version == run.result
+
+        # 6. The photos classified before are classified again by the promoted model, history kept.
+        from django.core.management import call_command
+
+        call_command("reclassify", "--model", run.result.name, "--wait", "--timeout", "120")
+        for pet in user.pet_images.all():
+            assert pet.model_version == run.result
+            assert pet.classifications.filter(model_version=run.result).count() == 1
+        assert all(pet.classifications.filter(model_version=model_version).exists()
+                   for pet in user.pet_images.exclude(pk=newest.pk))
     finally:
         trainer.stop()
 
