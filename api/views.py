@@ -23,7 +23,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from classifier import uploads
+from classifier import explanations, uploads
 from classifier.filters import GalleryFilter
 from classifier.forms import FeedbackForm, UploadForm
 from classifier.limits import store_uploads_within_rate
@@ -120,6 +120,14 @@ class ImageDetail(generics.RetrieveDestroyAPIView):
 
     def get_queryset(self) -> QuerySet[PetImage]:
         return own_images(self.request.user)
+
+    def get_object(self) -> PetImage:
+        pet = super().get_object()
+        if self.request.method == "GET":
+            # As the photo's page does: a result read for the first time asks a worker for its
+            # heatmap, so `files.heatmap` appears for clients that never open the site.
+            explanations.request_heatmap(pet)
+        return pet
 
     def perform_destroy(self, instance: PetImage) -> None:
         uploads.delete_pet_image(instance)

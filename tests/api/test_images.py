@@ -396,3 +396,22 @@ def test_a_body_over_the_request_limit_is_a_json_413(owner, settings):
     settings.PETSITE_MAX_REQUEST_BYTES = 1000
     response = owner.post(IMAGES, {"image": upload("big.jpg", b"x" * 5000)}, format="multipart")
     assert response.status_code == 413 and "at most 1000 bytes" in response.json()["detail"]
+
+
+def test_reading_a_result_asks_for_its_heatmap_which_then_appears(owner, make_image,
+                                                                  django_capture_on_commit_callbacks):
+    from unittest import mock
+
+    from classifier import explanations
+
+    pet = make_image("pug", 0.9)
+    with mock.patch("classifier.tasks.make_heatmap.delay") as delay:
+        with django_capture_on_commit_callbacks(execute=True):
+            assert owner.get(detail(pet)).json()["files"]["heatmap"] is None
+    assert [call.args for call in delay.call_args_list] == [(pet.pk,)]
+
+    explanations.make_heatmap(pet.pk)  # what the worker does
+    heatmap = owner.get(detail(pet)).json()["files"]["heatmap"]
+    assert heatmap.endswith(reverse("api:image-heatmap", args=[pet.pk]))
+    fetched = owner.get(heatmap)
+    assert fetched.status_code == 200 and b"".join(fetched.streaming_content).startswith(b"\xff\xd8")
