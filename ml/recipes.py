@@ -48,6 +48,7 @@ from .data import (
 from .evaluation import Evaluation, collect_logits, evaluate
 from .features import CacheStats, FeatureCache, ImageViews, body_fingerprint, extract_features, file_digest
 from .model import IMAGENET, build_resnet34, layer_groups
+from .precision import FP16, resolve_precision, uses_channels_last
 from .training import (
     FROZEN,
     UNFROZEN,
@@ -115,6 +116,7 @@ class QuickConfig:
     # `train`'s default), whose choice is kept in backend_cache_dir (default ml.backends').
     backend: str = EAGER
     backend_cache_dir: str | None = None
+    precision: str = "auto"  # of the late-layer fine-tune (ml.precision): auto | fp32 | bf16 | fp16
     recipe: str = QUICK
 
     def __post_init__(self) -> None:
@@ -233,9 +235,10 @@ def finetune_late_layers(
                                workers=config.workers, seed=config.seed, pin_memory=cuda)
     valid_loader = _eval_loader(valid_files, config, cuda)
     scheduler = make_scheduler(optimizer, lrs, config.finetune_epochs * len(train_loader), UNFROZEN)
-    scaler = torch.amp.GradScaler("cuda", enabled=cuda)
     model.to(device)
-    if cuda:
+    history.precision = resolve_precision(config.precision, device, model, config.image_size, config.batch_size, log)
+    scaler = torch.amp.GradScaler("cuda", enabled=history.precision == FP16)
+    if uses_channels_last(history.precision, device):
         model.to(memory_format=torch.channels_last)
     first = len(history.epochs)
     total = first + config.finetune_epochs
@@ -251,7 +254,7 @@ def finetune_late_layers(
         train_loss, train_acc = train_one_epoch(
             model, train_loader, optimizer, scheduler, scaler, device, history, epoch, LATE,
             desc=f"epoch {epoch}/{total} ({LATE})", progress=config.progress,
-            on_step=report_step if on_progress is not None else None,
+            on_step=report_step if on_progress is not None else None, precision=history.precision,
         )
         logits, targets = collect_logits(model, valid_loader, device)
         history.epochs.append(_epoch_row(epoch, LATE, train_loss, train_acc, logits, targets,

@@ -326,7 +326,8 @@ def test_the_quick_run_writes_what_a_full_run_writes(quick_runs, fake_pets):
 @slow
 def test_late_layers_fine_tune_moves_only_the_late_body(tiny_pets, tmp_path):
     config = QuickConfig(data=str(tiny_pets), cache_dir=str(tmp_path / "cache"), finetune_epochs=1,
-                         batch_size=16, evaluate_test=False, **{**QUICK_LEARNING, "head_epochs": 3, "image_size": 32})
+                         batch_size=16, evaluate_test=False, precision="bf16",
+                         **{**QUICK_LEARNING, "head_epochs": 3, "image_size": 32})
     updates = []
     result = run_quick(config, tmp_path / "out", log=lambda _: None, on_progress=updates.append)
     stages = [u["stage"] for u in updates if "stage" in u]
@@ -338,6 +339,7 @@ def test_late_layers_fine_tune_moves_only_the_late_body(tiny_pets, tmp_path):
     late_steps = [u for u in updates if "epoch" in u]
     assert late_steps[-1]["step"] == late_steps[-1]["steps"] == len(late_steps) and late_steps[-1]["epochs"] == 4
     assert updates[-3] == {"history": result.history["epochs"]}  # the whole table, before evaluating
+    assert result.history["precision"] == "bf16"  # the fine-tune runs under the precision asked for
     before, after = _random_body(seed=0).state_dict(), load_checkpoint(result.checkpoint).state_dict
     assert torch.equal(before["conv1.weight"], after["conv1.weight"])
     assert torch.equal(before["layer2.0.conv1.weight"], after["layer2.0.conv1.weight"])
