@@ -99,7 +99,7 @@ def start_run(
     image_size: int = 224,
 ) -> TrainingRun:
     """Record a run and send it to the training queue; refused while another run is unfinished."""
-    base = ModelVersion.objects.filter(is_active=True).first()
+    base = ml_services.active_version()
     if start_from == TrainingRun.Start.ACTIVE and base is None:
         raise TrainingError("No model is active yet, so there is nothing to start from: start from ImageNet weights.")
     expire_dead_runs()
@@ -260,7 +260,7 @@ def _train_compare_register(run: TrainingRun, run_dir: Path, progress: Callable[
         result = train(config, run_dir / "train", log=log.info, on_progress=progress)
 
     progress({"stage": "comparing with the active model"})
-    champion = ModelVersion.objects.filter(is_active=True).first()
+    champion = ml_services.active_version()
     comparison = compare(result.checkpoint, champion, dataset_dir, run_dir / "compare")
     progress({"stage": "registering the model"})  # raises Cancelled if staff cancelled meanwhile
 
@@ -295,6 +295,10 @@ def compare(challenger_path: Path, champion: ModelVersion | None, dataset_dir: P
     the images that go from right to wrong and from wrong to right; per breed, the change
     of recall on the test split. ``recommended``: the challenger is at least as good on
     every set that has images.
+
+    Both models are evaluated here the same way (``run_evaluation``, FP32), rather than
+    reusing the run's own test metrics: the quick recipe's come from its cached body
+    features, possibly computed in BF16, and would not compare like with like.
     """
     from ml.data import DatasetError
     from ml.inference import Predictor

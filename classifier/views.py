@@ -15,7 +15,6 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from ml import services as ml_services
 from ml.breeds import BREEDS
-from ml.models import ModelVersion
 
 from . import explanations, retraining, review, uploads
 from .filters import GalleryFilter, filter_fields_html, gallery_neighbours
@@ -270,7 +269,7 @@ def _on_local_disk(field) -> bool:
 @require_http_methods(["GET", "POST"])
 def training(request: HttpRequest) -> HttpResponse:
     """Start a run (POST, with the permission to add runs), and the list of runs."""
-    has_active = ModelVersion.objects.filter(is_active=True).exists()
+    has_active = ml_services.active_version() is not None
     form = TrainingForm(request.POST or None, has_active_model=has_active)
     if request.method == "POST":
         if not request.user.has_perm("classifier.add_trainingrun"):
