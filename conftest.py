@@ -10,7 +10,10 @@ import tempfile
 import uuid
 from pathlib import Path
 
+import pytest
 from django.conf import settings
+
+from tests.load import slowness
 
 
 def pytest_configure(config):
@@ -29,6 +32,10 @@ def pytest_configure(config):
     # Real password hashing costs a quarter of a second per user; tests need no security.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     config.petsite_scratch = scratch
+    # How slow the machine is as the run starts: per-test time limits (pytest-timeout, a
+    # guard against hangs) are stretched by it, so that a busy machine does not fail them.
+    # PETSITE_TEST_SLOWNESS sets it by hand.
+    config.petsite_slowness = float(os.environ.get("PETSITE_TEST_SLOWNESS") or slowness())
     _no_downloads(scratch)
     # Hypothesis keeps its files (constants it found in the code) in the scratch too.
     from hypothesis.configuration import set_hypothesis_home_dir
@@ -51,6 +58,20 @@ def _no_downloads(scratch: Path) -> None:
     torch.hub.download_url_to_file = refuse
 
 
+def pytest_collection_modifyitems(config, items):
+    """Every test's time limit (its own ``timeout`` mark, else the ini's) times the slowness."""
+    factor = config.petsite_slowness
+    default = float(config.getini("timeout") or 0)
+    if factor <= 1 or not default:
+        return
+    for item in items:
+        marker = item.get_closest_marker("timeout")
+        seconds = default
+        if marker is not None:
+            seconds = float(marker.args[0] if marker.args else marker.kwargs.get("timeout", default))
+        item.add_marker(pytest.mark.timeout(seconds * factor), append=False)
+
+
 def pytest_unconfigure(config):
     """Leave no scratch behind: media, broker folder and checkpoints of the run."""
     scratch = getattr(config, "petsite_scratch", None)
@@ -66,4 +87,6 @@ def pytest_report_header(config):
     return [
         f"petsite database: {db['ENGINE'].rsplit('.', 1)[-1]}, test database {test_name}{where}",
         f"petsite broker: {broker} (queue {settings.CELERY_TASK_DEFAULT_QUEUE})",
+        f"petsite machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}, "
+        f"slowness {config.petsite_slowness:.1f} (time limits x that)",
     ]

@@ -191,3 +191,13 @@ def worker(celery_worker, transactional_db):
     yield celery_worker
     if celery_worker.process.poll() is not None:
         pytest.fail("The Celery worker died:\n" + celery_worker.log())
+
+
+@pytest.fixture
+def cpu_load():
+    """The CPU saturated for the test: twice as many spinning processes as cores (at least
+    four), started before the test and stopped after it (``tests.load.CpuLoad``)."""
+    from tests.load import CpuLoad
+
+    with CpuLoad() as load:
+        yield load

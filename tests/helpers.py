@@ -9,6 +9,8 @@ from collections.abc import Callable
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 
+from tests.load import slowness
+
 
 def image_bytes(
     size: tuple[int, int] = (96, 72), color=(200, 120, 40), fmt: str = "JPEG", exif=None, mark: int | None = None
@@ -41,12 +43,23 @@ def upload(name: str = "rex.jpg", content: bytes | None = None, content_type: st
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """Wait until ``condition()`` holds. ``timeout`` is for a quiet machine: when it runs out,
+    the machine's slowness is measured (``tests.load``) and the wait goes on that many times
+    longer in all, so a busy machine is given the time it needs, not a failure."""
+    start = time.monotonic()
+    deadline = start + timeout
+    stretched = False
+    while True:
         if condition():
             return
+        if time.monotonic() >= deadline:
+            factor = 1.0 if stretched else slowness()
+            if factor <= 1.0:
+                break
+            stretched, deadline = True, start + timeout * factor
         time.sleep(0.2)
-    raise AssertionError(f"Timed out after {timeout:.0f}s waiting for {what}")
+    waited = time.monotonic() - start
+    raise AssertionError(f"Timed out after {waited:.0f}s waiting for {what}")
 
 
 def encoded(image: Image.Image, fmt: str, **options) -> bytes:
