@@ -5,18 +5,24 @@ from __future__ import annotations
 import copy
 import dataclasses
 import io
+import threading
+from unittest import mock
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from django.db import connection
+
 from bench.upload_memory import measure_case
+from classifier import uploads
+from classifier.models import PetImage
 from ml.checkpoints import load_checkpoint
 from ml.data import open_image
 from ml.inference import Predictor
 from ml.synthetic import render_pet
-from tests.helpers import encoded
+from tests.helpers import encoded, upload
 
 BUDGET_MIB = 150
 
@@ -34,6 +40,68 @@ def test_largest_allowed_upload_stays_within_150_mib(case, settings, tmp_path):
         assert measured["above_idle_mib"] <= BUDGET_MIB, (
             f"{case} at {row['size']}: {path} peaked {measured['above_idle_mib']:.0f} MiB above idle"
         )
+
+
+# --- One process decodes a bounded number of uploads at once -----------------------------------
+
+
+def test_the_decode_budget_sets_the_turns(settings):
+    settings.PETSITE_MAX_IMAGE_PIXELS = 18_000_000  # 137 MiB at its worst
+    settings.PETSITE_DECODE_MEMORY_MIB = 300
+    assert uploads.decode_slots() == 2
+    settings.PETSITE_DECODE_MEMORY_MIB = 100
+    assert uploads.decode_slots() == 1  # never none: a budget below one upload still takes uploads, one at a time
+    settings.PETSITE_DECODE_MEMORY_MIB = 1000
+    assert uploads.decode_slots() == 7
+
+
+@pytest.mark.django_db(transaction=True)
+def test_eight_concurrent_uploads_decode_at_most_the_budgets_turns_at_once(user, settings):
+    """Eight uploads in eight threads of one process (as gunicorn's threads serve them):
+    the decodes under way are counted; at most decode_slots() run at once, the others wait
+    their turn (none is refused), and all eight are stored."""
+    slots = uploads.decode_slots()
+    assert slots == 2  # the default budget, 300 MiB, at the default pixel limit
+    count = {"now": 0, "most": 0}
+    lock = threading.Lock()
+    entered = threading.Semaphore(0)
+    release = threading.Event()
+    decode = uploads.inspect_image
+
+    def counted(upload):
+        with lock:
+            count["now"] += 1
+            count["most"] = max(count["most"], count["now"])
+        entered.release()
+        release.wait(timeout=120)  # held until the test has looked
+        try:
+            return decode(upload)
+        finally:
+            with lock:
+                count["now"] -= 1
+
+    outcomes = []
+
+    def send(index: int) -> None:
+        try:
+            outcomes.extend(uploads.store_uploads(user, [upload(f"pet-{index}.jpg")]))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(8)]
+    with mock.patch.object(uploads, "inspect_image", counted):
+        for thread in threads:
+            thread.start()
+        for _ in range(slots):
+            assert entered.acquire(timeout=60), "a decode never started"
+        assert not entered.acquire(timeout=1)  # the six others wait for a turn…
+        assert count["now"] == slots and sum(t.is_alive() for t in threads) == 8  # …and none was turned away
+        release.set()
+        for thread in threads:
+            thread.join(timeout=120)
+    assert count["most"] == slots
+    assert len(outcomes) == 8 and all(outcome.saved for outcome in outcomes)
+    assert PetImage.objects.filter(owner=user).count() == 8
 
 
 # --- The worker decodes no larger than the model needs --------------------------------------
