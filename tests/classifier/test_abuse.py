@@ -14,7 +14,6 @@ from django.contrib.auth import get_user_model
 from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
-
 from rest_framework.test import APIClient
 
 from classifier.models import PetImage

@@ -11,9 +11,8 @@ from unittest import mock
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from django.db import connection
+from PIL import Image
 
 from bench.upload_memory import measure_case
 from classifier import uploads
