@@ -304,9 +304,10 @@ PETSITE_MAX_FILES_PER_UPLOAD = env.int("PETSITE_MAX_FILES_PER_UPLOAD", default=2
 DATA_UPLOAD_MAX_NUMBER_FILES = max(100, 2 * PETSITE_MAX_FILES_PER_UPLOAD)
 # Memory one web process may spend decoding uploads at the same time: decodes beyond what
 # fits wait for a turn (classifier/uploads.py). Each is budgeted at its worst, 8 bytes a
-# pixel at PETSITE_MAX_IMAGE_PIXELS (137 MiB at 18 Mpx), so the default lets two run at
-# once in each process, whatever its threads (docs/reliability.md has the figures).
-PETSITE_DECODE_MEMORY_MIB = env.int("PETSITE_DECODE_MEMORY_MIB", default=300)
+# pixel at PETSITE_MAX_IMAGE_PIXELS (137 MiB at 18 Mpx), so the default lets one run at a
+# time in each process, whatever its threads: 8 worst uploads at once then raise a
+# gunicorn process by about 140 MiB (300: two at once, about 280 MiB; docs/reliability.md).
+PETSITE_DECODE_MEMORY_MIB = env.int("PETSITE_DECODE_MEMORY_MIB", default=200)
 # A larger request body is refused (413) before it is read (petsite.middleware): a full
 # request of photos plus room for the form's other fields and the multipart framing.
 PETSITE_MAX_REQUEST_BYTES = env.int(
