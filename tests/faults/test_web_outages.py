@@ -169,6 +169,8 @@ def test_database_cut_under_gunicorn_answers_503_and_loses_nothing(user, cpu_loa
     assert "Internal Server Error" not in log and " 500 " not in log
     assert 1 <= log.count("The database is unreachable") <= 2  # once per gunicorn process, not per request
     record_property("outage_s", round(restored_at - cut_at, 1))
+    record_property("answers_503", len(answers) + 6)
+    record_property("slowest_503_s", round(slowest, 2))
     record_property("recovery_s", round(recovery, 1))
 
 
