@@ -120,7 +120,9 @@ def never_reloaded(page) -> bool:
 
 
 def send_files(page, files: list[tuple[str, bytes]], drop: bool) -> None:
-    """All the files at once: chosen in the file input, or dropped on the drop zone."""
+    """All the files at once: chosen in the file input, or dropped on the drop zone, once
+    the page's deferred scripts (upload.js) listen: they run before DOMContentLoaded."""
+    page.wait_for_load_state("domcontentloaded")
     if not drop:
         page.set_input_files(
             "[data-upload] input[type=file]",
