@@ -75,6 +75,10 @@ class PetImageAdmin(admin.ModelAdmin):
     action_form = ReviewActionForm
     actions = ["confirm_prediction", "accept_owner_answer", "set_label", "mark_not_a_pet", "rerun_classification"]
     inlines = [ClassificationInline]
+
+    class Media:
+        css = {"all": ["css/admin.css"]}  # the preview's and the top five's styles (no inline style: the CSP)
+
     fieldsets = [
         (None, {"fields": ["preview", "owner", "original_name", "uploaded_at", "width", "height", "sha256"]}),
         ("Prediction", {"fields": [
@@ -123,7 +127,7 @@ class PetImageAdmin(admin.ModelAdmin):
             return "-"
         alt = f"{obj.get_predicted_breed_display() or 'Photo'}, uploaded {self.uploaded(obj)}"
         url = reverse("classifier:thumbnail", args=[obj.pk])
-        return format_html('<img src="{}" alt="{}" style="max-height:48px;max-width:64px;object-fit:cover">', url, alt)
+        return format_html('<img class="petsite-preview" src="{}" alt="{}">', url, alt)
 
     @admin.display(description="Prediction", ordering="predicted_breed")
     def prediction(self, obj: PetImage) -> str:
@@ -140,7 +144,7 @@ class PetImageAdmin(admin.ModelAdmin):
             return "-"
         rows = ((row["name"], f"{row['probability']:.1%}") for row in obj.top_k_display())
         items = format_html_join("", "<li>{} ({})</li>", rows)
-        return format_html('<ol style="margin:0;padding-left:1.2em">{}</ol>', items)
+        return format_html('<ol class="petsite-top-five">{}</ol>', items)
 
     @admin.display(description="Owner said")
     def owner_answer(self, obj: PetImage) -> str:

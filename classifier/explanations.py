@@ -17,6 +17,7 @@ from django.db import transaction
 from PIL import Image
 
 from ml import services as ml_services
+from petsite.outages import BROKER, CACHE, outages, unreachable_service
 
 from .models import PetImage
 
@@ -36,15 +37,37 @@ def needs_heatmap(pet: PetImage) -> bool:
 
 def request_heatmap(pet: PetImage) -> bool:
     """Ask a worker for the heatmap if the photo has a result and no current heatmap;
-    True if asked. Views of the page in the next minutes do not ask again (shared cache)."""
+    True if asked. Views of the page in the next minutes do not ask again (shared cache).
+
+    A heatmap is a nicety: while the cache or the broker is unreachable, none is asked
+    for and the page is shown without it (the next view after the outage asks)."""
     if not needs_heatmap(pet):
         return False
-    if not cache.add(f"petsite:heatmap:{pet.pk}:{pet.model_version_id}", True, REQUEST_TTL):
+    key = f"petsite:heatmap:{pet.pk}:{pet.model_version_id}"
+    try:
+        if not cache.add(key, True, REQUEST_TTL):
+            return False
+    except Exception as error:
+        if unreachable_service(error) != CACHE:
+            raise
+        outages.down(CACHE, error, "no heatmap is asked for until it answers again")
         return False
+    transaction.on_commit(lambda: _send_heatmap_request(pet.pk, key))
+    return True
+
+
+def _send_heatmap_request(pk: int, key: str) -> None:
     from .tasks import make_heatmap
 
-    transaction.on_commit(lambda: make_heatmap.delay(pet.pk))
-    return True
+    try:
+        make_heatmap.delay(pk)
+    except Exception as error:
+        if unreachable_service(error) != BROKER:
+            raise
+        outages.down(BROKER, error, "no heatmap is asked for until it answers again")
+        cache.delete(key)  # the next view asks again
+        return
+    outages.up(BROKER)
 
 
 def make_heatmap(pk: int) -> None:

@@ -2,18 +2,27 @@
 
 Both answer with the same 429 page, in the site's layout, with a Retry-After header (the
 JSON API answers its own 429 from the same count, ``api.throttles``).
+
+The upload rate counts in the shared cache (Redis in a deployment). When the cache
+cannot be reached, uploads are let through uncounted rather than refused: the photos
+matter more than the limit for the minute or so a restart takes. The log says so once
+per outage (``petsite.outages``), not at every upload.
 """
 import math
 from collections.abc import Callable, Sequence
 from functools import wraps
 
 from axes.helpers import get_cool_off
+from axes.models import AccessAttempt
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils import timezone
 from django_ratelimit.core import get_usage
+
+from petsite.outages import CACHE, outages, unreachable_service
 
 from . import uploads
 
@@ -43,16 +52,38 @@ def locked_out(request: HttpRequest, original_response=None, credentials: dict |
         "login": True, "username": username, "failure_limit": settings.AXES_FAILURE_LIMIT,
         "password_reset": settings.PETSITE_PASSWORD_RESET,
     }
-    return too_many_requests(request, get_cool_off(request).total_seconds(), context)
+    return too_many_requests(request, lockout_left(request, username), context)
+
+
+def lockout_left(request: HttpRequest, username: str) -> float:
+    """Seconds until the lock-out of ``username`` from this address ends: the cool-off
+    counts from the failure that locked it (tries refused since do not restart it)."""
+    cool_off = get_cool_off(request)
+    last = (
+        AccessAttempt.objects.filter(username=username, ip_address=getattr(request, "axes_ip_address", None))
+        .order_by("-attempt_time").values_list("attempt_time", flat=True).first()
+    )
+    if last is None:
+        return cool_off.total_seconds()
+    return (last + cool_off - timezone.now()).total_seconds()
 
 
 def upload_usage(request: HttpRequest, increment: bool = False) -> dict | None:
     """The user's upload count in the shared cache (django-ratelimit), counting one more
-    photo with ``increment``; None when rate limiting is switched off."""
-    return get_usage(
-        request, group="classifier.upload", key="user", rate=settings.PETSITE_UPLOAD_RATE, method="POST",
-        increment=increment,
-    )
+    photo with ``increment``; None when rate limiting is switched off, or while the cache
+    cannot be reached (uploads then go through uncounted)."""
+    try:
+        usage = get_usage(
+            request, group="classifier.upload", key="user", rate=settings.PETSITE_UPLOAD_RATE, method="POST",
+            increment=increment,
+        )
+    except Exception as error:
+        if unreachable_service(error) != CACHE:
+            raise
+        outages.down(CACHE, error, "uploads are not rate-limited until it answers again")
+        return None
+    outages.up(CACHE)
+    return usage
 
 
 def limit_uploads(view: Callable) -> Callable:

@@ -17,6 +17,14 @@ both requests run at once (:func:`get_or_create_pet_image`).
 Many files in one request (:func:`store_uploads`) are checked and stored one after the
 other, each on its own: a bad file is refused with its reason and the others are kept,
 and only one decoded image is alive at a time, so twenty photos cost the memory of one.
+Across the requests one process serves at once (gunicorn's threads), decodes take turns
+(:func:`decode_turn`): at most as many run at once as ``PETSITE_DECODE_MEMORY_MIB`` holds
+at their worst; the others wait, they are not refused.
+
+File names are the client's, kept for the owner to recognise (:func:`display_name`:
+cleaned, and shortened to the column's 255 characters keeping the extension) and
+shortened further where a page shows them (:func:`short_name`). Stored files get random
+names.
 
 Deleting (:func:`delete_pet_image`) removes the row, then every file of the image.
 """
@@ -26,10 +34,12 @@ import hashlib
 import io
 import os
 import tempfile
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import IO
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.files import File
@@ -39,7 +49,7 @@ from PIL import Image, JpegImagePlugin
 
 from .classification import enqueue
 from .models import PetImage
-from .validators import ORIENTATIONS_SWAPPING_SIDES, ImageInfo, inspect_image
+from .validators import ORDINARY_COST, ORIENTATIONS_SWAPPING_SIDES, ImageInfo, inspect_image
 
 THUMBNAIL_SIZE = (320, 320)
 THUMBNAIL_REDUCING_GAP = 2.0  # reduce by whole factors first, then resample at least 2x: fast and smooth
@@ -148,20 +158,44 @@ def store_uploads(owner, files: Iterable[File]) -> list[UploadOutcome]:
     Each file goes through :func:`~classifier.validators.inspect_image` and
     :func:`get_or_create_pet_image` before the next one is read, so a refusal touches
     only its own file, and the memory of one decoded photo is let go (stored or refused)
-    before the next is decoded. Each file is stored in its own transaction: a file
-    stored stays stored whatever happens to the ones after it.
+    before the next is decoded, in its turn among the process's decodes
+    (:func:`decode_turn`). Each file is stored in its own transaction: a file stored
+    stays stored whatever happens to the ones after it.
     """
     outcomes = []
     for upload in files:
         name = display_name(upload.name)
-        try:
-            info = inspect_image(upload)
-        except ValidationError as error:
-            outcomes.append(UploadOutcome(name, error=_detached(error)))
-            continue
-        pet, created = get_or_create_pet_image(owner, upload, info)  # takes the decoded image from info
+        with decode_turn():
+            try:
+                info = inspect_image(upload)
+            except ValidationError as error:
+                outcomes.append(UploadOutcome(name, error=_detached(error)))
+                continue
+            pet, created = get_or_create_pet_image(owner, upload, info)  # takes the decoded image from info
         outcomes.append(UploadOutcome(name, image=pet, created=created))
     return outcomes
+
+
+MiB = 1024 * 1024
+_turns_lock = threading.Lock()
+_turns: dict[int, threading.BoundedSemaphore] = {}
+
+
+def decode_slots() -> int:
+    """How many uploads one process may decode at once: ``PETSITE_DECODE_MEMORY_MIB`` over
+    the most one decode may cost (ORDINARY_COST bytes a pixel at the pixel limit; kinds
+    that cost more per pixel are allowed fewer pixels), and at least one."""
+    worst = settings.PETSITE_MAX_IMAGE_PIXELS * ORDINARY_COST
+    return max(1, settings.PETSITE_DECODE_MEMORY_MIB * MiB // worst)
+
+
+def decode_turn() -> threading.BoundedSemaphore:
+    """The process's turns to decode an upload, :func:`decode_slots` of them (``with
+    decode_turn(): ...``): an upload beyond them waits for one to end, however many
+    threads serve requests."""
+    slots = decode_slots()
+    with _turns_lock:
+        return _turns.setdefault(slots, threading.BoundedSemaphore(slots))
 
 
 def _detached(error: ValidationError) -> ValidationError:
@@ -183,7 +217,7 @@ def upload_summary(outcomes: list[UploadOutcome]) -> str:
         parts.append(f"{again}{photos} already in your gallery")
     if refused:
         # The reasons are sentences: their final stop goes, the summary's own ends the whole.
-        reasons = "; ".join(f"{outcome.name} ({outcome.reason.rstrip('.')})" for outcome in refused)
+        reasons = "; ".join(f"{short_name(outcome.name)} ({outcome.reason.rstrip('.')})" for outcome in refused)
         parts.append(f"{len(refused)} refused: {reasons}")
     return ", ".join(parts) + "."
 
@@ -229,13 +263,50 @@ def upload_sha256(upload: File) -> str:
     return digest.hexdigest()
 
 
+# Headers of one part of a multipart body that Django reads (its own limit is 1 KiB): a
+# part's Content-Disposition carries the file name, and a name of 1,000 characters
+# (4,000 bytes in UTF-8 at most) must not get the whole request refused.
+MULTIPART_PART_HEADER_BYTES = 16 * 1024
+
+
+def accept_long_file_names() -> None:
+    """Let Django read multipart parts whose headers hold long file names (called once,
+    at start-up, by the app's ``ready``). Django reads the module's limit at each part."""
+    from django.http import multipartparser
+
+    multipartparser.MAX_TOTAL_HEADER_SIZE = max(multipartparser.MAX_TOTAL_HEADER_SIZE, MULTIPART_PART_HEADER_BYTES)
+
+
+NAME_LENGTH = PetImage._meta.get_field("original_name").max_length
+SHORT_NAME_LENGTH = 60  # characters of a file name that pages show
+MAX_EXTENSION = 10  # a longer "extension" is part of the name
+
+
 def display_name(name: str | None) -> str:
-    """The client's file name as we keep it: printable, valid UTF-8, at most 255 characters.
+    """The client's file name as we keep it: printable, valid UTF-8, and shortened to fit
+    the column (NAME_LENGTH) with its extension kept: "aaaa…aaa.jpg".
 
     Only shown to the owner; storage names are random (``models._random_name``)."""
     name = "".join(ch for ch in (name or "") if ch.isprintable())
     name = name.encode("utf-8", "replace").decode("utf-8").strip()  # lone surrogates become "?"
-    return name[:255] or "upload"
+    return shorten(name, NAME_LENGTH) or "upload"
+
+
+def short_name(name: str) -> str:
+    """A file name as pages show it: at most SHORT_NAME_LENGTH characters, extension kept."""
+    return shorten(name, SHORT_NAME_LENGTH)
+
+
+def shorten(name: str, length: int) -> str:
+    """``name`` cut in the middle to ``length`` characters, keeping its extension and end."""
+    if len(name) <= length:
+        return name
+    stem, dot, extension = name.rpartition(".")
+    ending = dot + extension if stem and len(extension) <= MAX_EXTENSION else ""
+    stem = name[: len(name) - len(ending)]
+    keep = length - len(ending) - 1  # one for the ellipsis
+    tail = min(keep // 3, 8)
+    return stem[: keep - tail] + "…" + (stem[-tail:] if tail else "") + ending
 
 
 def encode_upload(upload: File, info: ImageInfo) -> tuple[IO[bytes], str, ContentFile]:

@@ -2,6 +2,7 @@
 from collections.abc import Callable
 from functools import wraps
 
+from axes.utils import reset as axes_reset
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
@@ -45,6 +46,16 @@ class LoginView(auth_views.LoginView):
 
     def get_context_data(self, **kwargs):
         return {**super().get_context_data(**kwargs), "password_reset": settings.PETSITE_PASSWORD_RESET}
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    """Django's "choose a new password" page; a new password also lifts the user's login
+    lock-out, from every address: the lock-out page offers the reset as the way back in."""
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        axes_reset(username=self.user.get_username())
+        return response
 
 
 def signup(request):

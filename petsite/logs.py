@@ -69,19 +69,23 @@ request_log = logging.getLogger("petsite.request")
 
 
 class RequestLogMiddleware:
-    """One line per request: method, path, status and time taken (with the request id)."""
+    """One line per request: method, path, status, time taken and the client's address
+    (``petsite.clientip``: the proxy's X-Forwarded-For where proxies are configured)."""
 
     def __init__(self, get_response: Callable) -> None:
         self.get_response = get_response
 
     def __call__(self, request):
+        from petsite.clientip import client_ip
+
         start = time.monotonic()
         response = self.get_response(request)
         duration_ms = round((time.monotonic() - start) * 1000, 1)
+        client = client_ip(request)
         request_log.info(
-            "%s %s %s %.1fms", request.method, request.path, response.status_code, duration_ms,
+            "%s %s %s %.1fms from %s", request.method, request.path, response.status_code, duration_ms, client,
             extra={"method": request.method, "path": request.path, "status": response.status_code,
-                   "duration_ms": duration_ms},
+                   "duration_ms": duration_ms, "client": client},
         )
         return response
 

@@ -5,8 +5,10 @@ import logging
 from collections.abc import Callable
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+
+from .problems import problem, wants_problem
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +32,9 @@ class RequestSizeLimitMiddleware:
         size = content_length(request)
         if limit and size > limit:
             log.info("Refused a %d-byte request body to %s (limit %d)", size, request.path, limit)
-            if request.path.startswith("/api/"):  # programs get JSON, as from the rest of the API
-                return JsonResponse({"detail": f"The request is {size} bytes; at most {limit} bytes are accepted, and "
-                                               f"{settings.PETSITE_MAX_UPLOAD_BYTES} bytes per photo."}, status=413)
+            if wants_problem(request):  # programs get problem details, as from the rest of the API
+                return problem(413, f"The request is {size} bytes; at most {limit} bytes are accepted, and "
+                                    f"{settings.PETSITE_MAX_UPLOAD_BYTES} bytes per photo.", code="too_large")
             context = {"size": size, "max_upload": settings.PETSITE_MAX_UPLOAD_BYTES}
             return render(request, "413.html", context, status=413)
         return self.get_response(request)

@@ -7,6 +7,7 @@ Celery broker on the local file system, so a fresh clone needs no server. Settin
 """
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -45,6 +46,7 @@ INSTALLED_APPS = [
     "django_filters",
     "django_guid",
     "axes",
+    "csp",  # its system checks catch settings in the pre-4.0 format
     "django_ratelimit",
     "rest_framework",
     "rest_framework.authtoken",
@@ -59,7 +61,11 @@ MIDDLEWARE = [
     "django_guid.middleware.guid_middleware",  # first: every later log line carries the request id
     "petsite.health.ProbeMiddleware",  # /healthz and /readyz, before host checks and the HTTPS redirect
     "petsite.logs.RequestLogMiddleware",  # one line per request
+    # 503 with Retry-After instead of 500 while the database, cache or broker is away
+    # (petsite/errors.py); outside the rest, so that it sees what they raise.
+    "petsite.errors.OutageMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -137,6 +143,9 @@ SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=PETSITE_HTTPS)
 if env.bool("PETSITE_PROXY_SSL_HEADER", default=PETSITE_HTTPS):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
+# A refused CSRF check gets the site's page (or problem+json under /api/), not Django's bare one.
+CSRF_FAILURE_VIEW = "petsite.errors.csrf_failure"
+
 # --- Cache ------------------------------------------------------------------------------
 # The upload rate limit counts here, so every web process must share it: the default file
 # cache is shared by the processes of one machine; several machines share Redis
@@ -156,22 +165,33 @@ elif CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCach
     # django-ratelimit knows only django-redis; Django's own Redis cache increments with
     # Redis INCR, which is atomic, so the limit holds exactly.
     SILENCED_SYSTEM_CHECKS.append("django_ratelimit.W001")
+    # A Redis that does not answer costs a request seconds, not minutes (the rate limit
+    # then lets uploads through, classifier/limits.py).
+    CACHES["default"].setdefault("OPTIONS", {}).update({"socket_connect_timeout": 2, "socket_timeout": 5})
+# A cache that answers nothing lets uploads through rather than refusing them all
+# (classifier.limits also catches a Redis that cannot be reached, and logs it once).
+RATELIMIT_FAIL_OPEN = True
 
 # --- Abuse limits -----------------------------------------------------------------------
 # Logins (django-axes): after AXES_FAILURE_LIMIT wrong passwords for one username from one
-# address, that pair is refused for AXES_COOLOFF_MINUTES (each new try restarts the wait);
-# the same user from elsewhere, and other users, are not affected.
+# address, that pair is refused for AXES_COOLOFF_MINUTES, counted from the failure that
+# locked it: tries refused during the lock-out do not restart the wait (axes' default
+# would, so that someone who keeps trying, or anyone guessing for them, could keep the
+# owner out for ever). The same user from elsewhere, and other users, are not affected;
+# a password reset lifts the lock-out (classifier.views.PasswordResetConfirmView).
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.float("AXES_COOLOFF_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_VERBOSE = False  # no start-up banner in every command and worker log
 AXES_LOCKOUT_CALLABLE = "classifier.limits.locked_out"  # the 429 page, in the site's layout
-# Behind proxies the client's address is the one they add to X-Forwarded-For: set
-# AXES_IPWARE_PROXY_COUNT to the number of proxies (else every client looks like the proxy).
+# Behind proxies the client's address is read from X-Forwarded-For: set
+# AXES_IPWARE_PROXY_COUNT to the number of proxies in front of the site (else every client
+# looks like the proxy, and one person can lock a user out for everyone). One rule for
+# the lock-out and the request log lines: petsite/clientip.py.
 AXES_IPWARE_PROXY_COUNT = env.int("AXES_IPWARE_PROXY_COUNT", default=None)
-if AXES_IPWARE_PROXY_COUNT:
-    AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR")
+AXES_CLIENT_IP_CALLABLE = "petsite.clientip.client_ip"
 # Uploads (django-ratelimit): upload requests per user, "30/m" = 30 a minute ("100/h", "500/d").
 PETSITE_UPLOAD_RATE = env("PETSITE_UPLOAD_RATE", default="30/m")
 
@@ -228,6 +248,31 @@ STORAGES = {
     },
 }
 
+# --- Content-Security-Policy (django-csp 4) ---------------------------------------------
+# Scripts, styles, fonts and requests from the site itself only: no inline script, style
+# or style attribute anywhere (templates load static/js and static/css), so an injected
+# <script> or onclick does nothing. Photos may come from the S3 endpoint browsers use
+# (signed URLs); previews of files being uploaded are blob: URLs; Swagger UI's icons are
+# data: URLs.
+_image_sources = ["'self'", "data:", "blob:"]
+if AWS_STORAGE_BUCKET_NAME:
+    _s3_options = DEFAULT_STORAGE["OPTIONS"]
+    _s3 = urlsplit(_s3_options["public_endpoint_url"] or _s3_options["endpoint_url"] or "")
+    _image_sources.append(f"{_s3.scheme}://{_s3.netloc}" if _s3.netloc else "https://*.amazonaws.com")
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": _image_sources,
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+
 # Training runs (checkpoint, history, metrics, figures) are written here by `train`.
 PETSITE_RUNS_DIR = Path(env("PETSITE_RUNS_DIR", default=str(VAR_DIR / "runs")))
 # Training from the site: the folder holding oxford-iiit-pet/ (the dataset the runs train
@@ -254,8 +299,15 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = PETSITE_MAX_UPLOAD_BYTES + 1024 * 1024
 # sends one photo per request). Each is checked and stored before the next is read, so
 # memory stays that of one photo; the upload rate (PETSITE_UPLOAD_RATE) counts photos.
 PETSITE_MAX_FILES_PER_UPLOAD = env.int("PETSITE_MAX_FILES_PER_UPLOAD", default=20)
-# Django answers a bare 400 past this many files; below it, the form says what the limit is.
+# Django answers 400 past this many files (problem+json under /api/); below it, the form
+# says what the limit is.
 DATA_UPLOAD_MAX_NUMBER_FILES = max(100, 2 * PETSITE_MAX_FILES_PER_UPLOAD)
+# Memory one web process may spend decoding uploads at the same time: decodes beyond what
+# fits wait for a turn (classifier/uploads.py). Each is budgeted at its worst, 8 bytes a
+# pixel at PETSITE_MAX_IMAGE_PIXELS (137 MiB at 18 Mpx), so the default lets one run at a
+# time in each process, whatever its threads: 8 worst uploads at once then raise a
+# gunicorn process by about 140 MiB (300: two at once, about 280 MiB; docs/reliability.md).
+PETSITE_DECODE_MEMORY_MIB = env.int("PETSITE_DECODE_MEMORY_MIB", default=200)
 # A larger request body is refused (413) before it is read (petsite.middleware): a full
 # request of photos plus room for the form's other fields and the multipart framing.
 PETSITE_MAX_REQUEST_BYTES = env.int(

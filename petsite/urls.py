@@ -20,11 +20,17 @@ account_urls = [
     ),
     path(
         "reset/<uidb64>/<token>/",
-        reset_offered(auth_views.PasswordResetConfirmView.as_view()),
+        reset_offered(classifier_views.PasswordResetConfirmView.as_view()),
         name="password_reset_confirm",
     ),
     path("reset/done/", reset_offered(auth_views.PasswordResetCompleteView.as_view()), name="password_reset_complete"),
 ]
+
+# Problem details under /api/, the site's pages elsewhere; 503 during outages (petsite.errors).
+handler400 = "petsite.errors.bad_request"
+handler403 = "petsite.errors.permission_denied"
+handler404 = "petsite.errors.page_not_found"
+handler500 = "petsite.errors.server_error"
 
 urlpatterns = [
     # Answered by health.ProbeMiddleware first; named here for reverse() and the permission table.

@@ -2,6 +2,7 @@
 never runs a model. A fresh process serves every page kind of the site (as a superuser,
 so that each view really runs) and then must not have torch loaded."""
 import json
+import re
 import subprocess
 import sys
 
@@ -48,3 +49,33 @@ def test_the_web_process_never_imports_torch(transactional_db, client, model_ver
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert set(report["statuses"].values()) == {200}, report["statuses"]
     assert not report["torch"] and not report["torchvision"]
+
+
+# --- Headers: a Content-Security-Policy that needs no inline code ---------------------------
+
+INLINE_CODE = re.compile(
+    r"<script(?![^>]*\bsrc=)(?![^>]*type=\"application/json\")[^>]*>"  # a script without src (JSON data is no code)
+    r"|<style\b"  # a style element
+    r"|\sstyle=[\"']"  # a style attribute
+    r"|\son[a-z]+=[\"']",  # an event handler attribute
+    re.IGNORECASE,
+)
+
+
+def test_no_template_needs_inline_script_or_style():
+    """The policy allows no inline script or style: every template keeps its code in static/."""
+    found = []
+    for template in sorted((BASE_DIR / "templates").rglob("*.html")):
+        for match in INLINE_CODE.finditer(template.read_text()):
+            found.append(f"{template.relative_to(BASE_DIR)}: {match.group(0)}")
+    assert not found, found
+
+
+def test_every_page_has_the_policy(client, user):
+    client.force_login(user)
+    for url in [reverse("classifier:gallery"), reverse("classifier:upload"), reverse("api:docs"), "/no-such-page/"]:
+        policy = client.get(url)["Content-Security-Policy"]
+        directives = dict(part.strip().split(" ", 1) for part in policy.split(";"))
+        assert directives["script-src"] == "'self'" and directives["style-src"] == "'self'", policy
+        assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+        assert directives["object-src"] == "'none'" and directives["frame-ancestors"] == "'none'"

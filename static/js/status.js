@@ -7,6 +7,7 @@
   if (!root || root.dataset.finished === "true") return;
 
   const url = root.dataset.statusUrl;
+  const SVG = "http://www.w3.org/2000/svg";
   let delay = 1000;
 
   function percent(p) { return Math.round(p * 100) + "%"; }
@@ -36,11 +37,17 @@
       const name = document.createElement("span");
       name.className = "name";
       name.textContent = row.name;
-      const bar = document.createElement("span");
-      bar.className = "bar";
+      // The same bar as the page's: an SVG whose rect is as wide as the probability
+      // (an attribute, not a style: the Content-Security-Policy allows no inline style).
+      const bar = document.createElementNS(SVG, "svg");
+      bar.setAttribute("class", "bar");
+      bar.setAttribute("viewBox", "0 0 100 1");
+      bar.setAttribute("preserveAspectRatio", "none");
       bar.setAttribute("aria-hidden", "true");
-      const fill = document.createElement("span");
-      fill.style.width = percent(row.probability);
+      bar.setAttribute("focusable", "false");
+      const fill = document.createElementNS(SVG, "rect");
+      fill.setAttribute("width", String(Math.round(row.probability * 100)));
+      fill.setAttribute("height", "1");
       bar.appendChild(fill);
       const pct = document.createElement("span");
       pct.className = "pct";

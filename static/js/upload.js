@@ -5,7 +5,8 @@
 // One request per file, two at a time: the progress bar is exactly that file's, a refused,
 // too large or failed file fails alone and can be tried again alone, each request stays
 // within one photo's size, and the upload rate (which counts photos) is met per photo: on
-// 429 the queue waits as long as Retry-After says, then goes on by itself.
+// 429 (and on 503, while the site is briefly unavailable) the queue waits as long as
+// Retry-After says, then goes on by itself.
 // Without JavaScript the same form posts every file at once and the server answers a page.
 (function () {
   "use strict";
@@ -174,6 +175,14 @@
         pausedUntil = Math.max(pausedUntil, Date.now() + seconds * 1000);
         progress.value = 0;
         say(card, "Waiting: you have sent many photos in a short time. This one will be sent in " + seconds + " s.");
+        queue.unshift(item);
+        return;
+      }
+      if (xhr.status === 503) { // the site is briefly unavailable (a restart): wait, then send it again
+        const seconds = Number(xhr.getResponseHeader("Retry-After")) || 30;
+        pausedUntil = Math.max(pausedUntil, Date.now() + seconds * 1000);
+        progress.value = 0;
+        say(card, "Not uploaded yet: the site is briefly unavailable. This photo will be sent again in " + seconds + " s.");
         queue.unshift(item);
         return;
       }

@@ -3,9 +3,11 @@
 A live server, a real Celery worker and Debian's Chromium: sign up, drop three files at
 once (two photos, one broken), watch the results arrive on the upload cards, in the
 gallery and on the photo page without a reload, show the heatmap, answer "wrong", find
-the photo first in the reviewer's queue, delete a photo. Every page visited is
-screenshotted (var/test-artifacts/browser/), checked with axe-core (no serious or
-critical violation) and checked for horizontal scrolling.
+the photo first in the reviewer's queue, open the admin and the API's docs, delete a
+photo. Every page visited is screenshotted (var/test-artifacts/browser/), checked with
+axe-core (no serious or critical violation) and checked for horizontal scrolling, and
+no page may meet a Content-Security-Policy violation (Chromium reports each in the
+console): the policy allows no inline script or style.
 
 The model is activated only once the photos wait in the gallery and on their page, so
 that "while they classify" is certain, not a race with a fast worker.
@@ -37,6 +39,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 DOCS_SCREENSHOTS = Path(django_settings.BASE_DIR) / "docs" / "screenshots"
 PASSWORD = "a-long-walk-9!"
 MARKER = "window.__petsiteWalk"  # set on a page; still there later means the page was never reloaded
+AXE_URL = "/__test__/axe.min.js"  # answered by the browser itself (Walk.new_page), from the origin under test
 
 
 def fake_photo(breed_index: int, seed: int) -> bytes:
@@ -56,12 +59,21 @@ class Walk:
         self.problems: list[str] = []
         self.page_errors: list[str] = []
         self.minor: list[str] = []  # moderate and minor axe findings: reported in a file, not failed
+        self.csp_violations: list[str] = []
 
     def new_page(self, context):
         page = context.new_page()
         page.set_default_timeout(TIMEOUT_MS)
         page.on("pageerror", lambda error: self.page_errors.append(f"{page.url}: {error}"))
+        page.on("console", lambda message: self._console(page, message))
+        # axe-core is served from the site's own origin: the policy refuses inline scripts,
+        # which is what Playwright would otherwise inject.
+        page.route(AXE_URL, lambda route: route.fulfill(path=str(self.axe_script), content_type="text/javascript"))
         return page
+
+    def _console(self, page, message) -> None:
+        if message.type == "error" and "Content Security Policy" in message.text:
+            self.csp_violations.append(f"{page.url}: {message.text}")
 
     def check(self, page, name: str, axe: bool = True) -> None:
         """Screenshot the page, then check it scrolls only vertically and has no serious
@@ -74,7 +86,7 @@ class Walk:
         if not axe:
             return
         if not page.evaluate("typeof window.axe === 'object'"):
-            page.add_script_tag(path=str(self.axe_script))
+            page.add_script_tag(url=AXE_URL)
         results = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
         for violation in results["violations"]:
             if violation["impact"] in ("serious", "critical"):
@@ -85,7 +97,20 @@ class Walk:
             else:
                 self.minor.append(f"{name}: axe {violation['impact']} {violation['id']}: {violation['help']}")
 
+    def assert_policy_enforced(self, page) -> None:
+        """An inline script, as an injected one would be, is refused and reported: the
+        policy is in force and the check of every other page can see a violation."""
+        from playwright.sync_api import Error
+
+        with pytest.raises(Error, match="Content Security Policy"):
+            page.add_script_tag(content="window.__petsiteInline = true")
+        assert page.evaluate("window.__petsiteInline === undefined"), "an inline script ran"
+        page.wait_for_function("() => true")  # the console message is on its way: one round trip
+        assert self.csp_violations, "Chromium reported no violation for an inline script"
+        self.csp_violations.clear()
+
     def assert_clean(self) -> None:
+        assert not self.csp_violations, "Content-Security-Policy violations:\n" + "\n".join(self.csp_violations)
         assert not self.page_errors, "JavaScript errors:\n" + "\n".join(self.page_errors)
         assert not self.problems, f"{len(self.problems)} problem(s) at {self.width} px:\n" + "\n".join(self.problems)
 
@@ -95,7 +120,9 @@ def never_reloaded(page) -> bool:
 
 
 def send_files(page, files: list[tuple[str, bytes]], drop: bool) -> None:
-    """All the files at once: chosen in the file input, or dropped on the drop zone."""
+    """All the files at once: chosen in the file input, or dropped on the drop zone, once
+    the page's deferred scripts (upload.js) listen: they run before DOMContentLoaded."""
+    page.wait_for_load_state("domcontentloaded")
     if not drop:
         page.set_input_files(
             "[data-upload] input[type=file]",
@@ -150,6 +177,7 @@ def test_walk(
     # --- a visitor signs up ----------------------------------------------------------------
     page.goto("/")
     expect(page.get_by_role("heading", level=1)).to_have_text("Which breed is your cat or dog?")
+    walk.assert_policy_enforced(page)
     walk.check(page, "landing")
     page.get_by_role("main").get_by_role("link", name="Log in").click()
     expect(page).to_have_url(re.compile(r"/accounts/login/"))
@@ -279,6 +307,12 @@ def test_walk(
     expect(rows.first.locator(f'a[href$="/admin/classifier/petimage/{answered.pk}/change/"]').first).to_be_visible()
     expect(rows.first).to_contain_text(answer_name)
     walk.check(review, "admin-review-queue", axe=False)  # Django's admin: not our markup
+    rows.first.locator(f'a[href$="/admin/classifier/petimage/{answered.pk}/change/"]').first.click()
+    expect(review.locator("#petimage_form")).to_be_visible()
+    walk.check(review, "admin-change-photo", axe=False)
+    review.goto("/api/docs/")  # Swagger UI over the schema, from static files
+    expect(review.locator(".opblock-summary-path", has_text="/api/images/").first).to_be_visible()
+    walk.check(review, "api-docs", axe=False)  # Swagger UI's markup, not ours
     review.goto("/")
     review.get_by_role("link", name="Models").click()
     expect(review.get_by_role("link", name=other_version.name)).to_be_visible()

@@ -5,20 +5,33 @@ from __future__ import annotations
 import copy
 import dataclasses
 import io
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
+import requests
 import torch
+from django.conf import settings
+from django.db import connection
 from PIL import Image
 
 from bench.upload_memory import measure_case
+from classifier import uploads
+from classifier.models import PetImage
 from ml.checkpoints import load_checkpoint
 from ml.data import open_image
 from ml.inference import Predictor
 from ml.synthetic import render_pet
-from tests.helpers import encoded
+from tests.helpers import encoded, upload
+from tests.load import scaled
 
 BUDGET_MIB = 150
+MiB = 1024 * 1024
 
 
 @pytest.mark.slow
@@ -34,6 +47,147 @@ def test_largest_allowed_upload_stays_within_150_mib(case, settings, tmp_path):
         assert measured["above_idle_mib"] <= BUDGET_MIB, (
             f"{case} at {row['size']}: {path} peaked {measured['above_idle_mib']:.0f} MiB above idle"
         )
+
+
+# --- One process decodes a bounded number of uploads at once -----------------------------------
+
+
+def test_the_decode_budget_sets_the_turns(settings):
+    settings.PETSITE_MAX_IMAGE_PIXELS = 18_000_000  # 137 MiB at its worst
+    assert uploads.decode_slots() == 1  # the default budget, 200 MiB
+    settings.PETSITE_DECODE_MEMORY_MIB = 300
+    assert uploads.decode_slots() == 2
+    settings.PETSITE_DECODE_MEMORY_MIB = 100
+    assert uploads.decode_slots() == 1  # never none: a budget below one upload still takes uploads, one at a time
+    settings.PETSITE_DECODE_MEMORY_MIB = 1000
+    assert uploads.decode_slots() == 7
+
+
+@pytest.mark.django_db(transaction=True)
+def test_eight_concurrent_uploads_decode_at_most_the_budgets_turns_at_once(user, settings):
+    """Eight uploads in eight threads of one process (as gunicorn's threads serve them):
+    the decodes under way are counted; at most decode_slots() run at once, the others wait
+    their turn (none is refused), and all eight are stored."""
+    settings.PETSITE_DECODE_MEMORY_MIB = 300  # two turns: waiting and taking turns both show
+    slots = uploads.decode_slots()
+    assert slots == 2
+    count = {"now": 0, "most": 0}
+    lock = threading.Lock()
+    entered = threading.Semaphore(0)
+    release = threading.Event()
+    decode = uploads.inspect_image
+
+    def counted(upload):
+        with lock:
+            count["now"] += 1
+            count["most"] = max(count["most"], count["now"])
+        entered.release()
+        release.wait(timeout=120)  # held until the test has looked
+        try:
+            return decode(upload)
+        finally:
+            with lock:
+                count["now"] -= 1
+
+    outcomes = []
+
+    def send(index: int) -> None:
+        try:
+            outcomes.extend(uploads.store_uploads(user, [upload(f"pet-{index}.jpg")]))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(8)]
+    with mock.patch.object(uploads, "inspect_image", counted):
+        for thread in threads:
+            thread.start()
+        for _ in range(slots):
+            assert entered.acquire(timeout=60), "a decode never started"
+        assert not entered.acquire(timeout=1)  # the six others wait for a turn…
+        assert count["now"] == slots and sum(t.is_alive() for t in threads) == 8  # …and none was turned away
+        release.set()
+        for thread in threads:
+            thread.join(timeout=120)
+    assert count["most"] == slots
+    assert len(outcomes) == 8 and all(outcome.saved for outcome in outcomes)
+    assert PetImage.objects.filter(owner=user).count() == 8
+
+
+# --- Eight worst uploads at once through gunicorn -------------------------------------------
+
+PROCESS_BUDGET_MIB = 300  # each web process, above its idle size, with 8 worst uploads at once
+
+
+def _proc(pid: int, field: str) -> int:
+    """A memory figure of process ``pid`` from /proc (VmRSS, VmHWM), in bytes."""
+    with open(f"/proc/{pid}/status") as status:
+        return int(re.search(rf"{field}:\s+(\d+)", status.read()).group(1)) * 1024
+
+
+def _reset_peak(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as refs:
+            refs.write("5")  # resets VmHWM (Linux 4.0 and later)
+        return True
+    except OSError:
+        return False
+
+
+def concurrent_upload_peaks(case: str, workdir: Path, count: int = 8, **env: str) -> dict:
+    """Peak RSS above idle of each gunicorn process (as deployed: 2 processes of 4 threads)
+    while ``count`` users each send the worst allowed upload of ``case`` at the same time,
+    through the API. The processes are warmed up first by small uploads of the same kind."""
+    from django.contrib.auth import get_user_model
+
+    from api import tokens
+    from bench.upload_memory import CASES, allowed_pixels, make_case, square
+    from tests.conftest import worker_env
+    from tests.faults.services import GunicornServer
+
+    name, content_type, _ = CASES[case]
+    big = make_case(case, square(allowed_pixels(case, settings.PETSITE_MAX_IMAGE_PIXELS, workdir)), workdir)
+    small = make_case(case, (64, 48), workdir)
+    users = get_user_model().objects
+    keys = [tokens.issue_token(users.create_user(f"heavy-{i}")).key for i in range(count)]
+    server = GunicornServer(worker_env(CACHE_URL=f"filecache://{workdir / 'cache'}", **env))
+    server.start(timeout=scaled(60))
+    try:
+        def send(key: str, path: Path) -> int:
+            with path.open("rb") as handle:
+                return requests.post(f"{server.url}/api/images/", headers={"Authorization": f"Token {key}"},
+                                     files={"image": (name, handle, content_type)}, timeout=scaled(300)).status_code
+
+        def all_at_once(path: Path) -> list[int]:
+            with ThreadPoolExecutor(count) as pool:
+                return list(pool.map(send, keys, [path] * count))
+
+        for _ in range(3):  # each process serves some: imports, connections, Pillow's plugins
+            assert all_at_once(small) == [202] * count
+        workers = server.workers()
+        time.sleep(1)
+        idle = {pid: _proc(pid, "VmRSS") for pid in workers}
+        if not all(_reset_peak(pid) for pid in workers):
+            pytest.skip("this system cannot reset a process's peak RSS (/proc/PID/clear_refs)")
+        started = time.monotonic()
+        statuses = all_at_once(big)
+        seconds = time.monotonic() - started
+        above = {pid: (_proc(pid, "VmHWM") - idle[pid]) / MiB for pid in workers}
+    finally:
+        server.stop()
+    assert statuses == [202] * count, statuses  # each waited for its turn: none was refused
+    return {"case": case, "size": big.name, "idle_mib": {p: v / MiB for p, v in idle.items()},
+            "above_idle_mib": above, "seconds": seconds}
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_eight_worst_uploads_at_once_keep_each_gunicorn_process_within_300_mib(tmp_path, record_property):
+    """The bound the decode budget is for, measured with real processes (the count of
+    decodes at once is asserted above; this is the memory it buys)."""
+    result = concurrent_upload_peaks("rotated-jpeg", tmp_path)
+    for pid, mib in result["above_idle_mib"].items():
+        record_property(f"process_{pid}_above_idle_mib", round(mib))
+        assert mib < PROCESS_BUDGET_MIB, result
 
 
 # --- The worker decodes no larger than the model needs --------------------------------------

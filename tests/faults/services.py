@@ -2,11 +2,15 @@
 own (never the machine's) and a TCP proxy in front of the database that can be cut."""
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 
@@ -113,3 +117,84 @@ class TcpProxy:
                     s.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+
+
+class GunicornServer:
+    """The site under gunicorn as deployed (``docker/gunicorn.conf.py``: gthread workers,
+    ``processes`` x ``threads``) on a free port, with ``env`` (the test's database, media,
+    broker and cache); its own process group, its output kept for the test to read."""
+
+    def __init__(self, env: dict[str, str], processes: int = 2, threads: int = 4):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**env, "PORT": str(self.port), "WEB_CONCURRENCY": str(processes), "WEB_THREADS": str(threads),
+                    "ALLOWED_HOSTS": "127.0.0.1", "PETSITE_ENV_FILE": "/dev/null",
+                    "DJANGO_SETTINGS_MODULE": "petsite.settings"}  # the project's, not the tests' (pytest sets those)
+        self.lines: list[str] = []
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60) -> GunicornServer:
+        """Start it and wait until it answers ``/healthz`` (``timeout`` seconds at most)."""
+        root = Path(__file__).resolve().parents[2]
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--config", "docker/gunicorn.conf.py", "petsite.wsgi"],
+            cwd=root, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError("gunicorn stopped:\n" + self.log())
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as response:
+                    if response.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"gunicorn did not answer within {timeout:.0f} s:\n" + self.log())
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    def log(self) -> str:
+        return "".join(self.lines[-80:])
+
+    def workers(self) -> list[int]:
+        """Pids of gunicorn's worker processes (the ones that serve requests)."""
+        import psutil
+
+        try:
+            return [child.pid for child in psutil.Process(self.process.pid).children()]
+        except psutil.NoSuchProcess:
+            return []
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+
+class ClosingTcpProxy(TcpProxy):
+    """A :class:`TcpProxy` whose ``cut()`` also refuses the very next connection.
+
+    Closing a listening socket while a thread waits in ``accept()`` leaves that ``accept()``
+    waiting, and it still takes one more connection after the cut (a web process that
+    reconnects then reaches the database through the "cut" proxy, and keeps that
+    connection). Shutting the listener down first ends the waiting ``accept()``.
+    """
+
+    def cut(self) -> None:
+        with self.lock:
+            try:
+                self.listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        super().cut()

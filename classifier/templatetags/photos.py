@@ -1,0 +1,12 @@
+"""Template filters for photos: ``{% load photos %}``."""
+from django import template
+
+from classifier.uploads import short_name as shorten_name
+
+register = template.Library()
+
+
+@register.filter
+def short_name(name: str) -> str:
+    """A file name as pages show it (``classifier.uploads.short_name``): "aaaa…aaa.jpg"."""
+    return shorten_name(name or "")
