@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from ml import breeds
-from ml.models import Verdict
+from ml.models import ModelWarmup, Verdict
 
 NOT_A_PET = "not_a_pet"
 BREED_CHOICES = [(b.key, b.display_name) for b in breeds.BREEDS]
@@ -149,6 +149,8 @@ class PetImage(models.Model):
         """What the owner is told about an unfinished or failed image, in plain words.
 
         ``error_message`` holds the detail for staff (it may name a command or a model file).
+        While the active model warms up (``ml.models.ModelWarmup``: a new model is exported and
+        its backend chosen; workers serve it with eager FP32 meanwhile), a waiting photo says so.
         """
         if self.status == self.Status.DONE:
             return ""
@@ -159,6 +161,8 @@ class PetImage(models.Model):
             )
         if self.error_message.startswith("No active model"):
             return "Your photo is saved and will be classified as soon as the classifier is set up."
+        if ModelWarmup.objects.active_model_getting_ready(now):
+            return "The new model is getting ready. Your photo is safe and will be classified shortly."
         since = (self.claimed_at if self.status == self.Status.PROCESSING else self.enqueued_at) or self.uploaded_at
         if (now or timezone.now()) - since > timedelta(seconds=settings.PETSITE_REQUEUE_AFTER):
             return (

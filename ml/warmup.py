@@ -256,7 +256,6 @@ class BackendSwitch:
         except Exception as exc:  # a cached choice that cannot be built here: keep serving eager FP32
             logger.warning("Inference backend %r failed to load (%r); staying on eager FP32", name, exc)
             return False
-        logger.info("Model %s now runs on the %r backend (warm-up done)", self.model_key[:12], name)
         return True
 
     def _ready_choice(self) -> tuple[str, dict[str, Any] | None] | None:
