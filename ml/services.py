@@ -292,8 +292,9 @@ def predictor_for(version: ModelVersion) -> Predictor:
 
 
 def _record_switch(version: ModelVersion, predictor: Predictor) -> None:
-    """A child found the warm-up's result before any warm-up of this machine recorded it
-    (one that ran for another process, or before the database was reset): record it."""
+    """Record that this machine runs ``version`` on the warm-up's backend, unless its warm-up
+    recorded that itself (it may not have: it ran for a process that ended, or the database
+    was reset since)."""
     host, name = socket.gethostname(), predictor.backend.name
     try:
         if ModelWarmup.objects.filter(version=version, host=host, state=ModelWarmup.State.READY).exists():

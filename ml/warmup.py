@@ -32,7 +32,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -108,7 +108,6 @@ def warm_up(
     device: str = "cpu",
     threads: int | None = None,
     lock_timeout: float = WARMUP_TIMEOUT,
-    cpu: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Make ``backend`` ready for the checkpoint in ``cache_dir``, in this process: the
     ONNX export if a candidate needs it, and for ``auto`` the measured choice
@@ -139,11 +138,11 @@ def warm_up(
             export_s = _export_if_missing(model, cache_dir, model_key)
             chosen, report = ONNX, None
         elif backend == AUTO:
-            cached = backends.cached_choice(model_key, checkpoint.image_size, device, cache_dir, cpu=cpu)
+            cached = backends.cached_choice(model_key, checkpoint.image_size, device, cache_dir)
             if cached is None or cached[0] == ONNX:  # about to time the ONNX candidate, or to use it
                 export_s = _export_if_missing(model, cache_dir, model_key)
             chosen, report = backends.choose_backend(model, checkpoint.image_size, cache_dir=cache_dir,
-                                                     model_key=model_key, cpu=cpu)
+                                                     model_key=model_key)
         else:
             raise ValueError(f"Backend {backend!r} needs no warm-up; only {' and '.join(NEEDS_WARM_UP)} do.")
     return {
@@ -172,7 +171,11 @@ def _export_if_missing(model, cache_dir: str | os.PathLike, model_key: str) -> f
     if path.exists():
         return None
     started = time.monotonic()
-    backends.export_onnx(copy.deepcopy(model), path)  # in this process: it ends after the warm-up
+    try:
+        backends.export_onnx(copy.deepcopy(model), path)  # in this process: it ends after the warm-up
+    except Exception as exc:  # the other candidates are still worth choosing among (ONNX's reports the failure)
+        logger.warning("The ONNX export failed: %r", exc)
+        return None
     seconds = round(time.monotonic() - started, 2)
     logger.info("Exported the model to ONNX in %.1f s: %s", seconds, path)
     return seconds

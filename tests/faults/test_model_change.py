@@ -47,6 +47,7 @@ def test_model_activated_during_a_burst(user, model_version, other_version, tmp_
         earlier = stored_photos(user, 1, prefix="earlier")
         worker.send(earlier)
         wait_for(lambda: done(earlier), timeout=60, what="the worker's first photo")
+        assert ModelWarmup.objects.filter(version=model_version).exists()  # warming up since the worker started
         before = stored_photos(user, BURST, prefix="before")
         worker.send(before)
         services.activate_version(other_version)  # after commit: every worker warms it up
