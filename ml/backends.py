@@ -69,6 +69,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from filelock import FileLock, Timeout
 from torch import nn
 
 from . import calibration as calibration_
@@ -426,14 +427,17 @@ def _read_cache(path: Path) -> dict[str, Any]:
 
 
 def _write_cache(path: Path, key: str, entry: dict[str, Any]) -> None:
-    """Add one entry (read, change, write to a temporary file, rename: a reader never sees half a
-    file; two children measuring at once just write the same choice twice)."""
-    data = _read_cache(path) or {"version": CACHE_VERSION, "choices": {}}
-    data["choices"][key] = entry
+    """Add one entry: read, change, write to a temporary file, rename (a reader never sees half
+    a file), under a lock of the file, so that two processes measuring different models at
+    once (two warm-ups) both keep their entry."""
     try:
-        with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    except OSError as exc:  # a read-only home must not stop a worker
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(path.with_name(path.name + ".lock"), timeout=60):
+            data = _read_cache(path) or {"version": CACHE_VERSION, "choices": {}}
+            data["choices"][key] = entry
+            with atomic_path(path) as tmp:
+                tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+    except (OSError, Timeout) as exc:  # a read-only home must not stop a worker
         logger.warning("Could not cache the inference backend choice in %s: %s", path, exc)
 
 

@@ -2,6 +2,7 @@
 import io
 import json
 import sys
+import threading
 
 import pytest
 import torch
@@ -273,3 +274,19 @@ def test_predictor_changes_backend_in_place(checkpoint, reference, cache_dir):
     with pytest.raises(ValueError, match="Unknown inference backend"):
         predictor.use_backend("tensorrt")
     assert predictor.backend.name == backends.CHANNELS_LAST  # a failed change keeps the backend it had
+
+
+def test_choices_written_at_once_for_different_models_are_all_kept(tmp_path):
+    """Two warm-ups of different models may finish together: neither may drop the other's choice."""
+    path = tmp_path / backends.CACHE_FILE
+
+    def write(writer: int) -> None:
+        for i in range(15):
+            backends._write_cache(path, f"model-{writer}-{i}", {"backend": EAGER, "report": {}})
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(json.loads(path.read_text())["choices"]) == 6 * 15
