@@ -61,7 +61,7 @@ def test_model_activated_during_a_burst(user, model_version, other_version, tmp_
             time.sleep(0.25)
         wait_for(lambda: done([first]), timeout=FIRST_PHOTO_S * 4, what="the first photo after the activation")
         first_photo_s = time.monotonic() - first_sent
-        bound = scaled(FIRST_PHOTO_S)
+        bound, load_then = scaled(FIRST_PHOTO_S), os.getloadavg()[0]
         warming = ModelWarmup.objects.filter(version=other_version).first()
         wait_for(lambda: done(before + after), timeout=120, what="every photo of the burst")
 
@@ -87,8 +87,9 @@ def test_model_activated_during_a_burst(user, model_version, other_version, tmp_
         worker.kill()
     record_property("first_photo_after_activation_s", round(first_photo_s, 1))
     record_property("first_photo_bound_s", round(bound, 1))
+    record_property("load_average_at_first_photo", round(load_then, 1))
     record_property("warm_up_s", warmed.report["seconds"])
     record_property("export_s", warmed.report["export_s"])
     record_property("backend", warmed.backend)
-    record_property("load_average_1min", round(os.getloadavg()[0], 1))
-    record_property("slowness", round(slowness(), 1))
+    record_property("load_average_at_end", round(os.getloadavg()[0], 1))
+    record_property("slowness_at_end", round(slowness(), 1))
