@@ -7,9 +7,10 @@ from django.db import models
 from django.db.models import Case, Q, Value, When
 from django.urls import reverse
 from django.utils import timezone
+from django_guid import get_guid
 
 from ml import breeds
-from ml.models import Verdict
+from ml.models import ModelWarmup, Verdict
 
 NOT_A_PET = "not_a_pet"
 BREED_CHOICES = [(b.key, b.display_name) for b in breeds.BREEDS]
@@ -37,6 +38,24 @@ def heatmap_upload_to(instance: "PetImage", filename: str) -> str:
 def label_name(key: str) -> str:
     """Display name of a breed key or of NOT_A_PET; empty for no label."""
     return dict(LABEL_CHOICES).get(key, key)
+
+
+_getting_ready: tuple[str, bool] | None = None  # (request id, answer) of the request being answered
+
+
+def _model_getting_ready(now=None) -> bool:
+    """Whether the active model warms up (``ModelWarmup``), asked once per request: the
+    bulk status view asks for each of up to 100 photos, in one database query for all.
+    The request id (django_guid's) tells one request from the next; outside a request
+    (a worker, a shell) each call asks the database."""
+    global _getting_ready
+    request_id = get_guid() if now is None else None
+    if request_id and _getting_ready and _getting_ready[0] == request_id:
+        return _getting_ready[1]
+    answer = ModelWarmup.objects.active_model_getting_ready(now)
+    if request_id:
+        _getting_ready = (request_id, answer)
+    return answer
 
 
 class PetImageQuerySet(models.QuerySet):
@@ -149,6 +168,8 @@ class PetImage(models.Model):
         """What the owner is told about an unfinished or failed image, in plain words.
 
         ``error_message`` holds the detail for staff (it may name a command or a model file).
+        While the active model warms up (``ml.models.ModelWarmup``: a new model is exported and
+        its backend chosen; workers serve it with eager FP32 meanwhile), a waiting photo says so.
         """
         if self.status == self.Status.DONE:
             return ""
@@ -159,6 +180,8 @@ class PetImage(models.Model):
             )
         if self.error_message.startswith("No active model"):
             return "Your photo is saved and will be classified as soon as the classifier is set up."
+        if _model_getting_ready(now):
+            return "The new model is getting ready. Your photo is safe and will be classified shortly."
         since = (self.claimed_at if self.status == self.Status.PROCESSING else self.enqueued_at) or self.uploaded_at
         if (now or timezone.now()) - since > timedelta(seconds=settings.PETSITE_REQUEUE_AFTER):
             return (

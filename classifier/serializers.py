@@ -31,7 +31,9 @@ class ImageStatusSerializer(serializers.Serializer):
     status_display = serializers.CharField(source="get_status_display")
     finished = serializers.BooleanField(source="is_finished", help_text="done or failed: nothing more will change")
     message = serializers.CharField(
-        source="status_message", help_text="what the owner is told about a waiting or failed image; empty otherwise"
+        source="status_message",
+        help_text="what the owner is told about a waiting or failed image, in words: the new model is getting "
+        "ready, it takes longer than usual, why it failed; empty otherwise",
     )
     predicted_breed = serializers.CharField(help_text="breed key; empty until classified")
     breed_name = serializers.CharField(source="get_predicted_breed_display")

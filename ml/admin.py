@@ -3,7 +3,19 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from . import services
-from .models import ModelVersion
+from .models import ModelVersion, ModelWarmup
+
+
+class ModelWarmupInline(admin.TabularInline):
+    """Each worker machine's warm-up of the version (written by the workers: read only)."""
+
+    model = ModelWarmup
+    fields = readonly_fields = ["host", "state", "backend", "speedup", "started_at", "finished_at"]
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(ModelVersion)
@@ -23,6 +35,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "is_active",
     ]
     actions = ["activate"]
+    inlines = [ModelWarmupInline]
 
     @admin.display(description="Report")
     def report(self, obj: ModelVersion) -> str:

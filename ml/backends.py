@@ -21,7 +21,10 @@ name                what it does                                                
 ==================  ============================================================  =========
 
 Machines differ: with AVX-512 BF16 or AMX, BF16 runs several times faster than FP32;
-with AVX2 alone it is emulated and slower. So nothing is assumed: :func:`choose_backend`
+with AVX2 alone it is emulated and slower (0.19x eager measured on such a CPU, after 47 s
+of warm-up). So a candidate that cannot win on the CPU at hand is not timed at all
+(:meth:`Backend.can_win`: BF16 on a CPU without ``avx512_bf16`` or ``amx_bf16``; the
+report says why), and for the others nothing is assumed: :func:`choose_backend`
 runs each candidate on fixed inputs, rejects any whose top-1 differs from eager FP32 or
 whose probabilities differ by more than its tolerance, times the others a few times each,
 taking turns call by call (so that a burst of load from another process hits them all),
@@ -39,8 +42,11 @@ calls to run under ``torch.inference_mode()`` or ``no_grad`` (the Predictor does
 ``onnx`` is an automatic candidate when ``onnxruntime`` imports (it is optional: without
 it the report says so and the other candidates run). The exported file is cached in
 ``cache_dir/onnx/`` (next to ``backends.json``) under the weights' hash and the torch
-version, so only the first process for a model pays the export (a few seconds). INT8
-(ONNX Runtime's static quantization) is not offered: see ``bench/README.md`` for why.
+version. Exporting takes 8 s on two idle cores and minutes on busy ones, so a worker never
+does it while a photo waits: ``ml.warmup`` exports and chooses once per model and machine,
+in a process of its own, and a worker child serves eager FP32 until the choice is written
+(:func:`cached_choice` is what it looks for). INT8 (ONNX Runtime's static quantization) is
+not offered: see ``bench/README.md`` for why.
 """
 from __future__ import annotations
 
@@ -63,6 +69,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from filelock import FileLock, Timeout
 from torch import nn
 
 from . import calibration as calibration_
@@ -83,8 +90,11 @@ FP32_TOLERANCE = 1e-4  # largest allowed difference of any probability from eage
 BF16_TOLERANCE = 0.01
 CACHE_FILE = "backends.json"
 CACHE_VERSION = 1
+DEFAULT_BATCH_SIZES = (1, 16)  # the batch sizes the automatic choice times (a lone upload, a burst)
 # The CPU flags that decide which backend wins, reported by the benchmark and the choice.
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+# Native BF16 arithmetic: without one of these a CPU emulates BF16, slower than FP32.
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 # --- the backends -------------------------------------------------------------------------------
@@ -119,6 +129,13 @@ class Backend:
     @classmethod
     def available(cls, device: torch.device | str = "cpu") -> tuple[bool, str]:
         """(whether it can run here, why not)."""
+        return True, ""
+
+    @classmethod
+    def can_win(cls, device: torch.device | str, cpu_flags: Sequence[str]) -> tuple[bool, str]:
+        """(whether it can be faster than eager FP32 on this device and CPU, why not): the
+        automatic choice does not time a candidate that cannot win. ``cpu_flags``: all the
+        CPU's flags (:func:`cpu_info`)."""
         return True, ""
 
     def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -160,6 +177,13 @@ class BF16Backend(ChannelsLastBackend):
             return False, "this GPU has no bfloat16"
         if device.type == "cpu" and not torch.backends.mkldnn.is_available():
             return False, "this torch build has no oneDNN"
+        return True, ""
+
+    @classmethod
+    def can_win(cls, device: torch.device | str, cpu_flags: Sequence[str]) -> tuple[bool, str]:
+        if torch.device(device).type == "cpu" and not set(BF16_CPU_FLAGS) & set(cpu_flags):
+            return False, ("this CPU has neither avx512_bf16 nor amx_bf16: BF16 is emulated there, "
+                           "slower than FP32")
         return True, ""
 
     def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -300,10 +324,11 @@ class OnnxBackend(Backend):
         return torch.from_numpy(features).to(self.device), torch.from_numpy(logits).to(self.device)
 
 
-def onnx_path(model: nn.Module, cache_dir: str | os.PathLike | None = None) -> Path:
-    """Where the export of ``model`` is cached: keyed by its weights and the torch version
-    (another exporter may write another graph)."""
-    key = hashlib.sha256(f"{weights_key(model.state_dict())}|{torch.__version__}".encode()).hexdigest()[:24]
+def onnx_path(model: nn.Module, cache_dir: str | os.PathLike | None = None, model_key: str | None = None) -> Path:
+    """Where the export of ``model`` is cached: keyed by its weights (``model_key``, default
+    :func:`weights_key` of them) and the torch version (another exporter may write another graph)."""
+    model_key = model_key or weights_key(model.state_dict())
+    key = hashlib.sha256(f"{model_key}|{torch.__version__}".encode()).hexdigest()[:24]
     return Path(cache_dir if cache_dir is not None else default_cache_dir()) / "onnx" / f"{key}.onnx"
 
 
@@ -371,9 +396,10 @@ def cpu_flags(info: Mapping[str, Any] | None = None) -> dict[str, bool]:
     return {flag: flag in flags for flag in CPU_FLAGS}
 
 
-def machine_key(device: torch.device | str = "cpu") -> dict[str, Any]:
-    """What a measured choice depends on besides the model: CPU, flags, torch, threads, GPU."""
-    info = cpu_info()
+def machine_key(device: torch.device | str = "cpu", cpu: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What a measured choice depends on besides the model: CPU, flags, torch, threads, GPU.
+    ``cpu``: a :func:`cpu_info` (default: this machine's)."""
+    info = cpu or cpu_info()
     key = {
         "cpu": info["model"],
         "cpu_flags_sha256": hashlib.sha256(" ".join(info["flags"]).encode()).hexdigest()[:16],
@@ -401,14 +427,17 @@ def _read_cache(path: Path) -> dict[str, Any]:
 
 
 def _write_cache(path: Path, key: str, entry: dict[str, Any]) -> None:
-    """Add one entry (read, change, write to a temporary file, rename: a reader never sees half a
-    file; two children measuring at once just write the same choice twice)."""
-    data = _read_cache(path) or {"version": CACHE_VERSION, "choices": {}}
-    data["choices"][key] = entry
+    """Add one entry: read, change, write to a temporary file, rename (a reader never sees half
+    a file), under a lock of the file, so that two processes measuring different models at
+    once (two warm-ups) both keep their entry."""
     try:
-        with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    except OSError as exc:  # a read-only home must not stop a worker
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(path.with_name(path.name + ".lock"), timeout=60):
+            data = _read_cache(path) or {"version": CACHE_VERSION, "choices": {}}
+            data["choices"][key] = entry
+            with atomic_path(path) as tmp:
+                tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+    except (OSError, Timeout) as exc:  # a read-only home must not stop a worker
         logger.warning("Could not cache the inference backend choice in %s: %s", path, exc)
 
 
@@ -517,8 +546,10 @@ def measure_backend(
     return report
 
 
-def _factories(candidates: Sequence[str] | Mapping[str, BackendFactory] | None,
-               device: torch.device, cache_dir: Path) -> tuple[dict[str, BackendFactory], dict[str, str]]:
+def _factories(candidates: Sequence[str] | Mapping[str, BackendFactory] | None, device: torch.device,
+               cache_dir: Path, flags: Sequence[str]) -> tuple[dict[str, BackendFactory], dict[str, str]]:
+    """(the candidates to time, eager first; why each other one is not timed: it cannot run
+    here, or cannot win on this CPU)."""
     if candidates is None:
         candidates = AUTO_CANDIDATES
     if isinstance(candidates, Mapping):
@@ -529,55 +560,95 @@ def _factories(candidates: Sequence[str] | Mapping[str, BackendFactory] | None,
             raise ValueError(f"Unknown inference backends {unknown}; known: {', '.join(BACKENDS)}.")
         chosen = {name: FACTORIES[name] for name in candidates}
     eager = chosen.pop(EAGER, EagerBackend)
-    unavailable = {}
+    left_out = {}
     for name, factory in list(chosen.items()):
         if isinstance(factory, type) and issubclass(factory, Backend):
             ok, why = factory.available(device)
             if not ok:
-                unavailable[name] = why
+                left_out[name] = f"unavailable: {why}"
+                del chosen[name]
+                continue
+            ok, why = factory.can_win(device, flags)
+            if not ok:
+                left_out[name] = f"skipped: {why}"
                 del chosen[name]
             else:
                 chosen[name] = functools.partial(factory, cache_dir=cache_dir)
-    return {EAGER: eager, **chosen}, unavailable
+    return {EAGER: eager, **chosen}, left_out
+
+
+def _choice_key(model_key: str, image_size: int, device: torch.device, batch_sizes: Sequence[int],
+                names: Sequence[str], cpu: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(the cache key of a choice, what it is made of)."""
+    key_parts = {
+        "model": model_key,
+        **machine_key(device, cpu),
+        "image_size": image_size,
+        "batch_sizes": sorted(set(batch_sizes)),
+        "candidates": sorted(names),
+    }
+    return hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest(), key_parts
+
+
+def cached_choice(
+    model_key: str,
+    image_size: int,
+    device: torch.device | str = "cpu",
+    cache_dir: str | os.PathLike | None = None,
+    *,
+    cpu: Mapping[str, Any] | None = None,
+) -> tuple[str, dict[str, Any]] | None:
+    """(backend, report) that :func:`choose_backend` with its default candidates and batch
+    sizes cached for these weights (:func:`weights_key`) on this machine, or None: what a
+    worker child serving eager FP32 looks for while a warm-up measures. Runs nothing."""
+    device = torch.device(device)
+    cpu = cpu or cpu_info()
+    cache_root = Path(cache_dir if cache_dir is not None else default_cache_dir())
+    factories, _ = _factories(None, device, cache_root, cpu["flags"])
+    key, _ = _choice_key(model_key, image_size, device, DEFAULT_BATCH_SIZES, list(factories), cpu)
+    cache_path = cache_root / CACHE_FILE
+    entry = _read_cache(cache_path).get("choices", {}).get(key)
+    if not entry or entry.get("backend") not in factories:
+        return None
+    return entry["backend"], {**entry["report"], "cached": True, "cache_file": str(cache_path)}
 
 
 def choose_backend(
     model: nn.Module,
     image_size: int,
     candidates: Sequence[str] | Mapping[str, BackendFactory] | None = None,
-    batch_sizes: Sequence[int] = (1, 16),
+    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
     cache_dir: str | os.PathLike | None = None,
     *,
     use_cache: bool = True,
     model_key: str | None = None,
     warmup: int = 1,
     repeats: int = 3,
+    cpu: Mapping[str, Any] | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """(name of the fastest backend that agrees with eager FP32, report with every figure).
 
     ``candidates``: backend names (default :data:`AUTO_CANDIDATES`) or a mapping of name to
     factory (a callable taking the model, returning a :class:`Backend`); eager FP32 is
     always measured, as the reference and the fallback. Each candidate runs on a copy of
-    ``model`` (``model`` itself is not changed). The winner has the highest throughput at
-    the largest of ``batch_sizes``; the report also holds median latencies per batch size.
+    ``model`` (``model`` itself is not changed). A candidate that cannot run here, or cannot
+    win on this CPU (:meth:`Backend.can_win`), is not timed; the report says why. The
+    winner has the highest throughput at the largest of ``batch_sizes``; the report also
+    holds median latencies per batch size.
 
     The choice is cached in ``cache_dir/backends.json`` (default ``~/.cache/petsite``) per
     ``model_key`` (default: :func:`weights_key` of the model's weights) and
     :func:`machine_key`; a cached choice comes back with ``report["cached"] = True``
-    without running the model.
+    without running the model. ``cpu`` (a :func:`cpu_info`) stands for this machine's CPU
+    in the key and the candidates: tests use it to be another machine.
     """
     device = next(model.parameters()).device
+    cpu = cpu or cpu_info()
     cache_root = Path(cache_dir if cache_dir is not None else default_cache_dir())
-    factories, unavailable = _factories(candidates, device, cache_root)
+    factories, left_out = _factories(candidates, device, cache_root, cpu["flags"])
     batch_sizes = sorted(set(batch_sizes))
-    key_parts = {
-        "model": model_key or weights_key(model.state_dict()),
-        **machine_key(device),
-        "image_size": image_size,
-        "batch_sizes": batch_sizes,
-        "candidates": sorted(factories),
-    }
-    key = hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()
+    key, key_parts = _choice_key(model_key or weights_key(model.state_dict()), image_size, device, batch_sizes,
+                                 list(factories), cpu)
     cache_path = cache_root / CACHE_FILE
     if use_cache:
         entry = _read_cache(cache_path).get("choices", {}).get(key)
@@ -602,8 +673,8 @@ def choose_backend(
         for name, timings in time_backends(accepted_backends, inputs, warmup, repeats).items():
             results[name]["timings"] = timings
         del accepted_backends
-    for name, why in unavailable.items():
-        results[name] = {"accepted": False, "reason": f"unavailable: {why}"}
+    for name, why in left_out.items():
+        results[name] = {"accepted": False, "reason": why}
 
     def throughput(name: str) -> float:
         return results[name]["timings"][str(biggest)]["images_per_s"]
@@ -618,7 +689,7 @@ def choose_backend(
         "chosen": chosen,
         "image_size": image_size,
         "batch_sizes": batch_sizes,
-        "machine": {**machine_key(device), "cpu_flags": cpu_flags()},
+        "machine": {**machine_key(device, cpu), "cpu_flags": cpu_flags(cpu)},
         "candidates": results,
         "cached": False,
         "cache_file": str(cache_path) if use_cache else None,

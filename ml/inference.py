@@ -2,7 +2,9 @@
 
 The forward pass runs through an inference backend (``ml.backends``): eager FP32 by
 default, or a named one, or ``"auto"``, the fastest that agrees with eager FP32 on this
-machine (measured once per model and machine, then cached).
+machine (measured once per model and machine, then cached). A worker builds its
+Predictor on eager FP32 and switches (:meth:`Predictor.use_backend`) once ``ml.warmup``
+has chosen and exported off the path of a user's photo.
 
 ``classify*`` gives each image its top-k, a verdict (``ml.calibration.CONFIDENT``,
 ``UNSURE`` or ``NOT_A_PET``) and the scores behind it, from the same single forward
@@ -17,7 +19,7 @@ from typing import Any, BinaryIO, NamedTuple
 import torch
 
 from . import calibration as calibration_
-from .backends import AUTO, resolve_backend, weights_key
+from .backends import AUTO, make_backend, resolve_backend, weights_key
 from .checkpoints import Checkpoint, load_checkpoint
 from .data import ImageSource, eval_transform, open_image
 
@@ -48,7 +50,7 @@ class Predictor:
     at 224 px) unless ``backend_cache_dir`` (default ``~/.cache/petsite``) already holds the
     choice for these weights on this machine (the ONNX export is cached there too).
     ``backend_report`` keeps the figures (None unless ``"auto"``). A backend may change
-    ``model``'s memory layout, never its values.
+    ``model``'s memory layout, never its values; :meth:`use_backend` changes backend later.
     """
 
     def __init__(
@@ -64,6 +66,7 @@ class Predictor:
         self.classes = list(checkpoint.classes)
         self.device = torch.device(device)
         self.model = checkpoint.build_model().to(self.device)
+        self.backend_cache_dir = backend_cache_dir
         self.backend, self.backend_report = resolve_backend(
             backend, self.model, checkpoint.image_size, cache_dir=backend_cache_dir,
             model_key=weights_key(checkpoint.state_dict) if backend == AUTO else None,
@@ -72,6 +75,14 @@ class Predictor:
         self.transform = eval_transform(
             checkpoint.image_size, checkpoint.resize_size, checkpoint.mean, checkpoint.std
         )
+
+    def use_backend(self, name: str, report: dict[str, Any] | None = None) -> None:
+        """Run the model through backend ``name`` from the next call on (``report``: the
+        figures it was chosen by). A worker serving eager FP32 switches so once the warm-up
+        has chosen; the ONNX file must exist already, or this exports it first (seconds to
+        minutes). Raises, keeping the current backend, if ``name`` cannot be built here."""
+        self.backend = make_backend(name, self.model, self.backend_cache_dir)
+        self.backend_report = report
 
     def preprocess(self, image: ImageSource) -> torch.Tensor:
         """The model's input tensor for one image. The image is decoded no larger than the

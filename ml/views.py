@@ -61,6 +61,7 @@ def model_detail(request, name: str):
             "per_class": per_class,
             "verdicts": verdicts,
             "epochs": version.history.get("epochs", []),  # the columns fastai prints per epoch
+            "warmups": version.warmups.all(),  # each worker machine's backend for this model
         },
     )
 

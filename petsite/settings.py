@@ -376,12 +376,16 @@ PETSITE_CLAIM_TIMEOUT = env.float("PETSITE_CLAIM_TIMEOUT", default=30)
 CELERY_BEAT_SCHEDULE = {
     "requeue-stale-images": {"task": "classifier.tasks.requeue_stale", "schedule": PETSITE_REQUEUE_INTERVAL},
 }
-# How the workers run the model: "auto" measures eager FP32, channels_last and BF16 when a
-# worker child first loads a model version, keeps the fastest that agrees with eager
-# (ml/backends.py), and remembers the choice per model and machine in the cache folder.
+# How the workers run the model: "auto" keeps the fastest backend that agrees with eager
+# FP32 (ml/backends.py), measured among those that can win on the CPU at hand. Each worker
+# machine measures (and exports to ONNX) once per model, in a warm-up process of its own
+# (ml/warmup.py) started when a version is registered or activated and when a worker
+# starts; its children serve eager FP32 until the choice is in the cache folder, so no
+# photo waits for it. "onnx" waits for the warm-up's export the same way.
 PETSITE_INFERENCE_BACKEND = env("PETSITE_INFERENCE_BACKEND", default="auto")
 # Where the workers run the model: "cpu", or "cuda" on a worker with a GPU (docs/workers.md).
 PETSITE_INFERENCE_DEVICE = env("PETSITE_INFERENCE_DEVICE", default="cpu")
+# The warm-ups' results per machine: backends.json (the choices), onnx/ (the exports), locks/.
 PETSITE_BACKEND_CACHE_DIR = Path(env("PETSITE_BACKEND_CACHE_DIR", default=str(VAR_DIR / "cache" / "backends")))
 # Images one worker classifies in one forward pass when several are waiting (a lone
 # upload is never held back to fill a batch).

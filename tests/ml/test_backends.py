@@ -2,6 +2,7 @@
 import io
 import json
 import sys
+import threading
 
 import pytest
 import torch
@@ -212,3 +213,79 @@ def test_predictor_auto_uses_the_measured_choice(checkpoint, reference, cache_di
 
     second = Predictor(checkpoint, backend="auto", backend_cache_dir=cache_dir)
     assert second.backend_report["cached"] and second.backend.name == predictor.backend.name
+
+
+# CPUs to stand for, whatever this machine is: the choice must depend on the flags it is given.
+AVX2_ONLY = {"model": "a CPU with AVX2 alone", "flags": ["avx", "avx2", "fma", "sse4_2"]}
+WITH_BF16 = {"model": "a CPU with native BF16", "flags": ["avx", "avx2", "avx512f", "avx512_bf16"]}
+WITH_AMX = {"model": "a CPU with AMX", "flags": ["avx", "avx2", "amx_bf16", "amx_tile"]}
+
+
+def test_bf16_is_not_timed_on_a_cpu_without_native_bf16(checkpoint, tmp_path):
+    model = checkpoint.build_model()
+    candidates = [EAGER, backends.BF16]
+    name, report = backends.choose_backend(model, 32, candidates=candidates, batch_sizes=(2,), cache_dir=tmp_path,
+                                           repeats=1, cpu=AVX2_ONLY)
+    bf16 = report["candidates"][backends.BF16]
+    assert bf16 == {"accepted": False, "reason": bf16["reason"]}  # never built, run nor timed
+    assert bf16["reason"].startswith("skipped: ") and "avx512_bf16" in bf16["reason"]
+    assert name == EAGER and "timings" in report["candidates"][EAGER]
+    assert report["machine"]["cpu"] == AVX2_ONLY["model"] and not report["machine"]["cpu_flags"]["avx512_bf16"]
+
+    # With AMX (or AVX-512 BF16: test_bf16_can_win_by_cpu_flags...) BF16 is a candidate: timed.
+    _, report = backends.choose_backend(model, 32, candidates=candidates, batch_sizes=(2,), cache_dir=tmp_path,
+                                        repeats=1, cpu=WITH_AMX)
+    assert report["cached"] is False  # another CPU: another choice, not the AVX2 one from the cache
+    assert report["candidates"][backends.BF16]["accepted"] and "timings" in report["candidates"][backends.BF16]
+
+
+def test_bf16_can_win_by_cpu_flags_on_cpus_and_always_on_gpus():
+    assert not backends.BF16Backend.can_win("cpu", AVX2_ONLY["flags"])[0]
+    assert backends.BF16Backend.can_win("cpu", WITH_BF16["flags"]) == (True, "")
+    assert backends.BF16Backend.can_win("cpu", WITH_AMX["flags"]) == (True, "")
+    assert backends.BF16Backend.can_win("cuda", [])[0]  # on a GPU: as before, available() decides
+    assert all(backends.FACTORIES[name].can_win("cpu", [])[0] for name in backends.BACKENDS if name != backends.BF16)
+    # Asked for by name, BF16 still runs on any CPU (the benchmarks measure it there).
+    assert backends.BF16Backend.available("cpu")[0]
+
+
+def test_cached_choice_finds_what_the_automatic_choice_cached(checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # no export: this test is about the lookup
+    model = checkpoint.build_model()
+    key = backends.weights_key(checkpoint.state_dict)
+    assert backends.cached_choice(key, 32, cache_dir=tmp_path, cpu=AVX2_ONLY) is None
+
+    name, report = backends.choose_backend(model, 32, cache_dir=tmp_path, model_key=key, repeats=1, cpu=AVX2_ONLY)
+    found, cached = backends.cached_choice(key, 32, cache_dir=tmp_path, cpu=AVX2_ONLY)
+    assert found == name and cached["cached"] is True and cached["candidates"] == report["candidates"]
+    assert backends.cached_choice(key, 32, cache_dir=tmp_path, cpu=WITH_BF16) is None  # another machine
+    assert backends.cached_choice(key, 64, cache_dir=tmp_path, cpu=AVX2_ONLY) is None  # another input size
+    assert backends.cached_choice("other weights", 32, cache_dir=tmp_path, cpu=AVX2_ONLY) is None
+
+
+def test_predictor_changes_backend_in_place(checkpoint, reference, cache_dir):
+    tensors, expected, _, _ = reference
+    predictor = Predictor(checkpoint, backend_cache_dir=cache_dir)
+    predictor.use_backend(backends.CHANNELS_LAST, {"chosen": backends.CHANNELS_LAST})
+    assert predictor.backend.name == backends.CHANNELS_LAST and predictor.backend_report["chosen"] == "channels_last"
+    results = predictor.classify_preprocessed(tensors, k=5)
+    assert [r.top_k[0].label for r in results] == [r.top_k[0].label for r in expected]
+    with pytest.raises(ValueError, match="Unknown inference backend"):
+        predictor.use_backend("tensorrt")
+    assert predictor.backend.name == backends.CHANNELS_LAST  # a failed change keeps the backend it had
+
+
+def test_choices_written_at_once_for_different_models_are_all_kept(tmp_path):
+    """Two warm-ups of different models may finish together: neither may drop the other's choice."""
+    path = tmp_path / backends.CACHE_FILE
+
+    def write(writer: int) -> None:
+        for i in range(15):
+            backends._write_cache(path, f"model-{writer}-{i}", {"backend": EAGER, "report": {}})
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(json.loads(path.read_text())["choices"]) == 6 * 15
