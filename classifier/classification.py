@@ -157,11 +157,10 @@ def _finish(pet: PetImage, token: uuid.UUID, **fields) -> bool:
 def _release(pets: Sequence[PetImage], token: uuid.UUID, reason: str) -> list[int]:
     """Give the images back (pending), for example when the model cannot be loaded;
     returns the ids given back (those this claim still held)."""
-    held = list(PetImage.objects.filter(pk__in=[p.pk for p in pets], claim_token=token).values_list("pk", flat=True))
-    PetImage.objects.filter(pk__in=held, claim_token=token).update(
-        status=Status.PENDING, claim_token=None, claimed_by="", error_message=reason
-    )
-    return held
+    held = PetImage.objects.filter(pk__in=[p.pk for p in pets], claim_token=token)
+    pks = list(held.order_by("pk").values_list("pk", flat=True))
+    held.update(status=Status.PENDING, claim_token=None, claimed_by="", error_message=reason)
+    return pks
 
 
 def _gave_up(attempts: int, last_error: str = "") -> str:

@@ -325,7 +325,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_PROC_ALIVE_TIMEOUT = env.float("CELERY_WORKER_PROC_ALIVE_TIMEOUT", default=60)
 # A classification task still running after this many seconds is hung (a batch takes
 # seconds; a new child's first one, with PyTorch's import and the model's load, under a
-# minute at load 8): its child is killed, which counts as one of the image's tries.
+# minute at load 8): its child is killed, which counts as one of the image's tries. The
+# limit travels in each message, from the settings of the process that sends it.
 PETSITE_CLASSIFY_TIME_LIMIT = env.float("PETSITE_CLASSIFY_TIME_LIMIT", default=600)
 # Each worker writes a heartbeat row every PETSITE_WORKER_HEARTBEAT_SECONDS from its main
 # process (classifier/workers.py); a worker not seen for PETSITE_WORKER_GONE_AFTER seconds
