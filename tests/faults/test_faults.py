@@ -143,11 +143,15 @@ def test_worker_child_killed_mid_batch(user, model_version, start_worker, record
     bound = scaled(30)  # the message comes back at once; the new child imports PyTorch and loads the model
     killed_at = time.monotonic()
     os.kill(child, signal.SIGKILL)
+    # The new child's first result: it took the message back, imported PyTorch, loaded the model.
+    wait_for(lambda: PetImage.objects.filter(pk__in=pks, status=Status.DONE).exists(), timeout=bound,
+             what="the new child's first result")
+    serving = time.monotonic() - killed_at
     wait_finished(pks, bound, worker)
     recovery = time.monotonic() - killed_at
     assert_each_once(pks)
     assert recovery < bound, (recovery, bound)
-    record(record_property, recovery_s=recovery, bound_s=bound)
+    record(record_property, child_serving_s=serving, recovery_s=recovery, bound_s=bound)
 
 
 def test_whole_worker_killed_then_a_new_worker_resends_what_it_held(user, model_version, start_worker, record_property):
@@ -396,7 +400,7 @@ def test_a_killed_worker_is_seen_gone_by_its_heartbeat(start_worker, settings, c
              == [(node, worker.process.pid, 1)], timeout=60, what="the worker's heartbeat with its child up")
     worker.kill()  # the main process and its child, at once
     killed_at = time.monotonic()
-    bound = gone_after + scaled(2 * heartbeat)
+    bound = gone_after + scaled(2 * heartbeat + 2)  # its last beat, up to one period before the kill, then a poll
     wait_for(lambda: not workers.live_workers(queue), timeout=bound, what="the worker to be seen gone")
     detected = time.monotonic() - killed_at
     assert gone_after - 2 * heartbeat <= detected < bound, (detected, bound)  # by its age, not removed
