@@ -52,3 +52,54 @@ def test_bin_run_asks_whether_to_start_it(tmp_path):
     assert embedded.stdout.strip() == str(tmp_path.resolve() / "var" / "redis.sock")
     named = run(["-m", "petsite.broker", "url"], tmp_path, DEBUG="1", CELERY_BROKER_URL="redis://127.0.0.1:6379/3")
     assert (named.returncode, named.stdout.strip()) == (0, "")
+
+
+def _forget_broker_connections() -> None:
+    """Celery keeps its producers' connections, made for the URL of their time."""
+    from petsite.celery import app
+
+    app.close()
+    app.amqp._producer_pool = None
+
+
+@pytest.fixture
+def broker_away(monkeypatch):
+    """The broker is not running (bin/run is not): Celery reads CELERY_BROKER_URL from the environment first."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("CELERY_BROKER_URL", f"redis://127.0.0.1:{port}/0")
+    _forget_broker_connections()
+    yield
+    monkeypatch.undo()
+    _forget_broker_connections()  # later tests send to the run's broker again
+
+
+def test_commands_that_send_fail_soft_without_the_broker(
+    broker_away, model_version, user, caplog, capsys, django_capture_on_commit_callbacks
+):
+    """An upload's message that cannot be sent is logged in one line and the photo waits;
+    ``requeue_pending`` says it sent none; ``reclassify``, whose finished photos nothing
+    would send again, refuses and says why."""
+    from datetime import timedelta
+
+    from django.core.management import CommandError, call_command
+    from django.utils import timezone
+
+    from classifier import uploads
+    from classifier.models import PetImage
+    from classifier.validators import inspect_image
+    from tests.helpers import upload
+
+    file = upload()
+    with django_capture_on_commit_callbacks(execute=True):
+        pet = uploads.create_pet_image(user, file, inspect_image(file))
+    assert "the broker is unreachable" in caplog.text and "Traceback" not in caplog.text
+    PetImage.objects.filter(pk=pet.pk).update(uploaded_at=timezone.now() - timedelta(hours=1))
+    call_command("requeue_pending")
+    assert "Re-sent 0 image(s)" in capsys.readouterr().out
+    assert PetImage.objects.get(pk=pet.pk).status == PetImage.Status.PENDING
+    with pytest.raises(CommandError, match="broker does not answer .* nothing was sent"):
+        call_command("reclassify")
