@@ -89,6 +89,7 @@ class Heartbeat(bootsteps.StartStopStep):
     requires = {"celery.worker.components:Pool"}
 
     def __init__(self, worker, **kwargs):
+        super().__init__(worker, **kwargs)
         self.beat = None
 
     def start(self, worker) -> None:
@@ -100,6 +101,8 @@ class Heartbeat(bootsteps.StartStopStep):
     def stop(self, worker) -> None:
         if self.beat is not None:
             self.beat.stop()
+
+    terminate = stop  # a cold shutdown too: the worker did not die
 
 
 app.steps["worker"].add(Heartbeat)
