@@ -1,8 +1,10 @@
-"""Test-run setup shared by every test: isolated media, broker folder and queue.
+"""Test-run setup shared by every test: isolated media, broker and queue.
 
 The suite runs on whatever database and broker the environment names (PostgreSQL and
 Redis in CI) and on the embedded defaults when nothing is set; the header of every
-run says which.
+run says which. On the embedded default the run starts a Redis server of its own, as
+bin/run does (petsite/broker.py), on a unix socket in its scratch folder, and every
+process the tests start inherits its URL.
 """
 import os
 import shutil
@@ -13,6 +15,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from petsite.broker import RedisServer
 from tests.load import slowness
 
 
@@ -21,14 +24,8 @@ def pytest_configure(config):
     settings.MEDIA_ROOT = scratch / "media"
     # A queue of its own, so that a run never takes (or leaves) another run's messages.
     settings.CELERY_TASK_DEFAULT_QUEUE = f"petsite-test-{uuid.uuid4().hex[:8]}"
-    if settings.CELERY_BROKER_URL.startswith("filesystem://"):
-        settings.PETSITE_BROKER_DIR = scratch / "broker"
-        settings.CELERY_BROKER_TRANSPORT_OPTIONS = {
-            **settings.CELERY_BROKER_TRANSPORT_OPTIONS,
-            "data_folder_in": str(settings.PETSITE_BROKER_DIR),
-            "data_folder_out": str(settings.PETSITE_BROKER_DIR),
-            "control_folder": str(settings.PETSITE_BROKER_DIR / "control"),
-        }
+    if settings.PETSITE_EMBEDDED_BROKER:
+        config.petsite_broker = _embedded_broker(scratch)
     # Real password hashing costs a quarter of a second per user; tests need no security.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     config.petsite_scratch = scratch
@@ -41,6 +38,15 @@ def pytest_configure(config):
     from hypothesis.configuration import set_hypothesis_home_dir
 
     set_hypothesis_home_dir(scratch / "hypothesis")
+
+
+def _embedded_broker(scratch: Path) -> RedisServer:
+    """The run's own Redis server, as bin/run's; Celery (here and in the workers the tests
+    start) reads CELERY_BROKER_URL from the environment before its configuration."""
+    server = RedisServer(scratch / "redis.sock", scratch / "redis").start()
+    settings.PETSITE_BROKER_SOCKET = server.socket
+    settings.CELERY_BROKER_URL = os.environ["CELERY_BROKER_URL"] = server.url
+    return server
 
 
 def _no_downloads(scratch: Path) -> None:
@@ -73,7 +79,10 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_unconfigure(config):
-    """Leave no scratch behind: media, broker folder and checkpoints of the run."""
+    """Leave nothing behind: the run's broker, and its scratch (media, checkpoints)."""
+    broker = getattr(config, "petsite_broker", None)
+    if broker is not None:
+        broker.stop()
     scratch = getattr(config, "petsite_scratch", None)
     if scratch is not None:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -84,6 +93,8 @@ def pytest_report_header(config):
     test_name = db.get("TEST", {}).get("NAME") or f"test_{db['NAME']}"
     where = f" at {db['HOST']}:{db.get('PORT') or 'default port'}" if db.get("HOST") else ""
     broker = settings.CELERY_BROKER_URL.split("@")[-1]  # never print a password
+    if getattr(config, "petsite_broker", None) is not None:
+        broker += ", the run's own Redis server"
     return [
         f"petsite database: {db['ENGINE'].rsplit('.', 1)[-1]}, test database {test_name}{where}",
         f"petsite broker: {broker} (queue {settings.CELERY_TASK_DEFAULT_QUEUE})",

@@ -15,8 +15,14 @@ row. That gives "exactly once in effect" with at-least-once delivery:
 
 A claim belongs to a process (``host:pid``). Worker processes run one task at a time
 (Celery's prefork or solo pool), so a claim held by the very process that looks at it,
-or by a process of the same host that no longer exists, is abandoned and can be taken
-over at once; any other claim only once it is older than ``PETSITE_CLAIM_TIMEOUT``.
+or by a process of the same host that no longer exists (whichever worker it belonged
+to), is abandoned and can be taken over at once; any other claim only once it is older
+than ``PETSITE_CLAIM_TIMEOUT``.
+
+**Poison images.** ``attempts`` counts the tries of an image that started and did not
+finish, however they ended: the child was killed (SIGKILL, out of memory, the task's
+hard time limit; the claim is then found abandoned), or the forward pass raised. After
+``MAX_ATTEMPTS`` the image ends FAILED with the reason, on whichever worker it was.
 """
 from __future__ import annotations
 
@@ -28,18 +34,19 @@ import uuid
 from collections.abc import Sequence
 from datetime import timedelta
 
-import psutil
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import F, Q, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerUnreachable
 from PIL import Image, UnidentifiedImageError
 
 from ml import services as ml_services
 from ml.models import ModelVersion
 
 from .models import Classification, PetImage
+from .workers import process_running
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +78,11 @@ def send(pks: Sequence[int], version_id: int | None = None) -> bool:
             classify_image.delay(pks[0])
         else:
             classify_batch.delay(pks, version_id)
-    except Exception:  # kombu raises several types when the broker is unreachable
+    except (BrokerUnreachable, OSError) as error:  # expected while the broker is away: one line
+        log.warning("Could not send images %s to the workers (the broker is unreachable: %s); "
+                    "they stay waiting and are sent again later", pks, error)
+        return False
+    except Exception:  # anything else is a bug: keep the traceback, and the rows, which are re-sent later
         log.exception("Could not send images %s to the workers; they will be re-sent", pks)
         return False
     PetImage.objects.filter(pk__in=pks).update(enqueued_at=timezone.now(), enqueue_count=F("enqueue_count") + 1)
@@ -101,15 +112,7 @@ def _abandoned(holder: str) -> bool:
     host, _, pid = holder.rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return False
-    return int(pid) == os.getpid() or not _running(int(pid))
-
-
-def _running(pid: int) -> bool:
-    """A killed process whose parent died too stays a zombie until someone reaps it: dead."""
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
+    return int(pid) == os.getpid() or not process_running(int(pid))
 
 
 def _dead_claim(images: QuerySet, now) -> Q:
@@ -151,11 +154,19 @@ def _finish(pet: PetImage, token: uuid.UUID, **fields) -> bool:
     return bool(_held(pet, token).update(claim_token=None, claimed_by="", **fields))
 
 
-def _release(pets: Sequence[PetImage], token: uuid.UUID, reason: str) -> None:
-    """Give the images back (pending), for example when the model cannot be loaded."""
-    PetImage.objects.filter(pk__in=[p.pk for p in pets], claim_token=token).update(
-        status=Status.PENDING, claim_token=None, claimed_by="", error_message=reason
-    )
+def _release(pets: Sequence[PetImage], token: uuid.UUID, reason: str) -> list[int]:
+    """Give the images back (pending), for example when the model cannot be loaded;
+    returns the ids given back (those this claim still held)."""
+    held = PetImage.objects.filter(pk__in=[p.pk for p in pets], claim_token=token)
+    pks = list(held.order_by("pk").values_list("pk", flat=True))
+    held.update(status=Status.PENDING, claim_token=None, claimed_by="", error_message=reason)
+    return pks
+
+
+def _gave_up(attempts: int, last_error: str = "") -> str:
+    """The reason a poison image failed, for staff (``error_message``)."""
+    reason = f"Classification did not finish after {attempts} tries."
+    return f"{reason} The last one failed with {last_error}." if last_error else reason
 
 
 # --- Classifying --------------------------------------------------------------------------
@@ -196,9 +207,8 @@ def classify_images(pks: Sequence[int], version_id: int | None = None) -> None:
     if not pets:
         return
     tried_too_often = [pet for pet in pets if pet.attempts >= MAX_ATTEMPTS]
-    for pet in tried_too_often:
-        reason = f"Classification did not finish after {pet.attempts} tries."
-        _finish(pet, token, status=Status.FAILED, error_message=reason)
+    for pet in tried_too_often:  # its last tries ended with the worker process (killed, or over its time limit)
+        _finish(pet, token, status=Status.FAILED, error_message=_gave_up(pet.attempts))
     pets = [pet for pet in pets if pet.attempts < MAX_ATTEMPTS]
     if not pets:
         return
@@ -210,16 +220,41 @@ def classify_images(pks: Sequence[int], version_id: int | None = None) -> None:
         log.exception("Model %s cannot be loaded", version.name)
         _release(pets, token, f"The model {version.name} cannot be loaded: {exc}")
         return
-    if all(pet.attempts == 0 for pet in pets):
-        _classify_batch(pets, token, version, predictor)
-    else:
-        for pet in pets:
-            _classify_batch([pet], token, version, predictor)
+    batches = [pets] if all(pet.attempts == 0 for pet in pets) else [[pet] for pet in pets]
+    for batch in batches:
+        try:
+            _classify_batch(batch, token, version, predictor)
+        except (OperationalError, InterfaceError):  # the database is away: the task retries
+            raise
+        except Exception as error:
+            log.exception("Classifying images %s failed", [pet.pk for pet in batch])
+            _failed_try(batch, token, f"{type(error).__name__}: {error}")
+
+
+def _failed_try(pets: Sequence[PetImage], token: uuid.UUID, error: str) -> None:
+    """A try that raised counts like one whose process died: an image tried ``MAX_ATTEMPTS``
+    times ends FAILED with the error; the others are given back and sent again at once
+    (tried before, they are then classified one at a time, so a poison image fails alone)."""
+    attempts = dict(PetImage.objects.filter(pk__in=[p.pk for p in pets]).values_list("pk", "attempts"))
+    retry = []
+    for pet in pets:
+        if attempts.get(pet.pk, 0) >= MAX_ATTEMPTS:
+            _finish(pet, token, status=Status.FAILED, error_message=_gave_up(attempts[pet.pk], error))
+        else:
+            retry.append(pet)
+    if given_back := _release(retry, token, f"The last try failed with {error}"):
+        send(given_back)
 
 
 def _classify_batch(pets: Sequence[PetImage], token: uuid.UUID, version: ModelVersion, predictor) -> None:
-    """One forward pass for ``pets``, counted as an attempt for each before it starts."""
-    PetImage.objects.filter(pk__in=[p.pk for p in pets], claim_token=token).update(attempts=F("attempts") + 1)
+    """One forward pass for ``pets``, counted as an attempt for each before it starts.
+
+    The claim's time restarts with the pass: a new child's first task imports PyTorch and
+    loads the model first, which on a busy machine can take most of PETSITE_CLAIM_TIMEOUT.
+    """
+    PetImage.objects.filter(pk__in=[p.pk for p in pets], claim_token=token).update(
+        attempts=F("attempts") + 1, claimed_at=timezone.now()
+    )
     readable, tensors = [], []
     for pet in pets:
         try:
@@ -290,11 +325,13 @@ def requeue_stale() -> int:
     Covers a lost message, a worker that died mid-task and a broker restart.
     """
     pks = list(stale_images().order_by("pk").values_list("pk", flat=True))
+    sent = 0
     for i in range(0, len(pks), CHUNK_SIZE):
-        send(pks[i : i + CHUNK_SIZE])
-    if pks:
-        log.info("Re-sent %d image(s) that waited too long", len(pks))
-    return len(pks)
+        chunk = pks[i : i + CHUNK_SIZE]
+        sent += len(chunk) if send(chunk) else 0
+    if sent:
+        log.info("Re-sent %d image(s) that waited too long", sent)
+    return sent
 
 
 def send_pending_now() -> int:

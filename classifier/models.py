@@ -320,3 +320,28 @@ class TrainingRun(models.Model):
     @property
     def finished(self) -> bool:
         return self.state not in self.UNFINISHED
+
+
+class WorkerHeartbeat(models.Model):
+    """The last sign of life of one Celery worker, written by its main process every few
+    seconds (classifier/workers.py), so that the site can tell when no worker serves a queue.
+
+    One row per worker node name, kept across the worker's restarts; rows not seen for a
+    day are pruned by the workers themselves.
+    """
+
+    node = models.CharField(max_length=255, unique=True, help_text="the worker's node name, e.g. celery@host")
+    host = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField(help_text="the worker's main process")
+    queues = models.JSONField(default=list, help_text="the queues it takes tasks from")
+    processes = models.PositiveSmallIntegerField(
+        default=0, help_text="processes that can run a task now (pool children alive and up)"
+    )
+    started_at = models.DateTimeField()
+    last_seen = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["node"]
+
+    def __str__(self) -> str:
+        return self.node

@@ -3,11 +3,15 @@
 Classification tasks are acknowledged only after they finish (a worker that dies
 mid-task leaves the message for another) and retry while the database is away, long
 enough to outlast an outage of a few minutes; after that the re-queue sends them again.
+One still running after ``PETSITE_CLASSIFY_TIME_LIMIT`` seconds is hung: its child is
+killed, which counts as a try of its images (classification.py, "Poison images").
 """
 from celery import shared_task
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
 from . import classification, explanations, retraining
+from .workers import TRAINING_QUEUE
 
 RELIABLE = {
     "acks_late": True,
@@ -19,6 +23,7 @@ RELIABLE = {
     "retry_backoff_max": 30,
     "retry_jitter": False,
     "max_retries": 10,
+    "time_limit": settings.PETSITE_CLASSIFY_TIME_LIMIT,
 }
 
 
@@ -44,7 +49,7 @@ def make_heatmap(pk: int) -> None:
     explanations.make_heatmap(pk)
 
 
-@shared_task(queue="training", acks_late=False)
+@shared_task(queue=TRAINING_QUEUE, acks_late=False)
 def train_model(run_id: int) -> None:
     """A training run from the site, on its own queue (a worker started with ``-Q training``).
 

@@ -1,9 +1,20 @@
-"""The Celery app. Configuration lives in Django settings under the CELERY_ prefix."""
+"""The Celery app. Configuration lives in Django settings under the CELERY_ prefix.
+
+What runs where, and why:
+
+- A pool child starts light: nothing heavy happens before it tells its main process that
+  it is up (``worker_proc_alive_timeout``, settings). PyTorch is imported, and its thread
+  count set, by the child's first task (:func:`_limit_torch_threads`), so a busy machine
+  that takes 10 s to import it never gets a child killed and replaced forever.
+- The main process never imports PyTorch (children are forked from it); it re-sends what
+  dead workers of this host held when it starts, and writes the worker's heartbeat
+  (classifier/workers.py) from a thread of its own.
+"""
 import logging
 import os
 
-from celery import Celery
-from celery.signals import setup_logging, worker_process_init, worker_ready
+from celery import Celery, bootsteps
+from celery.signals import setup_logging, task_prerun, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "petsite.settings")
 
@@ -12,15 +23,6 @@ log = logging.getLogger(__name__)
 app = Celery("petsite")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
-
-
-@app.on_after_configure.connect
-def _create_broker_folder(sender: Celery, **kwargs) -> None:
-    """The filesystem transport needs its folder to exist before the first message."""
-    options = sender.conf.broker_transport_options or {}
-    for key in ("data_folder_in", "data_folder_out", "control_folder"):
-        if options.get(key):
-            os.makedirs(options[key], exist_ok=True)
 
 
 @setup_logging.connect
@@ -35,12 +37,22 @@ def _log_like_the_site(**kwargs) -> None:
     configure(settings.LOGGING)
 
 
-@worker_process_init.connect
+_torch_threads_set = False
+
+
+@task_prerun.connect
 def _limit_torch_threads(**kwargs) -> None:
     """Each prefork child gets its share of the cores, so children x threads <= cores.
 
-    Runs in the child after fork: torch must never be initialised in the parent.
+    Done before the child's first task, not when the child starts: importing PyTorch takes
+    8-13 s on a busy machine, longer than a child may take to report that it is up. Never
+    in the main process of a prefork worker (its children are forked from it); a solo
+    worker (training) runs its tasks in its main process, and sets them there.
     """
+    global _torch_threads_set
+    if _torch_threads_set:
+        return
+    _torch_threads_set = True
     import torch
     from django.conf import settings
 
@@ -64,3 +76,33 @@ def _resend_what_was_stranded(**kwargs) -> None:
         log.warning("Worker start: the database is unreachable; the beat task re-sends stranded images later")
     finally:
         connection.close()  # the main process classifies nothing: hold no connection
+
+
+class Heartbeat(bootsteps.StartStopStep):
+    """The worker's heartbeat row, written by a thread of the main process (classifier/workers.py).
+
+    A thread, not a timer of Celery's event loop: a loop busy with a slow database, or
+    blocked, must not stop the heartbeat of a worker that still serves, and a heartbeat
+    that cannot reach the database must never stop the worker.
+    """
+
+    requires = {"celery.worker.components:Pool"}
+
+    def __init__(self, worker, **kwargs):
+        super().__init__(worker, **kwargs)
+        self.beat = None
+
+    def start(self, worker) -> None:
+        from classifier.workers import HeartbeatThread
+
+        self.beat = HeartbeatThread(worker)
+        self.beat.start()
+
+    def stop(self, worker) -> None:
+        if self.beat is not None:
+            self.beat.stop()
+
+    terminate = stop  # a cold shutdown too: the worker did not die
+
+
+app.steps["worker"].add(Heartbeat)

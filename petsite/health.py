@@ -4,8 +4,12 @@
 outage never gets every web process restarted. ``/readyz`` (readiness): 200 when the
 database, the broker and the media storage answer, 503 otherwise, with a JSON body
 that says which check failed (the exception's type only: the body is public; the log
-has the details). It also says whether a model is active, without failing on it: a
-site without a model still takes uploads, which wait for one.
+has the details). It also says whether a model is active, and which Celery workers have
+been seen lately (``workers``: per queue, how many are live and when one was last seen),
+without failing on either: a site without a model or without workers still takes
+uploads, which are stored and wait for them. Taking the web tier out of the load balancer
+because workers died would refuse those uploads too, and turn a worker fault into an
+outage of the whole site; a monitor should alert on ``workers`` instead.
 
 Both are answered by ``ProbeMiddleware`` before the rest of the stack: a load balancer
 asks by the machine's address over plain HTTP, which ALLOWED_HOSTS and the HTTPS
@@ -82,6 +86,17 @@ def model_status() -> dict:
     return {"active": version is not None}
 
 
+def worker_status() -> dict:
+    """Per queue (classification, training): live workers and when one was last seen."""
+    from classifier import workers
+
+    try:
+        queues = {"classification": workers.classification_queue(), "training": workers.TRAINING_QUEUE}
+        return {role: workers.queue_workers(queue).as_json() for role, queue in queues.items()}
+    except Exception as error:  # the database check already says why
+        return {"error": type(error).__name__}
+
+
 @never_cache
 @require_safe
 def healthz(request: HttpRequest) -> HttpResponse:
@@ -94,7 +109,7 @@ def readyz(request: HttpRequest) -> HttpResponse:
     checks = run_checks()
     failing = [name for name, result in checks.items() if not result["ok"]]
     body = {"status": "unavailable" if failing else "ok", "failing": failing, "checks": checks,
-            "model": model_status()}
+            "model": model_status(), "workers": worker_status()}
     response = JsonResponse(body, status=503 if failing else 200)
     # Django would log each 503 as an error (and Sentry would report it at every probe);
     # the failing check is logged above as a warning instead.

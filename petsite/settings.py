@@ -1,7 +1,8 @@
 """Petsite settings, all from the environment (django-environ), with safe defaults.
 
 With nothing set, Petsite runs embedded: SQLite and media files under ``var/`` and a
-Celery broker on the local file system, so a fresh clone needs no server. Setting
+Redis server of its own on a unix socket there (``petsite/broker.py``; ``bin/run`` starts
+it), so a fresh clone needs no service installed. Setting
 ``DATABASE_URL=postgres://...``, ``CELERY_BROKER_URL=redis://...`` and
 ``AWS_STORAGE_BUCKET_NAME`` moves the same code to PostgreSQL, Redis and S3.
 """
@@ -13,7 +14,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 from django_guid.integrations import CeleryIntegration
 
-from petsite import logs
+from petsite import broker, logs
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -339,24 +340,25 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Celery ---------------------------------------------------------------------------
-# Default broker: kombu's filesystem transport, a folder that the web process writes
-# messages to and the worker reads from. No server, and a real worker process.
-# ("localhost" only because kombu warns on every message when the URL names no host.)
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://localhost/")
-PETSITE_BROKER_DIR = Path(env("PETSITE_BROKER_DIR", default=str(VAR_DIR / "broker")))
+# Default broker: a Redis server of the site's own on a unix socket under var/, started by
+# bin/run from the virtualenv (petsite/broker.py). kombu's file-system transport, the
+# default before, is not safe with several processes (kombu issue 1551: a worker died on
+# a half-written message), so it is refused.
+PETSITE_BROKER_SOCKET = broker.socket_path(VAR_DIR)
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=broker.url(PETSITE_BROKER_SOCKET))
+PETSITE_EMBEDDED_BROKER = CELERY_BROKER_URL == broker.url(PETSITE_BROKER_SOCKET)
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    raise ImproperlyConfigured(
+        "CELERY_BROKER_URL=filesystem:// is no longer supported: kombu's file-system transport loses or "
+        "breaks messages when several processes use it (kombu issue 1551). Unset CELERY_BROKER_URL to use "
+        "the embedded Redis server that bin/run starts, or name a Redis server (redis://host:6379/0)."
+    )
 # Redis hands an unacknowledged message to another worker after this many seconds. A
 # classification takes seconds, so a short timeout recovers a dead worker's message
 # fast; a task still running past it is harmless (the claim makes a second delivery do
 # nothing). Retry countdowns stay below it. Training tasks acknowledge early.
 PETSITE_BROKER_VISIBILITY_TIMEOUT = env.int("PETSITE_BROKER_VISIBILITY_TIMEOUT", default=60)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": PETSITE_BROKER_VISIBILITY_TIMEOUT}
-if CELERY_BROKER_URL.startswith("filesystem://"):
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(PETSITE_BROKER_DIR),
-        "data_folder_out": str(PETSITE_BROKER_DIR),
-        "control_folder": str(PETSITE_BROKER_DIR / "control"),
-        "store_processed": False,
-    }
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_TASK_DEFAULT_QUEUE", default="petsite")
 CELERY_TASK_IGNORE_RESULT = True  # the database row is the result
 CELERY_TASK_ACKS_LATE = True
@@ -365,6 +367,24 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # One child per machine by default: PyTorch already spreads one child over every core.
 CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=1)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# How long a worker's main process waits for a new pool child to say it is up before it
+# kills it and starts another. Celery's default, 4 s, is shorter than a child's start on
+# a busy machine (PyTorch used to be imported there: 8-13 s at load average 6-8), and a
+# child killed for it is replaced by one that is killed again, forever. Children now start
+# without PyTorch (it is imported by the first task, petsite/celery.py), and 60 s is far
+# above their start at load 8 (docs/reliability.md) while still replacing a child that
+# hangs at start within a minute.
+CELERY_WORKER_PROC_ALIVE_TIMEOUT = env.float("CELERY_WORKER_PROC_ALIVE_TIMEOUT", default=60)
+# A classification task still running after this many seconds is hung (a batch takes
+# seconds; a new child's first one, with PyTorch's import and the model's load, under a
+# minute at load 8): its child is killed, which counts as one of the image's tries. The
+# limit travels in each message, from the settings of the process that sends it.
+PETSITE_CLASSIFY_TIME_LIMIT = env.float("PETSITE_CLASSIFY_TIME_LIMIT", default=600)
+# Each worker writes a heartbeat row every PETSITE_WORKER_HEARTBEAT_SECONDS from its main
+# process (classifier/workers.py); a worker not seen for PETSITE_WORKER_GONE_AFTER seconds
+# counts as gone on /readyz and the staff pages.
+PETSITE_WORKER_HEARTBEAT_SECONDS = env.float("PETSITE_WORKER_HEARTBEAT_SECONDS", default=10)
+PETSITE_WORKER_GONE_AFTER = env.float("PETSITE_WORKER_GONE_AFTER", default=60)
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 # The safety net behind "a lost message never loses an upload": every REQUEUE_INTERVAL
 # seconds, images pending for REQUEUE_AFTER seconds since they were last sent (doubling

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from urllib.parse import quote
 
@@ -104,6 +105,7 @@ class WorkerProcess:
 
     def __init__(self, env: dict[str, str], app: str = "petsite", args: tuple[str, ...] = ()):
         self.lines: list[str] = []
+        self.times: list[float] = []  # when each line came (time.monotonic())
         self.ready = threading.Event()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", app, "worker", "--concurrency", "1",
@@ -115,12 +117,20 @@ class WorkerProcess:
 
     def _read(self) -> None:
         for line in self.process.stdout:
+            self.times.append(time.monotonic())
             self.lines.append(line)
             if " ready." in line:
                 self.ready.set()
 
     def log(self) -> str:
         return "".join(self.lines[-60:])
+
+    def first_line_after(self, since: float, text: str) -> float | None:
+        """When the first line containing ``text`` came after ``since`` (monotonic), if one did."""
+        for at, line in zip(list(self.times), list(self.lines), strict=False):
+            if at >= since and text in line:
+                return at
+        return None
 
     def children(self) -> list[int]:
         """Pids of the pool's child processes (the ones that classify)."""
@@ -154,7 +164,6 @@ def worker_env(**overrides: str) -> dict[str, str]:
         "DATABASE_URL": database_url(settings.DATABASES["default"]),
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-        "PETSITE_BROKER_DIR": str(settings.PETSITE_BROKER_DIR),
         "CELERY_TASK_DEFAULT_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
         "PETSITE_TORCH_THREADS": "1",
         # Temporary files of killed workers land in the run's scratch folder, removed at the end.
@@ -194,10 +203,21 @@ def worker(celery_worker, transactional_db):
 
 
 @pytest.fixture
-def cpu_load():
+def cpu_load(record_property):
     """The CPU saturated for the test: twice as many spinning processes as cores (at least
-    four), started before the test and stopped after it (``tests.load.CpuLoad``)."""
+    four), started before the test and stopped after it (``tests.load.CpuLoad``).
+
+    ``PETSITE_FAULT_LOAD=0`` leaves the machine as it is (no load process), to measure
+    the quiet figures of the same tests. The load average at the end of the test is
+    recorded as a junit property, beside the test's own figures.
+    """
     from tests.load import CpuLoad
 
-    with CpuLoad() as load:
+    load = None if os.environ.get("PETSITE_FAULT_LOAD") == "0" else CpuLoad().start()
+    try:
         yield load
+        record_property("busy_processes", load.count if load else 0)
+        record_property("load_average", round(os.getloadavg()[0], 1))
+    finally:
+        if load is not None:
+            load.stop()

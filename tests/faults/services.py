@@ -3,7 +3,6 @@ own (never the machine's) and a TCP proxy in front of the database that can be c
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -13,6 +12,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from petsite.broker import server_binary
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -21,7 +22,8 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """``redis-server`` on a free port, keeping nothing on disk: a restart loses every message."""
+    """``redis-server`` on a free TCP port (the same one after a restart, unlike the embedded
+    broker's socket), keeping nothing on disk: a restart loses every message."""
 
     def __init__(self, folder: Path):
         self.port = free_port()
@@ -29,13 +31,9 @@ class RedisServer:
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen | None = None
 
-    @staticmethod
-    def available() -> bool:
-        return shutil.which("redis-server") is not None
-
     def start(self) -> None:
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            [server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", str(self.folder)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )

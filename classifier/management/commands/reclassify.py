@@ -8,6 +8,7 @@ from classifier.management.arguments import since
 from classifier.models import PetImage
 from ml import services as ml_services
 from ml.models import ModelVersion
+from petsite.health import check_broker
 
 
 class Command(BaseCommand):
@@ -32,6 +33,13 @@ class Command(BaseCommand):
             raise CommandError(f"No model version named {model!r}.") from None
         except ml_services.NoActiveModel as exc:
             raise CommandError(str(exc)) from None
+        try:  # finished images are never re-sent by the beat: a message lost here would be lost for good
+            check_broker()
+        except Exception as exc:  # kombu raises several types when the broker is unreachable
+            raise CommandError(
+                f"The workers' broker does not answer ({type(exc).__name__}), so nothing was sent. Start it "
+                "(bin/run starts the embedded one) or check CELERY_BROKER_URL, then run this again."
+            ) from None
         images = PetImage.objects.exclude(status=PetImage.Status.DONE, model_version=version)
         if status:
             images = images.filter(status__in=status)
