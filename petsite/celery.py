@@ -54,11 +54,10 @@ def _limit_torch_threads(**kwargs) -> None:
         return
     _torch_threads_set = True
     import torch
-    from django.conf import settings
 
-    children = app.conf.worker_concurrency or os.cpu_count() or 1
-    threads = settings.PETSITE_TORCH_THREADS or max(1, (os.cpu_count() or 1) // children)
-    torch.set_num_threads(threads)
+    from ml.tasks import torch_threads_per_child  # the count the backend choice is measured and cached for
+
+    torch.set_num_threads(torch_threads_per_child())
 
 
 @worker_ready.connect

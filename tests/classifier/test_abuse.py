@@ -224,7 +224,6 @@ def test_the_upload_rate_counts_across_processes(client, user, transactional_db,
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
         "PETSITE_UPLOAD_RATE": "2/d",
         "ALLOWED_HOSTS": "testserver",
-        "PETSITE_BROKER_DIR": str(tmp_path / "broker"),
         "CELERY_TASK_DEFAULT_QUEUE": f"{settings.CELERY_TASK_DEFAULT_QUEUE}-other-process",
     }
     other = subprocess.run(

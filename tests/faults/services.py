@@ -77,6 +77,12 @@ class TcpProxy:
 
     def cut(self) -> None:
         with self.lock:
+            # Shut down before closing: closing alone leaves a thread waiting in accept(),
+            # which still takes one more connection after the cut.
+            try:
+                self.listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             self.listener.close()
             for s in self.sockets:
                 try:
@@ -178,21 +184,3 @@ class GunicornServer:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
-
-
-class ClosingTcpProxy(TcpProxy):
-    """A :class:`TcpProxy` whose ``cut()`` also refuses the very next connection.
-
-    Closing a listening socket while a thread waits in ``accept()`` leaves that ``accept()``
-    waiting, and it still takes one more connection after the cut (a web process that
-    reconnects then reaches the database through the "cut" proxy, and keeps that
-    connection). Shutting the listener down first ends the waiting ``accept()``.
-    """
-
-    def cut(self) -> None:
-        with self.lock:
-            try:
-                self.listener.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        super().cut()

@@ -35,7 +35,7 @@ from tests.conftest import WorkerProcess, worker_env
 from tests.helpers import image_bytes, stored_files, wait_for
 from tests.load import scaled
 
-from .services import ClosingTcpProxy, GunicornServer, RedisServer
+from .services import GunicornServer, RedisServer, TcpProxy
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.timeout(600)]
 Status = PetImage.Status
@@ -111,7 +111,7 @@ def assert_unavailable(response: requests.Response, api: bool) -> None:
 def test_database_cut_under_gunicorn_answers_503_and_loses_nothing(user, cpu_load, record_property):
     db = settings.DATABASES["default"]
     port = int(db.get("PORT") or 5432)
-    proxy = ClosingTcpProxy(db.get("HOST") or "127.0.0.1", port)
+    proxy = TcpProxy(db.get("HOST") or "127.0.0.1", port)
     env = site_env()
     env["DATABASE_URL"] = env["DATABASE_URL"].replace(f":{port}/", f":{proxy.port}/")
     key = tokens.issue_token(user).key
