@@ -174,7 +174,6 @@ def test_database_cut_under_gunicorn_answers_503_and_loses_nothing(user, cpu_loa
     record_property("recovery_s", round(recovery, 1))
 
 
-@pytest.mark.skipif(not RedisServer.available(), reason="redis-server is not installed")
 def test_redis_stopped_uploads_are_stored_and_classified_once_it_is_back(
     user, model_version, cpu_load, tmp_path, record_property
 ):
