@@ -269,13 +269,15 @@ def _cached_predictor(pk: int, file_name: str) -> tuple[Predictor, BackendSwitch
 _asked_to_warm: set[int] = set()  # versions this worker child started a warm-up for itself
 
 
-def predictor_for(version: ModelVersion) -> Predictor:
+def predictor_for(version: ModelVersion, *, warm_up: bool = True) -> Predictor:
     """The Predictor for ``version``, loaded once per process (per worker child).
 
     With a backend that needs a warm-up, it serves eager FP32 at once and moves to the
     warm-up's backend when that is ready: every call (one per batch) checks, for the price
     of a ``stat``. If no warm-up of the model runs on this machine (a worker that started
-    after the version was registered, a lost broadcast), this process starts one, once.
+    after the version was registered, a lost broadcast), this process starts one, once;
+    unless ``warm_up`` is False (a command that ends in seconds, ``predict``, must leave no
+    warm-up behind: it uses a choice made before, else eager FP32).
     """
     predictor, switch = _cached_predictor(version.pk, version.file.name)
     if switch is None or switch.done:
@@ -283,7 +285,7 @@ def predictor_for(version: ModelVersion) -> Predictor:
     if switch.poll():
         log.info("Model %s now runs on the %r backend (its warm-up is done)", version.name, predictor.backend.name)
         _record_switch(version, predictor)
-    elif version.pk not in _asked_to_warm and not switch.warming_up():
+    elif warm_up and version.pk not in _asked_to_warm and not switch.warming_up():
         import torch
 
         _asked_to_warm.add(version.pk)

@@ -7,7 +7,7 @@ from django.core.management import CommandError, call_command
 from ml import services
 from ml.breeds import BREED_KEYS, display_name
 from ml.inference import Predictor
-from ml.models import ModelVersion
+from ml.models import ModelVersion, ModelWarmup
 from tests.helpers import image_bytes
 
 
@@ -79,6 +79,23 @@ def test_predict_prints_top5_of_active_model(model_version, checkpoint_file, tmp
     assert [line.split(".", 1)[1].rsplit(None, 1)[0].strip() for line in lines[1:]] == [
         display_name(p.label) for p in expected
     ]
+
+
+def test_predict_with_the_auto_backend_leaves_no_warm_up_behind(model_version, settings, tmp_path, capsys):
+    """A command that ends in seconds answers with eager FP32 (no choice was made on this
+    machine) and starts no warm-up process that would outlive it: workers warm models up."""
+    settings.PETSITE_INFERENCE_BACKEND = "auto"
+    settings.PETSITE_BACKEND_CACHE_DIR = tmp_path / "backends"
+    services._cached_predictor.cache_clear()
+    path = tmp_path / "pet.png"
+    path.write_bytes(image_bytes(fmt="PNG"))
+    try:
+        call_command("predict", str(path))
+        assert services.predictor_for(model_version, warm_up=False).backend.name == "eager"
+    finally:
+        services._cached_predictor.cache_clear()
+    assert capsys.readouterr().out.startswith(f"{path}  [{model_version.name}]")
+    assert not services._warming and not ModelWarmup.objects.exists()
 
 
 def test_predict_without_model_says_how_to_get_one(db, tmp_path):

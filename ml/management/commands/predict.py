@@ -19,7 +19,7 @@ class Command(BaseCommand):
             version = ModelVersion.objects.get(name=model) if model else services.require_active_version()
         except (ModelVersion.DoesNotExist, services.NoActiveModel) as exc:
             raise CommandError(str(exc) if not model else f"No model version named {model!r}.") from exc
-        predictor = services.predictor_for(version)
+        predictor = services.predictor_for(version, warm_up=False)  # workers warm models up, not this command
         failed = 0
         for path in images:
             try:
