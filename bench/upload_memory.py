@@ -236,7 +236,7 @@ def child_worker(big_file: Path, warmup_file: Path, workdir: Path) -> dict:
 
 
 def _child_env(workdir: Path, pixels: int) -> dict[str, str]:
-    """A private database, media folder and broker folder: nothing shared is touched,
+    """A private database and media folder, and an in-process broker: nothing shared is touched,
     whatever the calling environment (or a .env file) names."""
     env = {key: value for key, value in os.environ.items() if not key.startswith(("PETSITE_", "CELERY_", "AWS_"))}
     env.update({
@@ -245,7 +245,7 @@ def _child_env(workdir: Path, pixels: int) -> dict[str, str]:
         "PETSITE_VAR_DIR": str(workdir / "var"),
         "DATABASE_URL": f"sqlite:///{workdir / 'var' / 'bench.sqlite3'}",
         "MEDIA_ROOT": str(workdir / "media"),
-        "CELERY_BROKER_URL": "filesystem://",
+        "CELERY_BROKER_URL": "memory://",  # in-process: the upload's message goes nowhere, instantly
         "AWS_STORAGE_BUCKET_NAME": "",
         "PETSITE_MAX_IMAGE_PIXELS": str(pixels),
         "PETSITE_TORCH_THREADS": "1",
