@@ -1,5 +1,7 @@
-from django.urls import path
+from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+
+from petsite import errors
 
 from . import views
 
@@ -21,4 +23,7 @@ urlpatterns = [
          name="docs"),
     # The user's token, on a page of the site.
     path("token/", views.token_settings, name="token"),
+    # Last: any other address under /api/ is a problem+json 404, with DEBUG too (whose own
+    # 404 page, the one handler404 replaces without it, is HTML).
+    re_path(r"", errors.page_not_found, {"exception": None}, name="not-found"),
 ]

@@ -108,6 +108,7 @@ RULES: dict[str, Rule] = {
     "api:schema": everyone(200),
     "api:docs": everyone(200),
     "api:token": logged_in(),  # the user's own token page
+    "api:not-found": everyone(404),  # any other address under /api/: a problem+json 404
     # --- accounts (password reset is not offered: no e-mail is configured in tests) -------
     "signup": everyone(200),
     "login": everyone(200),

@@ -9,8 +9,9 @@ from django.core.management import call_command
 from django.templatetags.static import static
 from django.urls import URLPattern, get_resolver, reverse
 
-# The API's URLs that are not endpoints: the schema, its docs page, the token page of the site.
-NOT_ENDPOINTS = {"schema", "docs", "token"}
+# The API's URLs that are not endpoints: the schema, its docs page, the token page of the
+# site, and the 404 answer to every other address.
+NOT_ENDPOINTS = {"schema", "docs", "token", "not-found"}
 SAMPLE_KWARGS = {"pk": 1, "name": "some-model"}
 
 
