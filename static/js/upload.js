@@ -167,22 +167,20 @@
       xhr.send(data);
     }
 
+    // Answers that mean "not now": what the card says while the photo waits to be sent again.
+    const SEND_AGAIN = {
+      429: (seconds) => "Waiting: you have sent many photos in a short time. This one will be sent in " + seconds + " s.",
+      503: (seconds) => "Not uploaded yet: the site is briefly unavailable. This photo will be sent again in " + seconds + " s.",
+    };
+
     function answered(item, xhr) {
       const card = item.card;
       const progress = card.querySelector("progress");
-      if (xhr.status === 429) { // the upload rate: wait, then send it again
+      if (xhr.status in SEND_AGAIN) { // wait as long as Retry-After says, then send it again
         const seconds = Number(xhr.getResponseHeader("Retry-After")) || 30;
         pausedUntil = Math.max(pausedUntil, Date.now() + seconds * 1000);
         progress.value = 0;
-        say(card, "Waiting: you have sent many photos in a short time. This one will be sent in " + seconds + " s.");
-        queue.unshift(item);
-        return;
-      }
-      if (xhr.status === 503) { // the site is briefly unavailable (a restart): wait, then send it again
-        const seconds = Number(xhr.getResponseHeader("Retry-After")) || 30;
-        pausedUntil = Math.max(pausedUntil, Date.now() + seconds * 1000);
-        progress.value = 0;
-        say(card, "Not uploaded yet: the site is briefly unavailable. This photo will be sent again in " + seconds + " s.");
+        say(card, SEND_AGAIN[xhr.status](seconds));
         queue.unshift(item);
         return;
       }
