@@ -6,6 +6,7 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from classifier import formats
 from classifier.forms import FeedbackForm
 from classifier.models import LABEL_CHOICES
 from classifier.serializers import ImageStatusSerializer
@@ -68,7 +69,10 @@ class PhotosField(serializers.FileField):
 class UploadRequestSerializer(serializers.Serializer):
     """The upload's multipart body (validated by the site's ``UploadForm``)."""
 
-    image = PhotosField(help_text="one or several photos (JPEG, PNG, WebP, GIF or BMP), each as a part named `image`")
+    image = PhotosField(
+        help_text=f"one or several photos ({formats.names_in_words()}; "
+        f"{formats.converted_to_jpeg_in_words()} are stored as JPEG), each as a part named `image`"
+    )
 
 
 class FeedbackRequestSerializer(serializers.Serializer):

@@ -47,6 +47,11 @@ CASES = {
     "palette-gif": ("big.gif", "image/gif", "palette GIF"),
     "webp": ("big.webp", "image/webp", "RGB WebP (lossy)"),
     "progressive-cmyk-jpeg": ("big.jpg", "image/jpeg", "progressive CMYK JPEG"),
+    # Phone photos: stored as JPEG (classifier/formats.py). Turned by the container (irot), as phones write them.
+    "heic": ("big.heic", "image/heic", "RGB HEIC, 512-px tiles, turned (irot)"),
+    "rgba-heic": ("big.heic", "image/heic", "RGBA HEIC, turned (irot)"),
+    "avif": ("big.avif", "image/avif", "RGB AVIF, turned (irot)"),
+    "rgba-avif": ("big.avif", "image/avif", "RGBA AVIF, turned (irot)"),
 }
 PATHS = ("web", "worker")
 
@@ -108,9 +113,26 @@ def make_case(case: str, size: tuple[int, int], directory: Path) -> Path:
         _picture("RGB", size).quantize(16).save(path, "GIF")
     elif case == "webp":
         _picture("RGB", size).save(path, "WEBP", quality=80, method=0)
+    elif case in ("heic", "rgba-heic"):
+        import pillow_heif  # what the site registers (classifier/formats.py); here for the encoder
+
+        pillow_heif.register_heif_opener()
+        image = _picture("RGBA" if case == "rgba-heic" else "RGB", size)
+        # As an iPhone writes them: 512-pixel tiles (alpha is never tiled), the turn in the container.
+        image.save(path, "HEIF", quality=50, tile_size=512, exif=_turned(), enc_params={"preset": "ultrafast"})
+    elif case in ("avif", "rgba-avif"):
+        image = _picture("RGBA" if case == "rgba-avif" else "RGB", size)
+        image.save(path, "AVIF", quality=50, speed=10, exif=_turned())
     else:
         raise ValueError(f"unknown case {case!r}")
     return path
+
+
+def _turned() -> bytes:
+    """EXIF saying "turn by 90 degrees": the HEIF and AVIF encoders write it as the container's irot."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return exif.tobytes()
 
 
 def square(pixels: int) -> tuple[int, int]:

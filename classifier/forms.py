@@ -4,10 +4,8 @@ from django.contrib.auth.forms import UserCreationForm
 
 from ml import breeds
 
-from . import review
+from . import formats, review
 from .models import NOT_A_PET, TrainingRun
-
-ACCEPT_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp")
 
 
 class MultipleFileInput(forms.FileInput):
@@ -49,8 +47,9 @@ class UploadForm(forms.Form):
     image = MultipleFileField(
         label="Photos of cats or dogs",
         allow_empty_file=True,
-        # The formats we take, not "image/*": iOS then converts HEIC photos to JPEG as it sends them.
-        widget=MultipleFileInput(attrs={"accept": ",".join(ACCEPT_TYPES), "multiple": True}),
+        # The formats we take (classifier/formats.py), not "image/*": the file chooser offers
+        # those, and iOS converts a photo in another format to JPEG as it sends it.
+        widget=MultipleFileInput(attrs={"accept": formats.accept_attribute(), "multiple": True}),
     )
 
 

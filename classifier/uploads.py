@@ -5,7 +5,10 @@ decoded, turned upright: no EXIF, XMP or GPS metadata, no comment and nothing ap
 to the file reaches storage or the image view, and width and height are as displayed.
 The ICC profile stays, so colours do not shift. JPEG stays JPEG, with the source's
 quantisation tables and chroma subsampling, so the re-encoding loses next to nothing;
-PNG, GIF and BMP become PNG (lossless), WebP stays WebP (lossless if it was).
+PNG, GIF and BMP become PNG (lossless), WebP stays WebP (lossless if it was). Phone
+photos, HEIC/HEIF and AVIF, become JPEG (``formats.py`` says why): at quality
+CONVERTED_JPEG_QUALITY, which no one tells from the source at a photo's size; one with
+transparency is laid on white first, as it would show on the page.
 
 Memory: the decoded image is handed over from ImageInfo, turned upright only when its
 EXIF orientation says so (the one extra full-size copy, while the source is dropped),
@@ -47,6 +50,7 @@ from django.core.files.base import ContentFile
 from django.db import models, transaction
 from PIL import Image, JpegImagePlugin
 
+from . import formats
 from .classification import enqueue
 from .models import PetImage
 from .validators import ORDINARY_COST, ORIENTATIONS_SWAPPING_SIDES, ImageInfo, inspect_image
@@ -55,8 +59,9 @@ THUMBNAIL_SIZE = (320, 320)
 THUMBNAIL_REDUCING_GAP = 2.0  # reduce by whole factors first, then resample at least 2x: fast and smooth
 SPOOL_BYTES = 1024 * 1024  # a re-encoded original larger than this goes to a temporary file, not memory
 WEBP_QUALITY = 90  # for lossy WebP sources: the original quality is not recorded in the file
+CONVERTED_JPEG_QUALITY = 92  # for a JPEG made from another format (HEIC, AVIF): as a phone's own JPEGs
+JPEG_MODES = ("L", "RGB", "CMYK")  # what a JPEG holds; anything else is made RGB (or laid on white) first
 
-STORED_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "GIF": "PNG", "BMP": "PNG", "WEBP": "WEBP"}
 STORED_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp"}
 TRANSPOSE_FOR_ORIENTATION = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -313,7 +318,7 @@ def encode_upload(upload: File, info: ImageInfo) -> tuple[IO[bytes], str, Conten
     """``(original, extension, thumbnail)``: the image to store, upright and without metadata,
     in a temporary file, and its thumbnail. Takes the decoded image from ``info``."""
     image = info.take_image()
-    stored_format = STORED_FORMATS[info.format]
+    stored_format = formats.accepted(info.format).stored_as
     options = _save_options(image, stored_format, info.orientation, upload)
     transpose = TRANSPOSE_FOR_ORIENTATION.get(info.orientation)
     if transpose is not None:
@@ -321,6 +326,8 @@ def encode_upload(upload: File, info: ImageInfo) -> tuple[IO[bytes], str, Conten
     elif info.format == "WEBP":
         image = image.copy()  # drops the source and with it libwebp's two full-size decoder canvases
     image = _eight_bit(image)
+    if stored_format == "JPEG":
+        image = _jpeg_mode(image)
     image.info = {}  # nothing of the source may ride along: EXIF, XMP, comments, text chunks
 
     original = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)
@@ -366,7 +373,7 @@ def _save_options(image: Image.Image, stored_format: str, orientation: int, uplo
         if qtables:
             options["qtables"] = qtables
         else:
-            options["quality"] = 95
+            options["quality"] = CONVERTED_JPEG_QUALITY
         subsampling = JpegImagePlugin.get_sampling(image)
         if subsampling == 1 and orientation in ORIENTATIONS_SWAPPING_SIDES:
             subsampling = 0  # 4:2:2 turned by 90 degrees has no JPEG encoding in Pillow: keep full chroma
@@ -390,6 +397,20 @@ def _eight_bit(image: Image.Image) -> Image.Image:
     if not image.mode.startswith("I;16"):
         return image
     return image.point(lambda value: value / 256).convert("L")
+
+
+def _jpeg_mode(image: Image.Image) -> Image.Image:
+    """``image`` in a mode JPEG can hold: transparent parts laid on white (as the page shows
+    them), other modes made RGB. JPEG sources are in such a mode already: unchanged."""
+    if image.mode in JPEG_MODES:
+        return image
+    if image.has_transparency_data:
+        if image.mode != "RGBA":
+            image = image.convert("RGBA")
+        flat = Image.new("RGB", image.size, "white")
+        flat.paste(image, (0, 0), image)  # the alpha band is the mask
+        return flat
+    return image.convert("RGB")
 
 
 def _webp_is_lossless(upload: File) -> bool:

@@ -17,9 +17,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from ml import services as ml_services
 from ml.breeds import BREEDS
 
-from . import explanations, retraining, review, uploads
+from . import explanations, formats, retraining, review, uploads
 from .filters import GalleryFilter, filter_fields_html, gallery_neighbours
-from .forms import ACCEPT_TYPES, FeedbackForm, PromoteForm, SignupForm, TrainingForm, UploadForm
+from .forms import FeedbackForm, PromoteForm, SignupForm, TrainingForm, UploadForm
 from .limits import limit_uploads, store_uploads_within_rate
 from .models import PetImage, TrainingRun
 from .serializers import image_status
@@ -115,7 +115,8 @@ def upload_limits() -> dict:
     return {
         "max_upload": settings.PETSITE_MAX_UPLOAD_BYTES,
         "max_files": settings.PETSITE_MAX_FILES_PER_UPLOAD,
-        "accept_types": ",".join(ACCEPT_TYPES),
+        "accept_types": formats.accept_attribute(),
+        "accepted_formats": formats.names_in_words(),
     }
 
 

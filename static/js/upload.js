@@ -11,8 +11,6 @@
 (function () {
   "use strict";
   const PARALLEL = 2;
-  const EXTENSIONS = { "image/jpeg": [".jpg", ".jpeg", ".jfif"], "image/png": [".png"], "image/webp": [".webp"],
-    "image/gif": [".gif"], "image/bmp": [".bmp"] };
 
   function element(tag, className, text) {
     const node = document.createElement(tag);
@@ -36,7 +34,9 @@
       ? form.nextElementSibling : null;
     const token = form.querySelector("input[name=csrfmiddlewaretoken]").value;
     const maxBytes = Number(form.dataset.maxBytes);
+    // What the server takes (classifier/formats.py): MIME types and extensions, as the file input's accept.
     const accepted = form.dataset.accept.split(",");
+    const formatWords = form.dataset.formats;
     const queue = [];
     let running = 0;
     let pausedUntil = 0;
@@ -44,11 +44,12 @@
 
     // --- checks before sending ----------------------------------------------------------
     function refusal(file) {
+      // By type or by name: not every system knows a type for HEIC or AVIF files.
       const name = file.name.toLowerCase();
-      const known = accepted.indexOf(file.type) !== -1 || (!file.type && accepted.some(function (type) {
-        return (EXTENSIONS[type] || []).some(function (ext) { return name.endsWith(ext); });
-      }));
-      if (!known) return "Not sent: this is not a JPEG, PNG, WebP, GIF or BMP photo.";
+      const known = accepted.some(function (entry) {
+        return entry.startsWith(".") ? name.endsWith(entry) : file.type === entry;
+      });
+      if (!known) return "Not sent: this is not a " + formatWords + " photo.";
       if (file.size === 0) return "Not sent: the file is empty.";
       if (file.size > maxBytes) return "Not sent: the file is " + size(file.size) + "; the limit is " + size(maxBytes) + ".";
       return "";

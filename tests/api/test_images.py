@@ -49,7 +49,9 @@ def test_several_files_each_with_its_outcome(owner, user, settings):
     assert response.status_code == 202
     a, notes, b, empty = response.json()["files"]
     assert [a["ok"], notes["ok"], b["ok"], empty["ok"]] == [True, False, True, False]
-    assert notes["error"] == "This file is not an image we can read; upload a JPEG, PNG, WebP, GIF or BMP photo."
+    assert notes["error"] == (
+        "This file is not an image we can read; upload a JPEG, PNG, WebP, GIF, BMP, HEIC or AVIF photo."
+    )
     assert (empty["error"], empty["code"], empty["image"]) == ("The file is empty.", "empty", None)
     stored = PetImage.objects.filter(owner=user)
     assert sorted(stored.values_list("pk", flat=True)) == sorted([a["image"]["id"], b["image"]["id"]])

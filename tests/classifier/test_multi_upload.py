@@ -31,7 +31,7 @@ def test_good_files_are_kept_and_a_bad_one_is_listed_with_its_reason(logged_in, 
     page = response.content.decode()
     assert (
         "3 photos uploaded, 1 refused: notes.txt (This file is not an image we can read; "
-        "upload a JPEG, PNG, WebP, GIF or BMP photo)." in page
+        "upload a JPEG, PNG, WebP, GIF, BMP, HEIC or AVIF photo)." in page
     )
     # Each photo and its thumbnail, nothing of the text.
     assert len(stored_files(settings.MEDIA_ROOT)) - len(before) == 3 * 2
@@ -54,7 +54,7 @@ def test_when_every_file_is_refused_the_form_says_why_for_each(logged_in, settin
     assert response.status_code == 400
     errors = response.context["form"].errors["image"]
     assert errors == [
-        "notes.txt: This file is not an image we can read; upload a JPEG, PNG, WebP, GIF or BMP photo.",
+        "notes.txt: This file is not an image we can read; upload a JPEG, PNG, WebP, GIF, BMP, HEIC or AVIF photo.",
         "empty.jpg: The file is empty.",
     ]
     assert PetImage.objects.count() == 0 and stored_files(settings.MEDIA_ROOT) == before
@@ -74,7 +74,7 @@ def test_json_answer_lists_each_file(logged_in, user):
     assert new["detail_url"] == pet.get_absolute_url() and new["name"] == "new.jpg"
     assert refused == {
         "name": "notes.txt", "ok": False, "code": "not_an_image",
-        "error": "This file is not an image we can read; upload a JPEG, PNG, WebP, GIF or BMP photo.",
+        "error": "This file is not an image we can read; upload a JPEG, PNG, WebP, GIF, BMP, HEIC or AVIF photo.",
     }
     before = PetImage.objects.get(original_name="before.jpg")
     assert (again["ok"], again["created"], again["id"]) == (True, False, before.pk)
@@ -126,9 +126,14 @@ def test_more_files_than_a_request_may_carry_are_refused_with_the_limit(logged_i
 def test_the_form_offers_many_files_and_its_limits(logged_in):
     page = logged_in.get(URL).content.decode()
     assert 'type="file" name="image"' in page and " multiple" in page
-    assert 'accept="image/jpeg,image/png,image/webp,image/gif,image/bmp"' in page
+    accept = (
+        "image/jpeg,image/png,image/webp,image/gif,image/bmp,image/heic,image/heif,image/heic-sequence,"
+        "image/heif-sequence,image/avif,.jpg,.jpeg,.jfif,.png,.webp,.gif,.bmp,.heic,.heif,.hif,.avif"
+    )
+    assert f'accept="{accept}"' in page and f'data-accept="{accept}"' in page
+    assert 'data-formats="JPEG, PNG, WebP, GIF, BMP, HEIC or AVIF"' in page
     assert f'data-max-bytes="{10 * 1024 * 1024}"' in page and 'data-max-files="20"' in page
-    assert "up to 10.0\xa0MB each, 20 at a time" in page
+    assert "JPEG, PNG, WebP, GIF, BMP, HEIC or AVIF, up to 10.0\xa0MB each, 20 at a time" in page
     assert 'src="/static/js/upload.js"' in page
 
 

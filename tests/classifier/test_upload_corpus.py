@@ -147,7 +147,7 @@ class Case:
         return self.content() if callable(self.content) else self.content
 
 
-NOT_AN_IMAGE = "This file is not an image we can read; upload a JPEG, PNG, WebP, GIF or BMP photo."
+NOT_AN_IMAGE = "This file is not an image we can read; upload a JPEG, PNG, WebP, GIF, BMP, HEIC or AVIF photo."
 DAMAGED = "The image is damaged or incomplete, so we cannot read it. Try exporting or saving it again."
 
 
