@@ -35,7 +35,9 @@ MiB = 1024 * 1024
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", ["rgba-png", "rotated-jpeg", "webp", "progressive-cmyk-jpeg"])
+@pytest.mark.parametrize(
+    "case", ["rgba-png", "rotated-jpeg", "webp", "progressive-cmyk-jpeg", "heic", "avif", "rgba-avif"]
+)
 def test_largest_allowed_upload_stays_within_150_mib(case, settings, tmp_path):
     """Each case in fresh processes (bench/upload_memory.py): validate and store it as the
     upload view does, then preprocess the stored file as a worker does."""
