@@ -1,4 +1,4 @@
-"""Bounded fuzzing of uploads: mutated JPEG, PNG, GIF and WebP bytes (bit flips,
+"""Bounded fuzzing of uploads: mutated JPEG, PNG, GIF, WebP, HEIC and AVIF bytes (bit flips,
 truncations, inserted bytes and well-formed chunks with odd contents).
 
 Every input is either accepted (it can be stored: a row and both files) or refused
@@ -68,6 +68,8 @@ SEEDS = {
     "palette png": _seed("PNG", mode="P"),
     "gif": _seed("GIF"),
     "webp": _seed("WEBP", quality=80),
+    "heic": _seed("HEIF", quality=60),  # phone photos: libheif (pillow-heif) and libavif (Pillow)
+    "avif": _seed("AVIF", quality=60, speed=10),
 }
 
 
