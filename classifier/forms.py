@@ -1,5 +1,4 @@
 from django import forms
-from django.conf import settings
 from django.contrib.auth.forms import UserCreationForm
 
 from ml import breeds
@@ -15,29 +14,21 @@ class MultipleFileInput(forms.FileInput):
 
 
 class MultipleFileField(forms.FileField):
-    """A list of uploaded files, at least one, at most ``PETSITE_MAX_FILES_PER_UPLOAD``.
+    """A list of uploaded files, at least one.
 
     Only the request is checked here. Each file is checked on its own by
     :func:`classifier.uploads.store_uploads`, so that one bad file refuses itself and
-    never the others (a form error on this field would refuse them all).
+    never the others (a form error on this field would refuse them all); the files past
+    ``PETSITE_MAX_FILES_PER_UPLOAD`` are listed as not sent, by name
+    (:func:`classifier.limits.store_uploads_within_rate`), never refusing the first ones.
     """
 
     widget = MultipleFileInput
 
     def clean(self, data, initial=None) -> list:
         files = [file for file in (data if isinstance(data, list | tuple) else [data]) if file]
-        if not files:
-            if self.required:
-                raise forms.ValidationError(self.error_messages["required"], code="required")
-            return []
-        limit = settings.PETSITE_MAX_FILES_PER_UPLOAD
-        if len(files) > limit:
-            raise forms.ValidationError(
-                "You chose %(count)d photos; at most %(limit)d can be uploaded at once. "
-                "Choose %(limit)d or fewer, then upload the others in another go.",
-                code="too_many_files",
-                params={"count": len(files), "limit": limit},
-            )
+        if not files and self.required:
+            raise forms.ValidationError(self.error_messages["required"], code="required")
         return files
 
 

@@ -106,15 +106,18 @@ def limit_uploads(view: Callable) -> Callable:
 def store_uploads_within_rate(request: HttpRequest, files: Sequence[File]) -> list[uploads.UploadOutcome]:
     """Store a request's files for its user as far as the upload rate allows: one outcome per file.
 
+    The first ``PETSITE_MAX_FILES_PER_UPLOAD`` are taken (the page's script keeps as many on
+    their way at once); the ones past them are not sent, each named (:func:`uploads.not_sent`).
     The request itself was counted as one upload (``limit_uploads``, or the API's
     throttle); the files before the limit are stored, the ones past it refused with the wait.
     """
+    files, later = uploads.split_at_file_limit(files)
     within_rate = uploads_within_rate(request, len(files))
     outcomes = uploads.store_uploads(request.user, files[:within_rate])
     if within_rate < len(files):
         over = over_rate_error(request)
         outcomes += [uploads.UploadOutcome(uploads.display_name(f.name), error=over) for f in files[within_rate:]]
-    return outcomes
+    return outcomes + uploads.not_sent(later)
 
 
 def uploads_within_rate(request: HttpRequest, count: int) -> int:

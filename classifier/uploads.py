@@ -38,7 +38,7 @@ import io
 import os
 import tempfile
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import IO
 
@@ -61,6 +61,8 @@ SPOOL_BYTES = 1024 * 1024  # a re-encoded original larger than this goes to a te
 WEBP_QUALITY = 90  # for lossy WebP sources: the original quality is not recorded in the file
 CONVERTED_JPEG_QUALITY = 92  # for a JPEG made from another format (HEIC, AVIF): as a phone's own JPEGs
 JPEG_MODES = ("L", "RGB", "CMYK")  # what a JPEG holds; anything else is made RGB (or laid on white) first
+
+TOO_MANY_FILES = "too_many_files"  # the code of a file past PETSITE_MAX_FILES_PER_UPLOAD
 
 STORED_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp"}
 TRANSPOSE_FOR_ORIENTATION = {
@@ -181,6 +183,26 @@ def store_uploads(owner, files: Iterable[File]) -> list[UploadOutcome]:
     return outcomes
 
 
+def split_at_file_limit(files: Sequence[File]) -> tuple[Sequence[File], Sequence[File]]:
+    """``(taken, later)``: the first ``PETSITE_MAX_FILES_PER_UPLOAD`` of a request's files,
+    and the rest. "20 at a time" is one rule for every way in: the page's script keeps 20
+    photos on their way at once and sends the others as those finish; a request that
+    carries more (the form without JavaScript, the API) has its first 20 stored and the
+    others named as not sent (:func:`not_sent`), so a long request never stores some of
+    what it was sent and loses the rest silently, nor refuses all for a few too many."""
+    limit = settings.PETSITE_MAX_FILES_PER_UPLOAD
+    return files[:limit], files[limit:]
+
+
+def not_sent(files: Iterable[File]) -> list[UploadOutcome]:
+    """The outcome of each file past the request's limit: not stored, with how to send it."""
+    limit = settings.PETSITE_MAX_FILES_PER_UPLOAD
+    error = ValidationError(
+        f"Not sent: {limit} photos go at a time. Choose this one again to upload it.", code=TOO_MANY_FILES
+    )
+    return [UploadOutcome(display_name(file.name), error=error) for file in files]
+
+
 MiB = 1024 * 1024
 _turns_lock = threading.Lock()
 _turns: dict[int, threading.BoundedSemaphore] = {}
@@ -210,12 +232,14 @@ def _detached(error: ValidationError) -> ValidationError:
 
 
 def upload_summary(outcomes: list[UploadOutcome]) -> str:
-    """One sentence for the owner, such as "3 photos uploaded, 1 already in your gallery, 1 refused: x.txt (…)"."""
+    """One sentence for the owner, such as "3 photos uploaded, 1 already in your gallery, 1 refused: x.txt (…)",
+    and which files were not sent (past the request's limit) and how to send them."""
     new = sum(outcome.created for outcome in outcomes)
     again = sum(outcome.saved and not outcome.created for outcome in outcomes)
-    refused = [outcome for outcome in outcomes if not outcome.saved]
+    later = [outcome for outcome in outcomes if outcome.code == TOO_MANY_FILES]
+    refused = [outcome for outcome in outcomes if not outcome.saved and outcome.code != TOO_MANY_FILES]
     parts = []
-    if new or not (again or refused):
+    if new or not (again or refused or later):
         parts.append(f"{new} photo{'s' if new != 1 else ''} uploaded")
     if again:
         photos = "" if parts else f" photo{'s' if again != 1 else ''}"
@@ -224,7 +248,11 @@ def upload_summary(outcomes: list[UploadOutcome]) -> str:
         # The reasons are sentences: their final stop goes, the summary's own ends the whole.
         reasons = "; ".join(f"{short_name(outcome.name)} ({outcome.reason.rstrip('.')})" for outcome in refused)
         parts.append(f"{len(refused)} refused: {reasons}")
-    return ", ".join(parts) + "."
+    if later:
+        names = ", ".join(short_name(outcome.name) for outcome in later)
+        parts.append(f"{len(later)} not sent ({settings.PETSITE_MAX_FILES_PER_UPLOAD} go at a time): {names}")
+    them = "them" if len(later) != 1 else "it"
+    return ", ".join(parts) + "." + (f" Choose {them} again to upload {them}." if later else "")
 
 
 def delete_pet_image(pet: PetImage) -> None:

@@ -12,6 +12,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from ml import services as ml_services
@@ -88,7 +89,8 @@ def upload(request: HttpRequest) -> HttpResponse:
 
     if wants_json(request):
         return JsonResponse(
-            {"files": [_outcome_json(outcome) for outcome in outcomes], "summary": uploads.upload_summary(outcomes)},
+            {"files": [_outcome_json(request, outcome) for outcome in outcomes],
+             "summary": uploads.upload_summary(outcomes)},
             status=200 if stored else 400,
         )
     if not stored:
@@ -126,10 +128,13 @@ def wants_json(request: HttpRequest) -> bool:
     return request.get_preferred_type(["text/html", "application/json"]) == "application/json"
 
 
-def _outcome_json(outcome: uploads.UploadOutcome) -> dict:
+def _outcome_json(request: HttpRequest, outcome: uploads.UploadOutcome) -> dict:
+    """One file's outcome for the page's script; a stored photo comes with its gallery tile
+    (the gallery's own template), which the gallery puts into its grid at once."""
     if not outcome.saved:
         return {"name": outcome.name, "ok": False, "error": outcome.reason, "code": outcome.code}
-    return {"name": outcome.name, "ok": True, "created": outcome.created, **image_status(outcome.image)}
+    tile = render_to_string("classifier/_tile.html", {"pet": outcome.image}, request)
+    return {"name": outcome.name, "ok": True, "created": outcome.created, **image_status(outcome.image), "tile": tile}
 
 
 def landing(request: HttpRequest) -> HttpResponse:
@@ -145,8 +150,11 @@ def gallery(request: HttpRequest) -> HttpResponse:
     filters = GalleryFilter(request.GET, queryset=images)
     page = Paginator(filters.qs, settings.PETSITE_GALLERY_PAGE_SIZE).get_page(request.GET.get("page"))
     filtered = any(value for key, value in request.GET.items() if key not in ("page", "sort"))
+    # Photos uploaded from this page join its grid at once where they belong: at the top of
+    # the first page of all photos, newest first (elsewhere the upload's cards show them).
+    new_tiles = not filtered and page.number == 1 and request.GET.get("sort", "newest") in ("", "newest")
     context = {
-        "page": page, "filter_fields": filter_fields_html(request.GET), "filtered": filtered,
+        "page": page, "filter_fields": filter_fields_html(request.GET), "filtered": filtered, "new_tiles": new_tiles,
         "upload_form": UploadForm(auto_id="quick_%s"), **upload_limits(),
     }
     return render(request, "classifier/gallery.html", context)

@@ -1,5 +1,6 @@
 // The gallery's tiles that are waiting or classifying update in place when their result
-// arrives (through PetsiteLive: one request for all of them, see live-status.js).
+// arrives (through PetsiteLive: one request for all of them, see live-status.js), and photos
+// uploaded from the gallery's own form join the grid without a reload.
 (function () {
   "use strict";
   if (!window.PetsiteLive) return;
@@ -31,7 +32,24 @@
     tile.dataset.finished = String(status.finished);
   }
 
-  document.querySelectorAll("[data-live-gallery] .tile[data-finished='false']").forEach(function (tile) {
+  function watch(tile) {
     window.PetsiteLive.watch(tile.dataset.id, function (status) { update(tile, status); });
+  }
+
+  document.querySelectorAll("[data-live-gallery] .tile[data-finished='false']").forEach(watch);
+
+  // A photo uploaded from this page (upload.js) joins the grid at once, first, as the server
+  // rendered its tile, then updates like the others; only where the grid shows the newest
+  // photos first, unfiltered (data-new-tiles), and only once: a photo already in the gallery keeps its place.
+  document.addEventListener("petsite:uploaded", function (event) {
+    const grid = document.querySelector("[data-live-gallery][data-new-tiles]");
+    const result = event.detail;
+    if (!grid || !result.created || !result.tile || grid.querySelector(".tile[data-id='" + result.id + "']")) return;
+    const holder = document.createElement("template");
+    holder.innerHTML = result.tile.trim();
+    const tile = holder.content.firstElementChild;
+    grid.prepend(tile);
+    grid.hidden = false;
+    if (tile.dataset.finished === "false") watch(tile);
   });
 })();

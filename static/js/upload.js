@@ -7,7 +7,10 @@
 // within one photo's size, and the upload rate (which counts photos) is met per photo: on
 // 429 (and on 503, while the site is briefly unavailable) the queue waits as long as
 // Retry-After says, then goes on by itself.
-// Without JavaScript the same form posts every file at once and the server answers a page.
+// "20 at a time" (data-max-files, the server's PETSITE_MAX_FILES_PER_UPLOAD) is one rule for both
+// ways: here at most that many photos are on their way (waiting to be sent or sending) and the
+// others wait on their cards and follow as those finish; without JavaScript the same form posts
+// every file at once, and the server stores the first ones and names the others as not sent.
 (function () {
   "use strict";
   const PARALLEL = 2;
@@ -37,6 +40,9 @@
     // What the server takes (classifier/formats.py): MIME types and extensions, as the file input's accept.
     const accepted = form.dataset.accept.split(",");
     const formatWords = form.dataset.formats;
+    const atATime = Number(form.dataset.maxFiles) || 20;
+    const held = []; // photos past atATime: they follow as the ones on their way finish
+    let onTheirWay = 0; // photos waiting to be sent or sending
     const queue = [];
     let running = 0;
     let pausedUntil = 0;
@@ -102,7 +108,7 @@
           again.remove();
           card.classList.remove("refused");
           card.querySelector("progress").hidden = false;
-          enqueue(retry);
+          take(retry);
         });
         card.querySelector(".card-status").append(" ", again);
       }
@@ -125,6 +131,21 @@
     }
 
     // --- sending ------------------------------------------------------------------------
+    function take(item) {
+      if (onTheirWay >= atATime) {
+        held.push(item);
+        say(item.card, "Waiting: " + atATime + " photos go at a time; this one follows.");
+        return;
+      }
+      onTheirWay += 1;
+      enqueue(item);
+    }
+
+    function finished() { // a photo's way ended (stored, refused or failed): the next one held back follows
+      onTheirWay -= 1;
+      if (held.length) take(held.shift());
+    }
+
     function enqueue(item) {
       say(item.card, "Waiting to be sent…");
       queue.push(item);
@@ -158,10 +179,15 @@
           say(card, "Sending… " + progress.value + "%");
         }
       });
-      xhr.addEventListener("load", function () { running -= 1; answered(item, xhr); pump(); });
+      xhr.addEventListener("load", function () {
+        running -= 1;
+        if (!answered(item, xhr)) finished(); // else it is sent again: still on its way
+        pump();
+      });
       xhr.addEventListener("error", function () {
         running -= 1;
         refuse(card, "Not sent: the connection failed.", item);
+        finished();
         pump();
       });
       say(card, "Sending…");
@@ -174,6 +200,7 @@
       503: (seconds) => "Not uploaded yet: the site is briefly unavailable. This photo will be sent again in " + seconds + " s.",
     };
 
+    // What the server said; true when the photo is to be sent again.
     function answered(item, xhr) {
       const card = item.card;
       const progress = card.querySelector("progress");
@@ -183,7 +210,7 @@
         progress.value = 0;
         say(card, SEND_AGAIN[xhr.status](seconds));
         queue.unshift(item);
-        return;
+        return true;
       }
       if (xhr.status === 413) { refuse(card, "Not uploaded: the file is too large for the site."); return; }
       if (xhr.status === 403) { refuse(card, "Not uploaded: your session has expired. Reload the page and log in again."); return; }
@@ -199,6 +226,8 @@
       if (!result.ok) { refuse(card, result.error); return; }
       if (!result.created) card.dataset.note = "Already in your gallery. ";
       showStatus(card, result);
+      // For the page around the form: the gallery puts the photo into its grid (gallery.js).
+      form.dispatchEvent(new CustomEvent("petsite:uploaded", { bubbles: true, detail: result }));
       if (!result.finished) {
         window.PetsiteLive.watch(result.id, function (status) { showStatus(card, status); });
       }
@@ -209,7 +238,7 @@
         const problem = refusal(file);
         const card = makeCard(file, !problem);
         if (problem) refuse(card, problem);
-        else enqueue({ file: file, card: card });
+        else take({ file: file, card: card });
       });
     }
 

@@ -104,12 +104,18 @@ def test_a_request_without_files_is_a_400_that_says_so(owner, body, expected):
     assert response.status_code == 400 and response.json() == expected
 
 
-def test_too_many_files_at_once_is_a_400_that_says_the_limit(owner, settings):
+def test_files_past_the_limit_are_named_as_not_sent(owner, settings):
     settings.PETSITE_MAX_FILES_PER_UPLOAD = 2
-    response = owner.post(IMAGES, {"image": [upload(), upload(), upload()]}, format="multipart")
-    assert response.status_code == 400
-    assert "at most 2 can be uploaded at once" in response.json()["image"][0]
-    assert PetImage.objects.count() == 0
+    response = owner.post(IMAGES, {"image": [upload("a.jpg"), upload("b.jpg"), upload("c.jpg")]}, format="multipart")
+    assert response.status_code == 202
+    a, b, c = response.json()["files"]
+    assert a["ok"] and b["ok"]
+    assert (c["ok"], c["name"], c["code"], c["image"]) == (False, "c.jpg", "too_many_files", None)
+    assert c["error"] == "Not sent: 2 photos go at a time. Choose this one again to upload it."
+    assert response.json()["summary"] == (
+        "2 photos uploaded, 1 not sent (2 go at a time): c.jpg. Choose it again to upload it."
+    )
+    assert PetImage.objects.count() == 2
 
 
 @pytest.mark.parametrize(

@@ -106,21 +106,40 @@ def test_one_photo_still_leads_to_its_page(logged_in):
 # --- The per-request limit --------------------------------------------------------------
 
 
-def test_more_files_than_a_request_may_carry_are_refused_with_the_limit(logged_in, settings):
+def test_past_the_limit_the_first_files_are_stored_and_the_others_named_as_not_sent(logged_in, user, settings):
+    """"20 at a time", without JavaScript: 22 photos in one go store the first 20, and the
+    page names the 2 others and says how to send them (before, all 22 were refused)."""
     assert settings.PETSITE_MAX_FILES_PER_UPLOAD == 20
-    response = logged_in.post(URL, {"image": [upload() for _ in range(21)]})
-    assert response.status_code == 400
-    assert response.context["form"].errors["image"] == [
-        "You chose 21 photos; at most 20 can be uploaded at once. "
-        "Choose 20 or fewer, then upload the others in another go."
-    ]
-    assert PetImage.objects.count() == 0
+    files = [upload(f"p{number:02}.jpg") for number in range(1, 23)]
+    response = logged_in.post(URL, {"image": files}, follow=True)
+
+    assert response.redirect_chain == [(reverse("classifier:gallery"), 302)]
+    stored = PetImage.objects.filter(owner=user).values_list("original_name", flat=True)
+    assert sorted(stored) == [f"p{number:02}.jpg" for number in range(1, 21)]
+    assert (
+        "20 photos uploaded, 2 not sent (20 go at a time): p21.jpg, p22.jpg. Choose them again to upload them."
+        in response.content.decode()
+    )
 
     settings.PETSITE_MAX_FILES_PER_UPLOAD = 2
-    response = logged_in.post(URL, {"image": [upload() for _ in range(3)]}, **JSON)
-    assert response.status_code == 400 and "at most 2 can be uploaded at once" in response.json()["errors"][0]
-    assert logged_in.post(URL, {"image": [upload(), upload()]}).status_code == 302
-    assert PetImage.objects.count() == 2
+    response = logged_in.post(URL, {"image": [upload("a.jpg"), upload("b.jpg"), upload("c.jpg")]}, **JSON)
+    assert response.status_code == 200
+    a, b, c = response.json()["files"]
+    assert a["ok"] and b["ok"] and c == {
+        "name": "c.jpg", "ok": False, "code": "too_many_files",
+        "error": "Not sent: 2 photos go at a time. Choose this one again to upload it.",
+    }
+    assert PetImage.objects.count() == 22
+
+
+def test_files_past_the_limit_do_not_count_against_the_upload_rate(logged_in, user, settings):
+    settings.PETSITE_MAX_FILES_PER_UPLOAD = 2
+    settings.PETSITE_UPLOAD_RATE = "4/d"
+    response = logged_in.post(URL, {"image": [upload() for _ in range(5)]}, **JSON)
+    assert [file.get("code") for file in response.json()["files"]] == [None, None] + ["too_many_files"] * 3
+    response = logged_in.post(URL, {"image": [upload(), upload()]}, **JSON)
+    assert [file["ok"] for file in response.json()["files"]] == [True, True]
+    assert PetImage.objects.filter(owner=user).count() == 4
 
 
 def test_the_form_offers_many_files_and_its_limits(logged_in):
@@ -172,3 +191,33 @@ def test_store_uploads_keeps_no_traceback_of_a_refusal(user):
     assert all(error.__traceback__ is None for error in refused.error.error_list)
     assert stored.saved and stored.created and not refused.saved
     assert refused.reason.startswith("The image is damaged or incomplete")
+
+
+# --- Photos uploaded from the gallery join its grid ------------------------------------------
+
+
+def test_a_stored_photo_comes_with_its_gallery_tile(logged_in, user):
+    response = logged_in.post(URL, {"image": [upload("rex.jpg"), upload("notes.txt", NOT_AN_IMAGE, "text/plain")]},
+                              **JSON)
+    stored, refused = response.json()["files"]
+    pet = PetImage.objects.get(owner=user)
+    gallery = logged_in.get(reverse("classifier:gallery")).content.decode()
+    assert stored["tile"].strip() in gallery  # the gallery's own markup for that photo, from the same template
+    assert f'data-id="{pet.pk}"' in stored["tile"] and 'data-finished="false"' in stored["tile"]
+    assert "tile" not in refused
+
+
+@pytest.mark.parametrize("query, joins", [
+    ("", True), ("?sort=newest", True), ("?page=1", True),
+    ("?sort=oldest", False), ("?page=2", False), ("?species=cat", False),
+])
+def test_new_photos_join_the_grid_only_where_the_newest_come_first(logged_in, settings, query, joins):
+    settings.PETSITE_GALLERY_PAGE_SIZE = 1
+    logged_in.post(URL, {"image": [upload(), upload()]})
+    page = logged_in.get(reverse("classifier:gallery") + query).content.decode()
+    assert ("data-new-tiles" in page) is joins
+
+
+def test_an_empty_gallery_has_a_grid_waiting_for_its_first_photos(logged_in):
+    page = logged_in.get(reverse("classifier:gallery")).content.decode()
+    assert "No photos yet." in page and "data-live-gallery data-new-tiles" in page
