@@ -225,6 +225,13 @@
       progress.hidden = true;
       if (!result.ok) { refuse(card, result.error); return; }
       if (!result.created) card.dataset.note = "Already in your gallery. ";
+      const placeholder = card.querySelector(".no-preview");
+      if (placeholder && result.thumbnail_url) { // a photo this browser cannot show (HEIC): the stored one's thumbnail
+        const thumbnail = element("img");
+        thumbnail.alt = "";
+        thumbnail.src = result.thumbnail_url;
+        placeholder.replaceWith(thumbnail);
+      }
       showStatus(card, result);
       // For the page around the form: the gallery puts the photo into its grid (gallery.js).
       form.dispatchEvent(new CustomEvent("petsite:uploaded", { bubbles: true, detail: result }));
