@@ -18,11 +18,12 @@
     const caption = tile.querySelector(".caption");
     const date = caption.querySelector("small");
     const parts = [];
+    // The words are the status JSON's (classifier/verdicts.py), as _tile_caption.html shows them.
     if (status.status === "done") {
       parts.push(element("strong", "breed verdict-" + (status.verdict || "confident"), status.headline));
       if (status.confident) parts.push(element("span", "confidence", percent(status.confidence)));
       const image = tile.querySelector("img");
-      if (image && tile.dataset.uploaded) image.alt = status.headline + ", uploaded " + tile.dataset.uploaded;
+      if (image) image.alt = status.headline + ", uploaded " + status.display.uploaded;
     } else {
       parts.push(element("span", "status status-" + status.status, status.status_display));
     }
