@@ -9,6 +9,7 @@ from django.http import QueryDict
 from django.template.loader import render_to_string
 
 from ml import breeds
+from ml.models import Verdict
 
 from . import verdicts
 from .models import PetImage
@@ -55,7 +56,7 @@ class GalleryFilter(django_filters.FilterSet):
     )
     status = django_filters.ChoiceFilter(choices=PetImage.Status.choices, empty_label="Any status")
     verdict = django_filters.ChoiceFilter(
-        choices=verdicts.FILTER_CHOICES, method="filter_verdict", empty_label="Any verdict", label="Verdict"
+        choices=Verdict.choices, method="filter_verdict", empty_label="Any verdict", label="Verdict"
     )
     feedback = django_filters.ChoiceFilter(
         choices=FEEDBACK_CHOICES, method="filter_feedback", empty_label="Any answer", label="Your answer"

@@ -21,7 +21,7 @@ angle can get it too, about 5 % of real pets do by construction).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from django.db.models import Case, F, FloatField, Q, Value, When
 
@@ -32,11 +32,6 @@ from petsite import dates
 from .models import NOT_A_PET, PetImage, label_name
 
 Status = PetImage.Status
-
-# The gallery's and the API's ``verdict`` filter: the same codes as the JSON's ``verdict``.
-FILTER_CHOICES = [
-    (Verdict.CONFIDENT, "Confident"), (Verdict.UNSURE, "Not sure"), (Verdict.NOT_A_PET, "Not a cat or dog"),
-]
 
 
 def with_article(name: str) -> str:
@@ -96,9 +91,6 @@ class VerdictDisplay:
     correct_choice: str  # the feedback form's "correct" answer, in words
     heatmap_alt: str  # the heatmap's alternative text: what it explains
     uploaded: str  # when the photo was uploaded, as the site writes dates (petsite.dates.when)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def describe(pet: PetImage) -> VerdictDisplay:
