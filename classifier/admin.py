@@ -4,10 +4,10 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 
 from ml.services import NoActiveModel
+from petsite.dates import when
 
 from . import classification, review
 from .models import LABEL_CHOICES, NOT_A_PET, Classification, PetImage
@@ -156,7 +156,7 @@ class PetImageAdmin(admin.ModelAdmin):
 
     @admin.display(description="Uploaded", ordering="uploaded_at")
     def uploaded(self, obj: PetImage) -> str:
-        return date_format(timezone.localtime(obj.uploaded_at), "SHORT_DATE_FORMAT")
+        return when(obj.uploaded_at)  # the site's one date style, as in the gallery
 
     @admin.display(description="Needs review", boolean=True, ordering="needs_review")
     def needs_review(self, obj: PetImage) -> bool:

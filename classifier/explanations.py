@@ -28,7 +28,9 @@ REQUEST_TTL = 300  # seconds during which a second view does not ask again
 
 
 def heatmap_is_current(pet: PetImage) -> bool:
-    return bool(pet.heatmap) and pet.heatmap_version_id == pet.model_version_id
+    """Whether the stored heatmap explains the result the pages show now: none while the
+    photo waits or is classified again ("Show why" is offered with an answer only)."""
+    return pet.status == PetImage.Status.DONE and bool(pet.heatmap) and pet.heatmap_version_id == pet.model_version_id
 
 
 def needs_heatmap(pet: PetImage) -> bool:

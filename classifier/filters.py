@@ -9,15 +9,19 @@ from django.http import QueryDict
 from django.template.loader import render_to_string
 
 from ml import breeds
+from ml.models import Verdict
 
+from . import verdicts
 from .models import PetImage
 
-# Pending images have no confidence: they go last in either confidence order.
+# Pending images have no confidence: they go last in either confidence order. Confidence
+# is in a breed (verdicts.BREED_CONFIDENCE): none for a photo that does not look like a pet.
+CONFIDENCE = "breed_confidence"
 SORTS = {
     "newest": ("Newest first", ["-uploaded_at", "-pk"]),
     "oldest": ("Oldest first", ["uploaded_at", "pk"]),
-    "confident": ("Most confident", [F("confidence").desc(nulls_last=True), "-uploaded_at"]),
-    "unsure": ("Least confident", [F("confidence").asc(nulls_last=True), "-uploaded_at"]),
+    "confident": ("Most confident", [F(CONFIDENCE).desc(nulls_last=True), "-uploaded_at"]),
+    "unsure": ("Least confident", [F(CONFIDENCE).asc(nulls_last=True), "-uploaded_at"]),
 }
 FEEDBACK_CHOICES = [("none", "No answer yet"), ("correct", "Said correct"), ("wrong", "Said wrong")]
 
@@ -27,12 +31,13 @@ def labelled_as(keys: list[str]) -> Q:
 
     A reviewer's label wins, then the owner's answer (``true_breed``), then the model's
     prediction: a photo the owner corrected from "Pug" to "Persian" is a cat. A photo
-    answered "not a cat or dog" is neither.
+    answered "not a cat or dog" is neither, and so is one the model found not to look like
+    a cat or dog: its first breed is only the closest (``verdicts.PREDICTION_NAMES_A_BREED``).
     """
     return (
         Q(reviewed_label__in=keys)
         | Q(reviewed_label="", true_breed__in=keys)
-        | Q(reviewed_label="", true_breed="", predicted_breed__in=keys)
+        | (Q(reviewed_label="", true_breed="", predicted_breed__in=keys) & verdicts.PREDICTION_NAMES_A_BREED)
     )
 
 
@@ -50,6 +55,9 @@ class GalleryFilter(django_filters.FilterSet):
         label="Species",
     )
     status = django_filters.ChoiceFilter(choices=PetImage.Status.choices, empty_label="Any status")
+    verdict = django_filters.ChoiceFilter(
+        choices=Verdict.choices, method="filter_verdict", empty_label="Any verdict", label="Verdict"
+    )
     feedback = django_filters.ChoiceFilter(
         choices=FEEDBACK_CHOICES, method="filter_feedback", empty_label="Any answer", label="Your answer"
     )
@@ -78,17 +86,24 @@ class GalleryFilter(django_filters.FilterSet):
     def filter_species(self, queryset, name, value):
         return queryset.filter(labelled_as([b.key for b in breeds.BREEDS if b.species == value]))
 
+    def filter_verdict(self, queryset, name, value):
+        return queryset.filter(verdicts.with_verdict(value))
+
     def filter_feedback(self, queryset, name, value):
         return queryset.filter(is_correct={"none": None, "correct": True, "wrong": False}[value])
 
     def filter_min_confidence(self, queryset, name, value):
-        return queryset.filter(confidence__gte=float(value) / 100)
+        return queryset.alias(**{CONFIDENCE: verdicts.BREED_CONFIDENCE}).filter(
+            **{f"{CONFIDENCE}__gte": float(value) / 100}
+        )
 
     def filter_max_confidence(self, queryset, name, value):
-        return queryset.filter(confidence__lte=float(value) / 100)
+        return queryset.alias(**{CONFIDENCE: verdicts.BREED_CONFIDENCE}).filter(
+            **{f"{CONFIDENCE}__lte": float(value) / 100}
+        )
 
     def sort_by(self, queryset, name, value):
-        return queryset.order_by(*SORTS[value][1])
+        return queryset.alias(**{CONFIDENCE: verdicts.BREED_CONFIDENCE}).order_by(*SORTS[value][1])
 
 
 def filter_fields_html(params: QueryDict) -> str:

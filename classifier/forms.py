@@ -3,7 +3,7 @@ from django.contrib.auth.forms import UserCreationForm
 
 from ml import breeds
 
-from . import formats, review
+from . import formats, review, verdicts
 from .models import NOT_A_PET, TrainingRun
 
 
@@ -55,7 +55,12 @@ def _grouped_label_choices() -> list:
 
 
 class FeedbackForm(forms.Form):
-    """The owner's answer: the prediction is right, or it is wrong and here is the truth."""
+    """The owner's answer: the model's answer is right, or it is wrong and here is the truth.
+
+    Either way the answer is a label (``review.record_feedback``): "correct" stands for the
+    model's answer (its first breed, or not a cat or dog), and its words on the page say
+    which (``verdicts.VerdictDisplay.correct_choice``).
+    """
 
     answer = forms.ChoiceField(
         choices=[("correct", "Correct"), ("wrong", "Wrong, it is a …")], widget=forms.RadioSelect
@@ -65,26 +70,27 @@ class FeedbackForm(forms.Form):
     def __init__(self, *args, pet=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.pet = pet
+        if pet is not None and pet.display.verdict:  # the words of "correct" say what it agrees with
+            self.fields["answer"].choices = [("correct", pet.display.correct_choice), ("wrong", "Wrong, it is a …")]
 
     def clean(self):
         data = super().clean()
-        if data.get("answer") == "correct" and self.pet is not None and not self.pet.predicted_breed:
+        if data.get("answer") == "correct" and self.pet is not None and not verdicts.model_answer(self.pet):
             raise forms.ValidationError("There is no prediction to confirm yet.")
-        if data.get("answer") == "wrong":
-            if not data.get("label"):
-                self.add_error("label", "Choose the right breed (or “Not a cat or dog”).")
-            elif self.pet is not None and data["label"] == self.pet.predicted_breed:
-                data["answer"] = "correct"  # "wrong, it is <the predicted breed>" means correct
+        if data.get("answer") == "wrong" and not data.get("label"):
+            self.add_error("label", "Choose the right breed (or “Not a cat or dog”).")
         return data
 
     @property
-    def says_correct(self) -> bool:
-        return self.cleaned_data["answer"] == "correct"
+    def label_given(self) -> str:
+        """The label the owner chose: the model's answer for "correct"."""
+        if self.cleaned_data["answer"] == "correct":
+            return verdicts.model_answer(self.pet)
+        return self.cleaned_data["label"]
 
     def save(self) -> None:
         """Record the valid answer for ``pet`` (the site's form and the API both save through here)."""
-        review.record_feedback(self.pet, correct=self.says_correct, label=self.cleaned_data.get("label", ""))
-
+        review.record_feedback(self.pet, self.label_given)
 
 class SignupForm(UserCreationForm):
     """A username, a password and, if the user wishes, an e-mail address (for password reset only)."""

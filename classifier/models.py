@@ -202,20 +202,22 @@ class PetImage(models.Model):
         return self.reviewed_label or self.true_breed
 
     @property
+    def display(self):
+        """What the pages say about the result, in words (``classifier.verdicts.describe``)."""
+        from .verdicts import describe
+
+        return describe(self)
+
+    @property
     def is_confident(self) -> bool:
         """A result worth its percentage: confident, or from before verdicts existed."""
-        return self.status == self.Status.DONE and self.verdict in ("", Verdict.CONFIDENT)
+        return self.display.show_confidence
 
     def headline(self) -> str:
-        """The answer in words, no surer than the model is: "Great Pyrenees", "Not sure:
-        maybe Bengal or Egyptian Mau", or "Not a cat or dog"; empty without a result."""
-        if self.status != self.Status.DONE:
-            return ""
-        if self.verdict == Verdict.NOT_A_PET:
-            return "Not a cat or dog"
-        if self.verdict == Verdict.UNSURE:
-            return "Not sure: maybe " + " or ".join(row["name"] for row in self.top_k_display()[:2])
-        return label_name(self.predicted_breed)
+        """The answer in words, no surer than the model is (``classifier.verdicts``): "Great
+        Pyrenees", "Not sure. Closest breed: Bengal" or "Does not look like a cat or dog"; empty
+        without a result."""
+        return self.display.headline
 
     def top_k_display(self) -> list[dict]:
         return [

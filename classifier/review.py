@@ -6,21 +6,40 @@ from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
 from .models import LABEL_CHOICES, NOT_A_PET, Classification, PetImage, label_name
+from .verdicts import model_answer, with_article
 
 LABEL_KEYS = {key for key, _ in LABEL_CHOICES}
 
 
-def record_feedback(pet: PetImage, *, correct: bool, label: str = "") -> None:
-    """The owner's answer. "Correct" stores the predicted breed as their label, so the
-    answer keeps its meaning if a later model predicts something else."""
-    if correct and not pet.predicted_breed:
-        raise ValueError("There is no prediction to confirm yet.")
-    if not correct and label not in LABEL_KEYS:
+def record_feedback(pet: PetImage, label: str) -> None:
+    """The owner's answer: what the photo shows, a breed key or ``NOT_A_PET``.
+
+    The label is what the review queue and retraining use, so it is always stored as the
+    owner said it; ``is_correct`` is derived from it: whether it is the model's answer
+    (``verdicts.model_answer``: not-a-pet for a not-a-pet verdict, else the first breed).
+    So "wrong, it is a Persian" when Persian was the answer is a right answer (not a
+    "wrong" that would lead the queue with the model's own label), and "Persian" for a
+    photo the model called not a cat or dog is a wrong one, whatever its first breed.
+    Before any result (only the API allows it), a label is a correction of nothing yet:
+    it counts as "wrong", so that a reviewer sees it. The label keeps its meaning if a
+    later model predicts something else.
+    """
+    if label not in LABEL_KEYS:
         raise ValueError(f"Unknown label {label!r}.")
-    pet.is_correct = correct
-    pet.true_breed = pet.predicted_breed if correct else label
+    pet.is_correct = label == model_answer(pet)
+    pet.true_breed = label
     pet.feedback_at = timezone.now()
     pet.save(update_fields=["is_correct", "true_breed", "feedback_at"])
+
+
+def owner_answer_words(pet: PetImage) -> str:
+    """What the owner said, as the photo page reminds them: "“It is a Persian.”" (the
+    model's answer) or "“Wrong, it is a Beagle.”"; "" before any answer. Read from the
+    stored label, so it never says "correct" about a breed the owner did not choose."""
+    if pet.is_correct is None or not pet.true_breed:
+        return ""
+    what = "not a cat or dog" if pet.true_breed == NOT_A_PET else with_article(label_name(pet.true_breed))
+    return f"“It is {what}.”" if pet.is_correct else f"“Wrong, it is {what}.”"
 
 
 def _mark_reviewed(images: QuerySet, reviewer, label) -> int:

@@ -23,6 +23,23 @@ class TopKSerializer(serializers.Serializer):
     probability = serializers.FloatField()
 
 
+class DisplaySerializer(serializers.Serializer):
+    """What the pages say about the result, in words (``classifier.verdicts.VerdictDisplay``):
+    the pages' scripts show these as they are, so a live update reads as a reload does."""
+
+    note = serializers.CharField(help_text="the sentence under the answer: why not sure, or why not a cat or dog")
+    top_k_title = serializers.CharField(
+        help_text='what the breeds are: "The likeliest breeds", or "Closest breeds, all unlikely"'
+    )
+    top_k_bars = serializers.BooleanField(
+        help_text="the breeds are shown with their probabilities (false when the photo does not look like a pet: "
+        "its probabilities only rank breeds that are all unlikely)"
+    )
+    correct_choice = serializers.CharField(help_text='the "correct" answer in words: "Correct, it is a Pug"')
+    heatmap_alt = serializers.CharField(help_text="the heatmap's alternative text")
+    uploaded = serializers.CharField(help_text='when it was uploaded: "just now", "5 minutes ago", "3 Dec 2026, 16:37"')
+
+
 class ImageStatusSerializer(serializers.Serializer):
     """What a page's script (and an API client) needs to show an image's state and answer."""
 
@@ -39,10 +56,16 @@ class ImageStatusSerializer(serializers.Serializer):
     breed_name = serializers.CharField(source="get_predicted_breed_display")
     verdict = serializers.ChoiceField(choices=[("", "None yet")] + Verdict.choices)
     verdict_display = serializers.CharField(source="get_verdict_display")
-    headline = serializers.CharField(help_text='the answer in words: "Pug", "Not sure: maybe …", "Not a cat or dog"')
+    headline = serializers.CharField(
+        help_text='the answer in words: "Pug", "Not sure. Closest breed: Pug", "Does not look like a cat or dog"'
+    )
     confident = serializers.BooleanField(source="is_confident", help_text="a result worth its percentage")
-    confidence = serializers.FloatField(allow_null=True, help_text="the top breed's probability, 0 to 1")
+    confidence = serializers.FloatField(
+        allow_null=True, help_text="the first breed's probability among the 37 breeds, 0 to 1 (it says nothing "
+        "about a `not_a_pet` photo: the probabilities of the breeds always add up to 1)"
+    )
     top_k = TopKSerializer(many=True, source="top_k_display")
+    display = DisplaySerializer(help_text="what the site's pages say about the result, in words")
     model_version = serializers.CharField(source="model_version.name", allow_null=True)
     classified_at = serializers.DateTimeField(allow_null=True)
     uploaded_at = serializers.DateTimeField()

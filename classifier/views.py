@@ -202,7 +202,7 @@ def feedback(request, pk: int):
     if not form.is_valid():
         return _detail_page(request, pet, form, status=400)
     form.save()
-    thanks = "Thanks for confirming!" if form.says_correct else "Thanks! Your answer helps the next model."
+    thanks = "Thanks for confirming!" if pet.is_correct else "Thanks! Your answer helps the next model."
     messages.success(request, thanks)
     return redirect(pet)
 

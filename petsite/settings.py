@@ -128,6 +128,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = env("TIME_ZONE", default="UTC")
 USE_I18N = True
 USE_TZ = True
+# One date style, "3 Dec 2026, 16:37", everywhere the admin included (petsite/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["petsite.formats"]
 
 # --- HTTPS ------------------------------------------------------------------------------
 # Off for the embedded run (plain HTTP on 127.0.0.1). PETSITE_HTTPS=1, for a site served

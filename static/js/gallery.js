@@ -19,11 +19,12 @@
     const caption = tile.querySelector(".caption");
     const date = caption.querySelector("small");
     const parts = [];
+    // The words are the status JSON's (classifier/verdicts.py), as _tile_caption.html shows them.
     if (status.status === "done") {
       parts.push(element("strong", "breed verdict-" + (status.verdict || "confident"), status.headline));
       if (status.confident) parts.push(element("span", "confidence", percent(status.confidence)));
       const image = tile.querySelector("img");
-      if (image && tile.dataset.uploaded) image.alt = status.headline + ", uploaded " + tile.dataset.uploaded;
+      if (image) image.alt = status.headline + ", uploaded " + status.display.uploaded;
     } else {
       parts.push(element("span", "status status-" + status.status, status.status_display));
     }
@@ -50,6 +51,8 @@
     const tile = holder.content.firstElementChild;
     grid.prepend(tile);
     grid.hidden = false;
+    const emptyNote = document.querySelector("[data-empty-note]");
+    if (emptyNote) emptyNote.hidden = true; // "No photos yet" is no longer true
     if (tile.dataset.finished === "false") watch(tile);
   });
 })();

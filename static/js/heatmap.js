@@ -1,7 +1,9 @@
-// "Show why": swaps the photo for its Grad-CAM heatmap and back. A worker makes the
-// heatmap after the first view of a result, so until the page knows its address this
-// asks the status JSON every 3 s (five minutes at most: a busy worker may take a while)
-// and shows the button when it is there.
+// "Show why": swaps the photo for its Grad-CAM heatmap and back. It is offered only once
+// the photo has an answer to explain and its heatmap has loaded, never before: a photo
+// still waiting has nothing to explain (status.js says "petsite:answer" when the answer
+// arrives). A worker makes the heatmap after the first view of a result, so until the page
+// knows its address this asks the status JSON every 3 s (five minutes at most: a busy
+// worker may take a while), saying meanwhile that it is being made.
 (function () {
   "use strict";
   const figure = document.getElementById("photo");
@@ -11,11 +13,17 @@
   const heatmap = document.getElementById("heatmap-img");
   const toggle = document.getElementById("heatmap-toggle");
   const note = document.getElementById("heatmap-note");
+  const wait = document.getElementById("heatmap-wait");
   let tries = 0;
+  let asking = false;
 
-  function ready(url) {
+  function load(url) {
+    heatmap.addEventListener("load", function () {
+      toggle.hidden = false;
+      wait.hidden = true;
+    }, { once: true });
+    heatmap.addEventListener("error", function () { wait.hidden = true; }, { once: true });
     heatmap.src = url;
-    toggle.hidden = false;
   }
 
   toggle.addEventListener("click", function () {
@@ -28,16 +36,30 @@
   });
 
   function ask() {
+    asking = true;
     fetch(root.dataset.statusUrl, { headers: { Accept: "application/json" }, credentials: "same-origin" })
       .then(function (r) { if (!r.ok) throw new Error(r.status); return r.json(); })
       .then(function (data) {
-        if (data.heatmap_url) { ready(data.heatmap_url); return; }
-        if (data.status === "failed") return;
-        if (++tries < 100) setTimeout(ask, 3000);
+        if (data.status === "done" && data.heatmap_url) { load(data.heatmap_url); return; }
+        // Failed, or no model to explain it (deleted): no heatmap will come.
+        if (data.status === "failed" || !data.model_version || ++tries >= 100) { wait.hidden = true; return; }
+        setTimeout(ask, 3000);
       })
-      .catch(function () { if (++tries < 100) setTimeout(ask, 6000); });
+      .catch(function () {
+        if (++tries < 100) setTimeout(ask, 6000);
+        else wait.hidden = true;
+      });
   }
 
-  if (figure.dataset.heatmapUrl) ready(figure.dataset.heatmapUrl);
-  else setTimeout(ask, 2000);
+  function answered(data) {
+    if (data.display && data.display.heatmap_alt) heatmap.alt = data.display.heatmap_alt;
+    if (asking) return;
+    if (data.heatmap_url) { load(data.heatmap_url); return; }
+    wait.hidden = false;
+    setTimeout(ask, 2000);
+  }
+
+  if (figure.dataset.heatmapUrl) load(figure.dataset.heatmapUrl);
+  else if (figure.dataset.answered === "true") { wait.hidden = false; setTimeout(ask, 2000); asking = true; }
+  else document.addEventListener("petsite:answer", function (event) { answered(event.detail); }, { once: true });
 })();

@@ -12,6 +12,8 @@
 
   function percent(p) { return Math.round(p * 100) + "%"; }
 
+  // The words come from the status JSON (data.display: classifier/verdicts.py), the same
+  // ones the page's template shows on a reload; this only puts them in place.
   function render(data) {
     const status = document.getElementById("status");
     status.textContent = data.status_display;
@@ -20,23 +22,28 @@
     message.textContent = data.message;
     message.hidden = !data.message;
     if (data.status !== "done") return;
+    const display = data.display;
     const breed = document.getElementById("breed");
     breed.textContent = data.headline;
     breed.className = "verdict-" + (data.verdict || "confident");
+    document.title = document.title.replace(/^.*?(?= · |$)/, data.headline);
     const note = document.getElementById("verdict-note");
-    if (note && !data.confident) {
-      note.textContent = data.verdict === "not_a_pet"
-        ? "This photo does not look like any of the 37 breeds the classifier knows. If it is a cat or a dog, tell us below."
-        : "The model is not sure; its five best guesses are below. A reviewer will look at it.";
-      note.hidden = false;
-    }
+    note.textContent = display.note;
+    note.hidden = !display.note;
     document.getElementById("model-version").textContent = data.model_version || "–";
+    const title = document.getElementById("top-k-title");
+    title.textContent = display.top_k_title;
+    title.hidden = false;
     const list = document.getElementById("top-k");
+    list.className = "top-k top-k-" + (data.verdict || "confident");
     list.replaceChildren(...data.top_k.map(function (row) {
       const li = document.createElement("li");
       const name = document.createElement("span");
       name.className = "name";
       name.textContent = row.name;
+      li.append(name);
+      // A photo that does not look like a pet: its breeds are only the closest, no bars.
+      if (!display.top_k_bars) return li;
       // The same bar as the page's: an SVG whose rect is as wide as the probability
       // (an attribute, not a style: the Content-Security-Policy allows no inline style).
       const bar = document.createElementNS(SVG, "svg");
@@ -52,15 +59,21 @@
       const pct = document.createElement("span");
       pct.className = "pct";
       pct.textContent = percent(row.probability);
-      li.append(name, bar, pct);
+      li.append(bar, pct);
       return li;
     }));
+    const photo = document.getElementById("photo-img");
+    if (photo) photo.alt = data.headline + ", uploaded " + display.uploaded;
     const later = document.getElementById("feedback-later");
     if (later) {
       const form = later.content.cloneNode(true);
+      const correct = form.querySelector('.choice-words[data-answer="correct"]');
+      if (correct) correct.textContent = display.correct_choice;
       later.replaceWith(form);
       window.PetsiteBreedSearch(document.getElementById("feedback"));
     }
+    // heatmap.js offers "Show why" now that there is an answer to explain.
+    document.dispatchEvent(new CustomEvent("petsite:answer", { detail: data }));
   }
 
   function poll() {

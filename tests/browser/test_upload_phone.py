@@ -122,6 +122,7 @@ def test_the_first_photos_dropped_on_an_empty_gallery_make_its_grid(browser, liv
     tile.wait_for()
     assert tile.get_attribute("data-id") == str(PetImage.objects.get(owner=user).pk)
     assert page.locator("[data-live-gallery]").is_visible() and page.evaluate(MARKER)
+    assert "No photos yet." not in page.locator("main").inner_text()
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=tile.locator("img").element_handle())
     page.screenshot(path=artifacts / "01-first-photo.png", full_page=True)
     assert not errors, errors

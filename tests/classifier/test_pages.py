@@ -2,6 +2,7 @@
 feedback form once there is a result, filters by the best answer, the no-model warning,
 alt text, and the admin's readable columns."""
 import re
+from datetime import UTC, datetime
 
 import pytest
 from django.contrib.auth.models import Group
@@ -240,9 +241,11 @@ def test_no_warning_with_an_active_model(client, user, model_version):
 
 
 def test_images_are_described_by_breed_and_date_not_file_name(client, user, make_image):
-    pet = make_image("pug")
-    waiting = make_image("", None, status="pending", predicted_breed="", top_k=[], model_version=None)
-    date = f"{pet.uploaded_at.day} {pet.uploaded_at:%B %Y}"
+    uploaded_at = datetime(2026, 12, 3, 16, 37, tzinfo=UTC)
+    pet = make_image("pug", uploaded_at=uploaded_at)
+    waiting = make_image("", None, status="pending", predicted_breed="", top_k=[], model_version=None,
+                         uploaded_at=uploaded_at)
+    date = "3 Dec 2026, 16:37"  # the site's one date style (petsite.dates), as the gallery's captions show it
     client.force_login(user)
     gallery = client.get(reverse("classifier:gallery")).content.decode()
     detail = client.get(pet.get_absolute_url()).content.decode()

@@ -24,15 +24,14 @@ def test_the_worker_stores_the_verdict_and_its_scores(make_image, model_version)
     assert scores["ood_score"] is None  # a checkpoint without calibration never says "not a cat or dog"
     history = Classification.objects.get(image=pet)
     assert (history.verdict, history.verdict_scores) == (pet.verdict, pet.verdict_scores)
-    first, second = (display_name(row["breed"]) for row in pet.top_k[:2])
-    assert pet.headline() == f"Not sure: maybe {first} or {second}"
+    assert pet.headline() == f"Not sure. Closest breed: {display_name(pet.top_k[0]['breed'])}"
     assert PetImage.objects.needing_review().filter(pk=pet.pk).exists()
 
 
 @pytest.mark.parametrize("verdict, headline, percent_shown, note", [
     (Verdict.CONFIDENT, "Great Pyrenees", True, None),
-    (Verdict.UNSURE, "Not sure: maybe Great Pyrenees or Pug", False, "The model is not sure"),
-    (Verdict.NOT_A_PET, "Not a cat or dog", False, "does not look like any of the 37 breeds"),
+    (Verdict.UNSURE, "Not sure. Closest breed: Great Pyrenees", False, "The classifier is not sure"),
+    (Verdict.NOT_A_PET, "Does not look like a cat or dog", False, "does not look like the cat and dog photos"),
 ])
 def test_every_page_says_what_the_verdict_allows(client, user, make_image, verdict, headline, percent_shown, note):
     top_k = [{"breed": "great_pyrenees", "probability": 0.91}, {"breed": "pug", "probability": 0.05}]
