@@ -61,7 +61,7 @@ class PetImageAdmin(admin.ModelAdmin):
     # The review columns first after the photo, so that they stay in view at 1280 px beside
     # the filters; the model version is a filter, the file name is on the change page.
     list_display = [
-        "preview", "prediction", "verdict", "confidence_percent", "owner_answer", "reviewed_label", "needs_review",
+        "preview", "prediction", "verdict", "confidence_percent", "owner_answer", "reviewed_label", "queue_reason",
         "status", "owner", "uploaded",
     ]
     list_display_links = ["preview", "prediction"]
@@ -95,11 +95,12 @@ class PetImageAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         # Annotate before ordering: the default get_queryset orders first.
-        return PetImage.objects.with_review_state().order_by(*self.get_ordering(request))
+        return review.review_queue().order_by(*self.get_ordering(request))
 
     def get_ordering(self, request):
-        # Needs-review first; then, inside each group, the newest.
-        return ["-needs_review", "-uploaded_at"]
+        # The review queue's order (classifier.review): the owner said wrong, then the
+        # model was not sure, then low confidence; the newest first in each.
+        return review.QUEUE_ORDER
 
     def has_add_permission(self, request):
         return False  # images come from uploads
@@ -158,9 +159,10 @@ class PetImageAdmin(admin.ModelAdmin):
     def uploaded(self, obj: PetImage) -> str:
         return date_format(timezone.localtime(obj.uploaded_at), "SHORT_DATE_FORMAT")
 
-    @admin.display(description="Needs review", boolean=True, ordering="needs_review")
-    def needs_review(self, obj: PetImage) -> bool:
-        return obj.needs_review
+    @admin.display(description="Waits for review", ordering="review_reason")
+    def queue_reason(self, obj: PetImage) -> str:
+        """Why the photo is where it is in the queue (the reason the order sorts on)."""
+        return review.QueueReason(obj.review_reason).label
 
     # --- review actions --------------------------------------------------------------------
 
