@@ -25,6 +25,9 @@ environ.Env.read_env(env("PETSITE_ENV_FILE", default=str(BASE_DIR / ".env")))
 VAR_DIR = Path(env("PETSITE_VAR_DIR", default=str(BASE_DIR / "var")))
 
 DEBUG = env.bool("DEBUG", default=False)
+# With DEBUG, an unknown address still gets the site's 404 page (petsite.errors); 1 shows
+# Django's technical page instead, which lists every URL pattern (for developers).
+PETSITE_TECHNICAL_404 = env.bool("PETSITE_TECHNICAL_404", default=False)
 # The key signs sessions and password-reset links: a default anyone can read would let
 # them forge both, so only a DEBUG run may go without one.
 SECRET_KEY = env("SECRET_KEY", default="django-insecure-dev-only-set-SECRET_KEY-in-production" if DEBUG else "")
@@ -74,6 +77,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "petsite.middleware.RequestSizeLimitMiddleware",  # 413 before any body is read; after auth, for the page's menu
     "django.contrib.messages.middleware.MessageMiddleware",
+    # The site's 404 page with DEBUG too; after CommonMiddleware (its slash redirect) and
+    # the user's and messages' middleware (the page's menu).
+    "petsite.errors.NotFoundPageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes asks: it turns a locked-out login into the lockout page.
     "axes.middleware.AxesMiddleware",
