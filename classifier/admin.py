@@ -100,7 +100,6 @@ class PetImageAdmin(admin.ModelAdmin):
     # bench/admin_list.py measures it with 10,000 photos): the owner is the only relation shown.
     list_select_related = ["owner"]
     list_per_page = 50
-    show_full_result_count = False  # a filtered list counts its own rows only, not the whole table too
     action_form = ReviewActionForm
     actions = ["confirm_prediction", "accept_owner_answer", "set_label", "mark_not_a_pet", "rerun_classification"]
     inlines = [ClassificationInline]

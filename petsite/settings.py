@@ -55,7 +55,6 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
-    "drf_spectacular_sidecar",  # Swagger UI and Redoc served from static files: the docs work offline
     "ml",
     "classifier",
     "api",
@@ -261,7 +260,7 @@ STORAGES = {
 # Scripts, styles, fonts and requests from the site itself only: no inline script, style
 # or style attribute anywhere (templates load static/js and static/css), so an injected
 # <script> or onclick does nothing. Photos may come from the S3 endpoint browsers use
-# (signed URLs); previews of files being uploaded are blob: URLs; Swagger UI's icons are
+# (signed URLs); previews of files being uploaded are blob: URLs; small images may be
 # data: URLs.
 _image_sources = ["'self'", "data:", "blob:"]
 if AWS_STORAGE_BUCKET_NAME:
@@ -341,10 +340,7 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Petsite API",
     "DESCRIPTION": "Classify photos of cats and dogs into the 37 breeds of the Oxford-IIIT Pet dataset.",
     "VERSION": "1",
-    "SERVE_INCLUDE_SCHEMA": False,
-    "SWAGGER_UI_DIST": "SIDECAR",
-    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
-    "REDOC_DIST": "SIDECAR",
+    "SERVE_INCLUDE_SCHEMA": False,  # the schema's own address is no endpoint of the API
 }
 
 # --- Celery ---------------------------------------------------------------------------
