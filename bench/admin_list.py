@@ -2,10 +2,9 @@
 
 Starts PostgreSQL and gunicorn (1 worker, ``DEBUG=0``) on 127.0.0.1 (``bench/stack.py``;
 no Celery worker), fills the database with ``--images`` photos in bulk (``bulk_create``,
-all pointing at a few real files) across ``--users`` owners, each classified by a model
-version with a trained model's metrics and history (the size they have after ``train``),
-a mix of verdicts, owners' answers and reviews (a third of the photos each, by
-three versions); then asks each page ``--requests``
+all pointing at a few real files: ``bench/gallery.py``'s rows) across ``--users`` owners,
+classified by three model versions with a trained model's metrics and history (the size
+they have after ``train``), with a mix of verdicts, owners' answers and reviews; then asks each page ``--requests``
 times, one request after the other, as a reviewer (staff in the Reviewers group), and
 reports the server's time per request from its own request log (``petsite.logs``, the
 time inside Django) and the time the client saw. Goal: every page under 300 ms on the
@@ -25,26 +24,22 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.gallery import SEED, percentile  # noqa: E402
 from bench.stack import PASSWORD, Stack, machine_load  # noqa: E402
 
 GOAL_MS = 300
-SEED = """
-import hashlib, io, random
-from datetime import timedelta
+# Three model versions with a trained model's report, as big as train writes it: the
+# confusion matrix, the per-breed table, a step per batch in the history (the quick recipe:
+# 40 epochs of the head, 58 batches each, on the 3,680 training images at batch size 64).
+VERSIONS = """
+import random
 from django.contrib.auth.models import Group, User
 from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
-from django.utils import timezone
-from PIL import Image
-from classifier.models import NOT_A_PET, PetImage
 from ml.breeds import BREED_KEYS
 from ml.models import ModelVersion
 
 random.seed(0)
 n_classes = len(BREED_KEYS)
-# A trained model's report, as big as train writes it: the confusion matrix, the per-breed
-# table, a step per batch in the history (the quick recipe: 40 epochs of the head, 58
-# batches each, on the 3,680 training images at batch size 64).
 metrics = {
     "split": "test", "num_images": 3669, "accuracy": 0.9, "error_rate": 0.1, "top5_accuracy": 0.99,
     "classes": BREED_KEYS,
@@ -55,53 +50,29 @@ metrics = {
 history = {"epochs": [{"epoch": e, "train_loss": 1.0, "valid_loss": 1.0, "accuracy": 0.9} for e in range(5)],
            "steps": [{"step": s, "epoch": s // 58, "stage": "head", "lr": [1e-4, 1e-3, 1e-2], "loss": 0.5}
                      for s in range(40 * 58)]}
-versions = [
+for v in range(3):
     ModelVersion.objects.create(name=f"bench-v{v}", file=ContentFile(b"never read", name=f"v{v}.pt"),
                                 classes=BREED_KEYS, metrics=metrics, history=history, is_active=v == 2)
-    for v in range(3)
-]
-files = []
-for i in range(20):
-    image = Image.new("RGB", (1024, 768), (i * 12 % 256, 90, 160))
-    def saved(img, prefix):
-        buffer = io.BytesIO(); img.save(buffer, "JPEG", quality=85)
-        return default_storage.save(f"{prefix}/seed-{i}.jpg", ContentFile(buffer.getvalue()))
-    files.append((saved(image, "images"), saved(image.resize((320, 240)), "thumbnails")))
-users = [User(username=f"user{u}", email=f"user{u}@example.com") for u in range(USERS)]
-for user in users:
-    user.set_unusable_password()
-users = User.objects.bulk_create(users)
 reviewer = User.objects.create_user("reviewer", password=PASSWORD, is_staff=True)
 reviewer.groups.add(Group.objects.get(name="Reviewers"))
-now = timezone.now()
-rows = []
-for n in range(IMAGES):
-    image, thumb = files[n % len(files)]
-    ranked = random.sample(BREED_KEYS, 5)
-    probs = sorted((random.random() for _ in range(5)), reverse=True)
-    total = sum(probs) * 1.2
-    top = [{"breed": b, "probability": p / total} for b, p in zip(ranked, probs)]
-    answer = random.random()
-    reviewed = random.random() < 0.2
-    rows.append(PetImage(
-        owner=users[n % USERS], image=image, thumbnail=thumb, original_name=f"pet-{n}.jpg",
-        sha256=hashlib.sha256(str(n).encode()).hexdigest(), width=1024, height=768,
-        uploaded_at=now - timedelta(minutes=n), status="done", predicted_breed=ranked[0],
-        confidence=top[0]["probability"], top_k=top, model_version=versions[n % 3], classified_at=now,
-        verdict=random.choice(["confident", "unsure", "not_a_pet"]),
-        is_correct=None if answer < 0.7 else answer < 0.85,
-        true_breed="" if answer < 0.7 else ranked[0] if answer < 0.85 else random.choice(BREED_KEYS + [NOT_A_PET]),
-        reviewed_label=ranked[0] if reviewed else "", reviewed_by=reviewer if reviewed else None,
-        reviewed_at=now if reviewed else None,
-    ))
-PetImage.objects.bulk_create(rows, batch_size=1000)
+"""
+# After the gallery's rows (bench/gallery.py, all by the active version): each version
+# classified a third, 30 % of the owners answered (a third of them "wrong"), 20 % reviewed.
+MIX = """
+UPDATE classifier_petimage SET
+  model_version_id = (SELECT id FROM ml_modelversion ORDER BY id LIMIT 1 OFFSET (classifier_petimage.id % 3)),
+  is_correct = CASE WHEN id % 10 < 7 THEN NULL ELSE id % 10 < 8 END,
+  true_breed = CASE WHEN id % 10 < 7 THEN '' WHEN id % 10 < 8 THEN predicted_breed ELSE 'pug' END,
+  reviewed_label = CASE WHEN id % 5 = 0 THEN predicted_breed ELSE '' END,
+  reviewed_at = CASE WHEN id % 5 = 0 THEN now() END,
+  reviewed_by_id = CASE WHEN id % 5 = 0 THEN (SELECT id FROM auth_user WHERE username = 'reviewer') END
 """
 
 CHANGELIST = "/admin/classifier/petimage/"
 PAGES = {
     "admin index (baseline)": "/admin/",
     "photo list, first page (the review queue)": CHANGELIST,
-    "photo list, page 100": CHANGELIST + "?p=100",
+    "photo list, a page in the middle": CHANGELIST + "?p=MIDDLE",
     "photo list, needs review": CHANGELIST + "?review=needed",
     "photo list, owner said wrong, model version filter": CHANGELIST + "?feedback=wrong&model_version__id__exact=1",
     "photo list, sorted by confidence": CHANGELIST + "?o=4",
@@ -122,15 +93,10 @@ def server_times(log: Path, since: int) -> list[float]:
     return times
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=10_000)
-    parser.add_argument("--users", type=int, default=50)
+    parser.add_argument("--users", type=int, default=10)
     parser.add_argument("--requests", type=int, default=20, help="per page, one after the other")
     args = parser.parse_args()
 
@@ -138,17 +104,20 @@ def main() -> None:
     results = []
     with Stack("admin_list", redis="redis://127.0.0.1:6379/4", env={"LOG_FORMAT": "json"}) as stack:
         started = time.monotonic()
+        stack.shell(VERSIONS.replace("PASSWORD", repr(PASSWORD)))
         stack.shell(SEED.replace("PASSWORD", repr(PASSWORD)).replace("USERS", str(args.users))
                     .replace("IMAGES", str(args.images)))
+        stack.db.execute(MIX)
         print(f"seeded {args.images} photos for {args.users} owners in {time.monotonic() - started:.1f} s")
         stack.db.execute("ANALYZE")
         stack.web(workers=1)
         log = stack.scratch / "gunicorn.log"
         site = stack.site("reviewer")
-        for path in PAGES.values():  # warm-up: templates, connections, PostgreSQL's caches
+        pages = {label: path.replace("MIDDLE", str(max(1, args.images // 50 // 2))) for label, path in PAGES.items()}
+        for path in pages.values():  # warm-up: templates, connections, PostgreSQL's caches
             for _ in range(2):
                 assert site.request("GET", path).status == 200, path
-        for label, path in PAGES.items():
+        for label, path in pages.items():
             since = len(log.read_text().splitlines())
             client = []
             for _ in range(args.requests):

@@ -7,7 +7,6 @@ time with 10,000 photos on PostgreSQL.
 import re
 
 import pytest
-from django.contrib.auth.models import Group
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -15,13 +14,6 @@ from django.urls import reverse
 from classifier.models import PetImage
 
 CHANGELIST = reverse("admin:classifier_petimage_changelist")
-
-
-@pytest.fixture
-def reviewer(django_user_model):
-    user = django_user_model.objects.create_user("ray", password="pw", is_staff=True)
-    user.groups.add(Group.objects.get(name="Reviewers"))
-    return user
 
 
 @pytest.fixture

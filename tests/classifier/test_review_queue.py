@@ -9,7 +9,6 @@ import re
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import Group
 from django.urls import reverse
 from django.utils import timezone
 
@@ -18,13 +17,6 @@ from classifier.models import NOT_A_PET, PetImage
 
 CHANGELIST = reverse("admin:classifier_petimage_changelist")
 DASHBOARD = reverse("classifier:review_dashboard")
-
-
-@pytest.fixture
-def reviewer(django_user_model):
-    user = django_user_model.objects.create_user("ray", password="pw", is_staff=True)
-    user.groups.add(Group.objects.get(name="Reviewers"))
-    return user
 
 
 def listed(client) -> list[int]:

@@ -4,7 +4,6 @@ imported model's page says why it has no figures."""
 import re
 
 import pytest
-from django.contrib.auth.models import Group
 from django.core.files.base import ContentFile
 from django.urls import reverse
 
@@ -16,13 +15,6 @@ from tests.helpers import upload
 
 MODELS = reverse("ml:model_list")
 COMMAND = re.compile(r"manage\.py|bin/manage|activate_model|import_model|--[a-z]")
-
-
-@pytest.fixture
-def reviewer(django_user_model):
-    user = django_user_model.objects.create_user("ray", password="pw", is_staff=True)
-    user.groups.add(Group.objects.get(name="Reviewers"))
-    return user
 
 
 @pytest.fixture
