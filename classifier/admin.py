@@ -66,6 +66,10 @@ class ReviewQueueList(ChangeList):
         return super().get_queryset(request, exclude_parameters).defer("top_k", "verdict_scores")
 
 
+# A model version's report: JSON documents of hundreds of kilobytes, for its own page only.
+VERSION_REPORT = [f"model_version__{name}" for name in ("metrics", "history", "training_args", "figures", "classes")]
+
+
 class ReviewActionForm(helpers.ActionForm):
     label = forms.ChoiceField(choices=[("", "Label for “Set label”…")] + LABEL_CHOICES, required=False)
 
@@ -77,6 +81,10 @@ class ClassificationInline(admin.TabularInline):
     extra = 0
     can_delete = False
     verbose_name_plural = "Prediction history"
+
+    def get_queryset(self, request):
+        # Each row names its model version: one join, without the version's large JSON report.
+        return super().get_queryset(request).select_related("model_version").defer(*VERSION_REPORT)
 
     def has_add_permission(self, request, obj=None):
         return False

@@ -97,3 +97,33 @@ def test_rows_select_for_actions_as_django_does(client, reviewer, add_photos):
     assert len(boxes) == 3
     client.post(CHANGELIST, {"action": "confirm_prediction", "_selected_action": boxes[:2]})
     assert set(PetImage.objects.exclude(reviewed_label="").values_list("pk", flat=True)) == {int(b) for b in boxes[:2]}
+
+
+def test_a_photos_page_names_its_history_in_one_query(client, reviewer, make_image, model_version):
+    """The change page lists the photo's predictions, each by its model version: joined, not
+    one query (and one report) per prediction."""
+    from django.core.files.base import ContentFile
+
+    from classifier.models import Classification
+    from ml.models import ModelVersion
+
+    pet = make_image("pug", 0.4)
+    versions = [ModelVersion.objects.create(name=f"v{n}", file=ContentFile(b"-", name=f"v{n}.pt"),
+                                            metrics={"accuracy": 0.5}, history={"epochs": []}) for n in range(4)]
+    url = reverse("admin:classifier_petimage_change", args=[pet.pk])
+    client.force_login(reviewer)
+
+    def queries() -> list[str]:
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get(url).status_code == 200
+        return [query["sql"] for query in captured.captured_queries]
+
+    Classification.objects.create(image=pet, model_version=model_version, predicted_breed="pug", confidence=0.4)
+    queries()  # the session's first request
+    one = queries()
+    for version in versions:
+        Classification.objects.create(image=pet, model_version=version, predicted_breed="boxer", confidence=0.3)
+    five = queries()
+    assert len(five) == len(one), "\n".join(q[:200] for q in five)
+    assert not any(re.search(r'"ml_modelversion"\."(metrics|history)"', sql) and "classifier_classification" in sql
+                   for sql in five)
