@@ -1,9 +1,9 @@
 from django.urls import path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+from drf_spectacular.views import SpectacularAPIView
 
 from petsite import errors
 
-from . import views
+from . import docs, views
 
 app_name = "api"
 urlpatterns = [
@@ -15,12 +15,9 @@ urlpatterns = [
     path("images/<int:pk>/heatmap/", views.ImageFile.as_view(), {"kind": "heatmap"}, name="image-heatmap"),
     path("models/", views.ModelList.as_view(), name="model-list"),
     path("models/<slug:name>/", views.ModelDetail.as_view(), name="model-detail"),
-    # The OpenAPI 3 schema, and Swagger UI over it (served from drf-spectacular-sidecar's static files: offline).
-    # The split view serves Swagger UI's start-up script as a file of its own (?script), and
-    # api/swagger_ui.html its styles: the Content-Security-Policy allows no inline script or style.
+    # The OpenAPI 3 schema, and the documentation page made from it on the server (api/docs.py).
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api:schema", template_name="api/swagger_ui.html"),
-         name="docs"),
+    path("docs/", docs.docs_page, name="docs"),
     # The user's token, on a page of the site.
     path("token/", views.token_settings, name="token"),
     # Last: any other address under /api/ is a problem+json 404, with DEBUG too (whose own

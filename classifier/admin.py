@@ -2,10 +2,13 @@
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.views.main import ChangeList
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
+from ml.models import ModelVersion
 from ml.services import NoActiveModel
 from petsite.dates import when
 
@@ -40,6 +43,33 @@ class FeedbackFilter(admin.SimpleListFilter):
         return queryset.filter(is_correct=values[self.value()]) if self.value() in values else queryset
 
 
+class ModelVersionFilter(admin.SimpleListFilter):
+    """The model version that classified the photo, listed by name only: Django's related
+    filter would load every version with its metrics and history, large JSON documents."""
+
+    title = "model version"
+    parameter_name = "model_version__id__exact"  # the name of Django's related filter: links keep working
+
+    def lookups(self, request, model_admin):
+        return list(ModelVersion.objects.order_by("-created_at").values_list("pk", "name"))
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        return queryset.filter(model_version_id=int(value)) if value and value.isdigit() else queryset
+
+
+class ReviewQueueList(ChangeList):
+    """The list of photos without the columns it never shows: the top five and the verdict's
+    scores are JSON documents, parsed for every row otherwise (the change page has them)."""
+
+    def get_queryset(self, request, exclude_parameters=None):
+        return super().get_queryset(request, exclude_parameters).defer("top_k", "verdict_scores")
+
+
+# A model version's report: JSON documents of hundreds of kilobytes, for its own page only.
+VERSION_REPORT = [f"model_version__{name}" for name in ("metrics", "history", "training_args", "figures", "classes")]
+
+
 class ReviewActionForm(helpers.ActionForm):
     label = forms.ChoiceField(choices=[("", "Label for “Set label”…")] + LABEL_CHOICES, required=False)
 
@@ -52,6 +82,10 @@ class ClassificationInline(admin.TabularInline):
     can_delete = False
     verbose_name_plural = "Prediction history"
 
+    def get_queryset(self, request):
+        # Each row names its model version: one join, without the version's large JSON report.
+        return super().get_queryset(request).select_related("model_version").defer(*VERSION_REPORT)
+
     def has_add_permission(self, request, obj=None):
         return False
 
@@ -61,16 +95,18 @@ class PetImageAdmin(admin.ModelAdmin):
     # The review columns first after the photo, so that they stay in view at 1280 px beside
     # the filters; the model version is a filter, the file name is on the change page.
     list_display = [
-        "preview", "prediction", "verdict", "confidence_percent", "owner_answer", "reviewed_label", "needs_review",
+        "preview", "prediction", "verdict", "confidence_percent", "owner_answer", "reviewed_label", "queue_reason",
         "status", "owner", "uploaded",
     ]
     list_display_links = ["preview", "prediction"]
     list_filter = [
-        ReviewFilter, "status", "verdict", FeedbackFilter, "model_version", "predicted_breed", "reviewed_label"
+        ReviewFilter, "status", "verdict", FeedbackFilter, ModelVersionFilter, "predicted_breed", "reviewed_label"
     ]
     search_fields = ["owner__username", "owner__email", "original_name", "sha256"]
     date_hierarchy = "uploaded_at"
-    list_select_related = ["owner", "model_version"]
+    # One query for the page's rows, whatever their number (tests/classifier/test_admin_list.py;
+    # bench/admin_list.py measures it with 10,000 photos): the owner is the only relation shown.
+    list_select_related = ["owner"]
     list_per_page = 50
     action_form = ReviewActionForm
     actions = ["confirm_prediction", "accept_owner_answer", "set_label", "mark_not_a_pet", "rerun_classification"]
@@ -95,11 +131,15 @@ class PetImageAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         # Annotate before ordering: the default get_queryset orders first.
-        return PetImage.objects.with_review_state().order_by(*self.get_ordering(request))
+        return review.review_queue().order_by(*self.get_ordering(request))
 
     def get_ordering(self, request):
-        # Needs-review first; then, inside each group, the newest.
-        return ["-needs_review", "-uploaded_at"]
+        # The review queue's order (classifier.review): the owner said wrong, then the
+        # model was not sure, then low confidence; the newest first in each.
+        return review.QUEUE_ORDER
+
+    def get_changelist(self, request, **kwargs):
+        return ReviewQueueList
 
     def has_add_permission(self, request):
         return False  # images come from uploads
@@ -121,13 +161,23 @@ class PetImageAdmin(admin.ModelAdmin):
 
     # --- columns -------------------------------------------------------------------------
 
+    @admin.display(description=mark_safe('<input type="checkbox" id="action-toggle">'))
+    def action_checkbox(self, obj: PetImage) -> str:
+        """Django's own checkbox, written directly: its form widget takes a template render
+        per row, a fifth of the list's time."""
+        return format_html(
+            '<input type="checkbox" name="{}" value="{}" class="action-select" aria-label="{}">',
+            helpers.ACTION_CHECKBOX_NAME, obj.pk, f"Select this object for an action - {obj}",
+        )
+
     @admin.display(description="Image")
     def preview(self, obj: PetImage) -> str:
         if not obj.thumbnail:
             return "-"
         alt = f"{obj.get_predicted_breed_display() or 'Photo'}, uploaded {self.uploaded(obj)}"
         url = reverse("classifier:thumbnail", args=[obj.pk])
-        return format_html('<img class="petsite-preview" src="{}" alt="{}">', url, alt)
+        # Lazy: the browser fetches the thumbnails of the rows in view, not the whole page's at once.
+        return format_html('<img class="petsite-preview" src="{}" alt="{}" loading="lazy" decoding="async">', url, alt)
 
     @admin.display(description="Prediction", ordering="predicted_breed")
     def prediction(self, obj: PetImage) -> str:
@@ -158,9 +208,10 @@ class PetImageAdmin(admin.ModelAdmin):
     def uploaded(self, obj: PetImage) -> str:
         return when(obj.uploaded_at)  # the site's one date style, as in the gallery
 
-    @admin.display(description="Needs review", boolean=True, ordering="needs_review")
-    def needs_review(self, obj: PetImage) -> bool:
-        return obj.needs_review
+    @admin.display(description="Waits for review", ordering="review_reason")
+    def queue_reason(self, obj: PetImage) -> str:
+        """Why the photo is where it is in the queue (the reason the order sorts on)."""
+        return review.QueueReason(obj.review_reason).label
 
     # --- review actions --------------------------------------------------------------------
 

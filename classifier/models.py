@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Case, Q, Value, When
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 from django_guid import get_guid
@@ -60,20 +60,11 @@ def _model_getting_ready(now=None) -> bool:
 
 class PetImageQuerySet(models.QuerySet):
     def with_review_state(self) -> "PetImageQuerySet":
-        """Annotate ``needs_review``: the owner said wrong, or the model was unsure, and no
-        reviewer has looked yet. The admin's review queue sorts on it."""
-        # The model's own verdict, and for predictions made before verdicts, the confidence.
-        unsure = Q(verdict__in=[Verdict.UNSURE, Verdict.NOT_A_PET])
-        unsure |= Q(confidence__lt=settings.PETSITE_REVIEW_CONFIDENCE)
-        # Case/When, not a bare boolean expression: SQL's NULL (no answer, no confidence)
-        # must count as "no", and NULLs would otherwise sort first on PostgreSQL.
-        return self.annotate(
-            needs_review=Case(
-                When(Q(reviewed_at__isnull=True) & (Q(is_correct=False) | unsure), then=Value(True)),
-                default=Value(False),
-                output_field=models.BooleanField(),
-            )
-        )
+        """Annotate ``review_reason`` and ``needs_review``: why the photo waits for review, if
+        it does (``classifier.review.with_queue_reason``, the queue's one rule)."""
+        from .review import with_queue_reason
+
+        return with_queue_reason(self)
 
     def needing_review(self) -> "PetImageQuerySet":
         return self.with_review_state().filter(needs_review=True)

@@ -1,12 +1,16 @@
 """Staff pages for model versions: the whole training report of each, in the product.
 
 Each page needs ``ml.view_modelversion`` (the Reviewers group has it): anonymous users
-are sent to log in, users without it get 403.
+are sent to log in, users without it get 403. Making a version the active one needs
+``ml.change_modelversion`` (superusers, or whoever is granted it), as in the admin.
 """
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
-from django.http import FileResponse, Http404
-from django.shortcuts import get_object_or_404, render
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
 
+from . import services
 from .breeds import display_name
 from .models import ModelVersion, Verdict
 
@@ -77,3 +81,19 @@ def model_figure(request, name: str, figure: str):
         return FileResponse(version.file.storage.open(path, "rb"), content_type="image/png")
     except FileNotFoundError:
         raise Http404("The figure is missing from storage.") from None
+
+
+@login_required
+@permission_required("ml.change_modelversion", raise_exception=True)
+@require_POST
+def model_activate(request: HttpRequest, name: str) -> HttpResponse:
+    """The models page's "Make active" button: the version classifies every new photo from
+    now on, and the photos waiting for a model are sent to it (``services.activate_version``)."""
+    version = get_object_or_404(ModelVersion, name=name)
+    if version.is_active:
+        messages.info(request, f"{version.name} is already the active model.")
+    else:
+        services.activate_version(version)
+        messages.success(request, f"{version.name} is now the active model: new photos, and those waiting for a "
+                                  "model, are classified by it.")
+    return redirect("ml:model_list")

@@ -7,7 +7,7 @@
   unless its row and file were stored. Programs get problem+json.
 - **Error handlers** (``handler400`` … ``handler500`` in ``petsite.urls``): problem+json
   under ``/api/`` (an unknown URL, too many files, an unreadable body, a refusal), the
-  site's pages elsewhere.
+  site's pages elsewhere; the site's 404 page with DEBUG too (:class:`NotFoundPageMiddleware`).
 - **Expected refusals** (403) are logged in one line, without a traceback.
 
 Where an outage error can surface, and who turns it into the 503:
@@ -24,11 +24,13 @@ from __future__ import annotations
 import logging
 import sys
 
+from django.conf import settings
 from django.core.exceptions import TooManyFilesSent
 from django.core.signals import got_request_exception
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
 from django.template import loader
+from django.urls import Resolver404, resolve
 from django.views import defaults
 from django.views.decorators.csrf import requires_csrf_token
 
@@ -135,6 +137,40 @@ def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     if wants_problem(request):
         return problem(404, "There is nothing at this address.", code="not_found")
     return defaults.page_not_found(request, exception)
+
+
+class NotFoundPageMiddleware:
+    """The site's own 404 page with DEBUG too (``bin/run``), where Django would show its
+    technical page: every URL pattern of the site, wider than a phone, for anyone who
+    mistypes an address. ``PETSITE_TECHNICAL_404=1`` brings Django's page back for
+    developers who want it. Without DEBUG Django calls ``handler404`` itself, and this
+    does nothing.
+
+    Django answers an address that matches no URL pattern before any view or
+    ``process_exception`` runs, so this resolves the address first; placed after
+    ``CommonMiddleware``, whose slash-adding redirect still applies to the 404 it returns.
+    A view's ``Http404`` is caught in ``process_exception``.
+    """
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if _site_404_with_debug():
+            try:
+                resolve(request.path_info, getattr(request, "urlconf", None))
+            except Resolver404 as exc:
+                return page_not_found(request, exc)
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if isinstance(exception, Http404) and _site_404_with_debug():
+            return page_not_found(request, exception)
+        return None
+
+
+def _site_404_with_debug() -> bool:
+    return settings.DEBUG and not settings.PETSITE_TECHNICAL_404
 
 
 def server_error(request: HttpRequest) -> HttpResponse:

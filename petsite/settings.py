@@ -25,6 +25,9 @@ environ.Env.read_env(env("PETSITE_ENV_FILE", default=str(BASE_DIR / ".env")))
 VAR_DIR = Path(env("PETSITE_VAR_DIR", default=str(BASE_DIR / "var")))
 
 DEBUG = env.bool("DEBUG", default=False)
+# With DEBUG, an unknown address still gets the site's 404 page (petsite.errors); 1 shows
+# Django's technical page instead, which lists every URL pattern (for developers).
+PETSITE_TECHNICAL_404 = env.bool("PETSITE_TECHNICAL_404", default=False)
 # The key signs sessions and password-reset links: a default anyone can read would let
 # them forge both, so only a DEBUG run may go without one.
 SECRET_KEY = env("SECRET_KEY", default="django-insecure-dev-only-set-SECRET_KEY-in-production" if DEBUG else "")
@@ -52,7 +55,6 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
-    "drf_spectacular_sidecar",  # Swagger UI and Redoc served from static files: the docs work offline
     "ml",
     "classifier",
     "api",
@@ -74,6 +76,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "petsite.middleware.RequestSizeLimitMiddleware",  # 413 before any body is read; after auth, for the page's menu
     "django.contrib.messages.middleware.MessageMiddleware",
+    # The site's 404 page with DEBUG too; after CommonMiddleware (its slash redirect) and
+    # the user's and messages' middleware (the page's menu).
+    "petsite.errors.NotFoundPageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes asks: it turns a locked-out login into the lockout page.
     "axes.middleware.AxesMiddleware",
@@ -214,6 +219,8 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="Petsite <noreply@localho
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env("STATIC_ROOT", default=str(VAR_DIR / "staticfiles")))
+# Files browsers ask for at the site's root (/favicon.ico, /apple-touch-icon.png), served by WhiteNoise.
+WHITENOISE_ROOT = BASE_DIR / "static" / "root"
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env("MEDIA_ROOT", default=str(VAR_DIR / "media")))
 
@@ -255,7 +262,7 @@ STORAGES = {
 # Scripts, styles, fonts and requests from the site itself only: no inline script, style
 # or style attribute anywhere (templates load static/js and static/css), so an injected
 # <script> or onclick does nothing. Photos may come from the S3 endpoint browsers use
-# (signed URLs); previews of files being uploaded are blob: URLs; Swagger UI's icons are
+# (signed URLs); previews of files being uploaded are blob: URLs; small images may be
 # data: URLs.
 _image_sources = ["'self'", "data:", "blob:"]
 if AWS_STORAGE_BUCKET_NAME:
@@ -335,10 +342,7 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Petsite API",
     "DESCRIPTION": "Classify photos of cats and dogs into the 37 breeds of the Oxford-IIIT Pet dataset.",
     "VERSION": "1",
-    "SERVE_INCLUDE_SCHEMA": False,
-    "SWAGGER_UI_DIST": "SIDECAR",
-    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
-    "REDOC_DIST": "SIDECAR",
+    "SERVE_INCLUDE_SCHEMA": False,  # the schema's own address is no endpoint of the API
 }
 
 # --- Celery ---------------------------------------------------------------------------

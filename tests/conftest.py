@@ -32,6 +32,17 @@ def other_user(django_user_model):
     return django_user_model.objects.create_user("bob", password="pw-bob-123")
 
 
+@pytest.fixture
+def reviewer(django_user_model):
+    """Staff in the Reviewers group the migration creates: reviews photos and views model
+    versions, changes neither."""
+    from django.contrib.auth.models import Group
+
+    user = django_user_model.objects.create_user("ray", password="pw", is_staff=True)
+    user.groups.add(Group.objects.get(name="Reviewers"))
+    return user
+
+
 def _random_checkpoint(directory: Path, seed: int) -> Path:
     """A checkpoint of a randomly initialised ResNet34 with the 37-class head (no download)."""
     torch.manual_seed(seed)

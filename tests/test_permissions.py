@@ -95,6 +95,8 @@ RULES: dict[str, Rule] = {
     "classifier:review_dashboard": permission(),
     "ml:model_list": permission(),
     "ml:model_detail": permission(),
+    # "Make active": the permission to change model versions, as the admin's action (superusers).
+    "ml:model_activate": row(LOGIN, 403, 403, 403, 403, 302, method="post"),
     "ml:model_figure": permission(),
     # --- the JSON API (api/): a token or the session; anonymous callers get 401 ------------
     "api:image-list": row(401, 200, 200, 200, 200, 200),  # each caller's own images

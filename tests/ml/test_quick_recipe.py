@@ -383,28 +383,31 @@ def test_train_downloads_weights_only_with_download(db, tiny_pets, tmp_path, no_
     assert not ModelVersion.objects.exists() and not list(tmp_path.glob("*/model.pt"))
 
 
-def test_the_models_page_shows_the_first_model_command_while_none_is_active(admin_client, model_version):
-    from django.core.management import load_command_class
+def test_the_models_page_points_to_the_training_page_while_none_is_active(admin_client, model_version):
+    """Staff are shown the Training page, not the first-model command (bin/run shows that)."""
     from django.urls import reverse
 
     model_version.is_active = False
     model_version.save()
     page = admin_client.get(reverse("ml:model_list")).content.decode()
-    assert FIRST_MODEL in page and "No model is active" in page
-    parser = load_command_class("ml", "train").create_parser("manage.py", "train")
-    options = parser.parse_args(FIRST_MODEL.split()[3:])  # the command on the page is one `train` accepts
-    assert options.download and options.activate and options.recipe == "auto"
+    assert "No model is active" in page and f'href="{reverse("classifier:training")}"' in page
+    assert FIRST_MODEL not in page and "manage" not in page
 
     model_version.is_active = True
     model_version.save()
-    assert FIRST_MODEL not in admin_client.get(reverse("ml:model_list")).content.decode()
+    assert "No model is active" not in admin_client.get(reverse("ml:model_list")).content.decode()
 
 
-def test_bin_run_prints_the_same_first_model_command():
+def test_bin_run_prints_the_first_model_command():
     from pathlib import Path
+
+    from django.core.management import load_command_class
 
     script = (Path(__file__).resolve().parents[2] / "bin" / "run").read_text()
     assert FIRST_MODEL.replace("python manage.py", "bin/manage") in script
+    parser = load_command_class("ml", "train").create_parser("manage.py", "train")
+    options = parser.parse_args(FIRST_MODEL.split()[3:])  # a command `train` accepts
+    assert options.download and options.activate and options.recipe == "auto"
 
 
 @slow
