@@ -45,6 +45,7 @@ def test_a_new_token_is_shown_once_and_works(logged_in, user):
     assert key in shown and "shown only this once" in shown
     again = logged_in.get(PAGE).content.decode()
     assert key not in again and key[:6] in again and "Revoke it" in again
+    assert "made just now." in again  # the site's one date style (petsite/dates.py)
     assert works(key)
 
 
