@@ -55,7 +55,9 @@ HEARTBEAT_TIMEOUT = timedelta(minutes=2)
 # at most this often (seconds), and saves its progress at most this often unless a stage begins.
 CANCEL_POLL = 1.0
 SAVE_EVERY = 1.0
-COMPARE_BATCH = 64  # images per batch when the comparison evaluates a model on the test split
+# Images per batch when the comparison evaluates a model on the test split: small, so that
+# a step (a progress report, a chance to cancel) comes every few seconds on a busy CPU.
+COMPARE_BATCH = 16
 
 
 class TrainingError(Exception):

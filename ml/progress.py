@@ -65,6 +65,11 @@ LABELS = {
     REGISTERING: "Registering the new model",
 }
 
+# Setting up: their pace says little about the rest (first calls, loading), and the plan is
+# revised after them (the chosen backend's speed-up), so the time left is measured from the
+# first stage after them.
+SETUP_STAGES = (EXPORTING, PREPARING, TIMING)
+
 # The stage of each epoch in a run's history (history.json, its figures and the epochs table).
 FROZEN, UNFROZEN, LATE = "frozen", "unfrozen", "late layers"
 EPOCH_LABELS = {FROZEN: "last layer", UNFROZEN: "every layer", LATE: "late layers"}
@@ -83,20 +88,21 @@ def epoch_label(code: str) -> str:
 
 # --- Work: what a stage costs, to weigh the stages of a plan -------------------------------------
 #
-# One unit is one forward pass of one 224 px image through ResNet34. A training step costs
+# One unit is one forward pass of one 224 px image through ResNet34 in eager FP32, its decoding
+# included (a faster backend divides it by its measured speed-up). A training step costs
 # about three (forward and backward); the costs that do not grow with the image (a figure,
 # the calibration) were measured on 2 CPU cores against a forward pass there
 # (bench/training_progress.py). They only weigh stages against each other: the time left
 # comes from the rate measured while the run goes.
-UNIT = "forward pass of one 224 px image"
+UNIT = "forward pass of one 224 px image in eager FP32"
 TRAINING_STEP_COST = 3.0  # per image, forward and backward
-HEAD_STEP_COST = 0.1  # per step of the last layer on extracted features (a few ms)
-EXPORT_COST = 1.0  # per reviewed photo: decode, turn upright, write a JPEG
-FIGURE_COST = 30.0  # per figure
-CALIBRATION_COST = 0.02  # per validation image
-REGISTRATION_COST = 60.0  # load the checkpoint, one forward pass, copy files
-SAVING_COST = 10.0  # write the checkpoint
-PREPARING_COST = 30.0  # build the starting model, list and check the images
+HEAD_STEP_COST = 0.02  # per step of the last layer on extracted features (a few ms)
+EXPORT_COST = 0.3  # per reviewed photo: decode, turn upright, write a JPEG
+FIGURE_COST = 2.0  # per figure
+CALIBRATION_COST = 0.002  # per validation image
+REGISTRATION_COST = 7.0  # load the checkpoint, one forward pass, copy files
+SAVING_COST = 3.0  # write the checkpoint
+PREPARING_COST = 2.0  # build the starting model, list and check the images
 SINGLE_IMAGE_COST = 2.0  # per image predicted one at a time (the check set)
 
 
@@ -140,22 +146,26 @@ class Tracker:
     """How far a run is in its whole plan, and the time it has left, from its updates.
 
     Time left = work still planned x seconds per unit of work, where the rate is an
-    exponential moving average of the rate measured over intervals of at least
-    ``interval`` seconds (``smoothing``: the weight of each new interval). The work covers
-    every planned stage, not only the current one, so the estimate neither restarts when a
-    stage begins nor takes a fast stage's steps for a slow one's; and the average keeps one
-    slow or fast batch from moving it by minutes.
+    exponential moving average of the rates measured over intervals of at least
+    ``interval`` seconds, each weighted by the work it covers: an interval that did ``dw``
+    units moves the average ``1 - exp(-dw / (memory x total work))`` of the way to its own
+    rate, so the average is that of about the last ``memory`` of the run's work, however
+    often progress comes. The work covers every planned stage, not only the current one,
+    so the estimate neither restarts when a stage begins nor takes a fast stage's steps
+    for a slow one's; one slow batch, or a small stage slower than planned (the last
+    layer's few seconds), moves it a little, and a large stage slower than planned moves it
+    gradually, never by minutes at once.
 
-    No estimate until ``settle`` of the work is done: the first seconds (loading, timing the
-    backends) say little about the pace of the rest. ``clock``: seconds, monotonic (tests
-    pass a fake one).
+    The rate is measured from the first stage after :data:`SETUP_STAGES`, and there is no
+    estimate until ``settle`` of the work is done. ``clock``: seconds, monotonic (tests pass
+    a fake one).
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic, *, smoothing: float = 0.3,
-                 interval: float = 2.0, settle: float = 0.05):
-        if not 0.0 < smoothing <= 1.0:
-            raise ValueError("smoothing must be in (0, 1].")
-        self.clock, self.smoothing, self.interval, self.settle = clock, smoothing, interval, settle
+    def __init__(self, clock: Callable[[], float] = time.monotonic, *, memory: float = 0.2,
+                 interval: float = 2.0, settle: float = 0.02):
+        if not 0.0 < memory <= 1.0:
+            raise ValueError("memory must be in (0, 1].")
+        self.clock, self.memory, self.interval, self.settle = clock, memory, interval, settle
         self.work: dict[str, float] = {}  # planned work per stage
         self.finished: set[str] = set()
         self.stage: str | None = None
@@ -194,14 +204,15 @@ class Tracker:
 
     def _measure(self) -> None:
         now, done = self.clock(), self.done()
-        if self._mark is None:
+        if self._mark is None or self.stage in SETUP_STAGES:
             self._mark = (now, done)
             return
         since, done_then = self._mark
         if now - since < self.interval or done <= done_then:
             return
         sample = (now - since) / (done - done_then)
-        self.rate = sample if self.rate is None else self.rate + self.smoothing * (sample - self.rate)
+        weight = 1.0 - math.exp(-(done - done_then) / (self.memory * self.total()))
+        self.rate = sample if self.rate is None else self.rate + weight * (sample - self.rate)
         self._mark = (now, done)
 
 

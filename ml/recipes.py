@@ -102,7 +102,7 @@ class QuickConfig:
     head_batch_size: int = 256
     finetune_epochs: int = 0  # then layer3, layer4 and the head on augmented images
     finetune_lr: float = 1e-4  # peak for the head when fine-tuning; the late body gets a tenth
-    batch_size: int = 64  # images per body pass (and per fine-tuning step)
+    batch_size: int = 64  # images per fine-tuning step; the body's pass takes at most 32 at a time
     image_size: int = 224
     crop_scale: tuple[float, float] = (0.35, 1.0)  # RandomResizedCrop area range of the augmented views
     valid_fraction: float = 0.2  # of trainval, stratified
@@ -277,7 +277,7 @@ def finetune_late_layers(
 
 
 def timing_batch(batch_size: int) -> int:
-    """The batch size :func:`body_backend` times its candidates at."""
+    """The batch size :func:`body_backend` times its candidates at, and the body's pass runs at."""
     return min(batch_size, 32)
 
 
@@ -288,18 +288,21 @@ def timing_calls(batch_size: int) -> int:
 
 def body_backend(name: str, model: nn.Module, image_size: int, batch_size: int, body_key: str,
                  cache_dir: str | os.PathLike | None, log: Log = print,
-                 on_call: Callable[[int, int], None] | None = None) -> backends.Backend:
-    """The ``ml.backends`` backend the body's one pass runs on (CPU); ``auto`` measures
-    eager, channels_last and BF16 at the pass's batch size (once per body and machine: the
-    choice is cached) and takes the fastest that agrees with eager FP32. ONNX is left out:
-    its export costs more than it saves on a single pass. ``on_call``: see ``choose_backend``."""
+                 on_call: Callable[[int, int], None] | None = None) -> tuple[backends.Backend, float]:
+    """The ``ml.backends`` backend the body's one pass runs on (CPU), and how many times
+    faster than eager FP32 it measured (1.0 when not measured); ``auto`` measures eager,
+    channels_last and BF16 at the pass's batch size (once per body and machine: the choice
+    is cached) and takes the fastest that agrees with eager FP32. ONNX is left out: its
+    export costs more than it saves on a single pass. ``on_call``: see ``choose_backend``."""
     model.eval()
+    speedup = 1.0
     if name == AUTO:
         name, report = backends.choose_backend(model, image_size, candidates=BODY_CANDIDATES,
                                                batch_sizes=(timing_batch(batch_size),), cache_dir=cache_dir,
                                                model_key=body_key, on_call=on_call)
         log(f"body backend: {name} ({backends.summary(report)})")
-    return backends.make_backend(name, model, cache_dir)
+        speedup = report["candidates"].get(name, {}).get("speedup_vs_eager") or 1.0
+    return backends.make_backend(name, model, cache_dir), speedup
 
 
 def _eval_loader(files: list[LabelledFile], config: QuickConfig, pin: bool):
@@ -338,8 +341,8 @@ def run_quick(
         + (f", {len(files.test)} test" if files.test is not None else "")
         + f" images; device {device}; quick recipe: {config.head_epochs} head epochs"
         + (f" + {config.finetune_epochs} late-layer epochs" if config.finetune_epochs else ""))
-    report.plan(_quick_plan(config, device, len(files.train), len(files.valid),
-                            len(files.test) if files.test is not None else 0))
+    n_test = len(files.test) if files.test is not None else 0
+    report.plan(_quick_plan(config, device, len(files.train), len(files.valid), n_test))
 
     views = ImageViews(config.image_size, config.crop_scale)
     body_key = body_fingerprint(model)
@@ -347,8 +350,10 @@ def run_quick(
     if device.type == "cpu":
         if config.backend == AUTO:
             report.stage(progress_.TIMING, timing_calls(config.batch_size))
-        backend = body_backend(config.backend, model, config.image_size, config.batch_size, body_key,
-                               config.backend_cache_dir, log, on_call=report.step)
+        backend, speedup = body_backend(config.backend, model, config.image_size, config.batch_size, body_key,
+                                        config.backend_cache_dir, log, on_call=report.step)
+        plan = _quick_plan(config, device, len(files.train), len(files.valid), n_test)
+        report.plan({stage: plan[stage] / speedup for stage in (progress_.FEATURES_TRAIN, progress_.FEATURES_EVAL)})
     cache = FeatureCache(config.cache_dir, body_key, backend.name if backend is not None else "eager")
     stats = CacheStats()
     digests: dict[Path, str] = {}
@@ -366,7 +371,9 @@ def run_quick(
         def on_batch(computed: int, to_compute: int) -> None:
             report.step(offset + len(items) - to_compute + computed, steps)  # the cached ones are done
 
-        features = extract_features(model, items, views, cache, batch_size=config.batch_size,
+        # Batches of the size the backend was timed at: what it was chosen for, and a
+        # progress report (and a chance to cancel) every few seconds even on a busy CPU.
+        features = extract_features(model, items, views, cache, batch_size=timing_batch(config.batch_size),
                                     workers=config.workers, device=device, progress=config.progress, stats=stats,
                                     forward=backend, on_batch=on_batch)
         targets = torch.tensor([label for _, label in labelled for _ in view_indexes], dtype=torch.long)
@@ -422,7 +429,8 @@ def run_quick(
 def _quick_plan(config: QuickConfig, device: torch.device, n_train: int, n_valid: int,
                 n_test: int) -> dict[str, float]:
     """The work of a quick run's stages after PREPARING (``ml.progress`` units): the most it
-    can be, as if no feature were cached yet and the backend not yet chosen."""
+    can be, as if no feature were cached yet, with the body in eager FP32 (once the backend
+    is chosen, the features' work is divided by its measured speed-up)."""
     size = config.image_size
     head_steps = config.head_epochs * math.ceil(n_train * config.views / config.head_batch_size)
     plan = {
