@@ -222,7 +222,7 @@ def summary(tracker: Tracker) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     fraction = tracker.fraction_done()
     if fraction is not None:
-        figures["percent"] = math.floor(100 * fraction)
+        figures["percent"] = math.floor(100 * fraction + 1e-6)  # the sums of the stages' work may round below
     left = tracker.seconds_left()
     if left is not None:
         figures["eta_seconds"] = round(left)
