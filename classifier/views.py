@@ -307,6 +307,7 @@ def training(request: HttpRequest) -> HttpResponse:
         "current": retraining.current_run(),
         "runs": TrainingRun.objects.select_related("result", "base_version", "requested_by")[:50],
         "dataset_dir": settings.PETSITE_DATASET_DIR,
+        "dataset_problems": retraining.dataset_problems(),
         "reviewed": {"training": retraining.training_set().count(), "check": retraining.check_set().count()},
     }
     return render(request, "classifier/training.html", context, status=400 if form.errors else 200)
@@ -321,7 +322,11 @@ def _run_or_404(pk: int) -> TrainingRun:
 @require_GET
 def training_run(request: HttpRequest, pk: int) -> HttpResponse:
     retraining.expire_dead_runs()
-    run = _run_or_404(pk)
+    return _training_run_page(request, _run_or_404(pk), PromoteForm())
+
+
+def _training_run_page(request: HttpRequest, run: TrainingRun, promote_form: PromoteForm,
+                       status: int = 200) -> HttpResponse:
     check = run.comparison.get("sets", {}).get("check", {})
     changed = PetImage.objects.in_bulk(check.get("right_to_wrong", []) + check.get("wrong_to_right", []))
     context = {
@@ -331,9 +336,9 @@ def training_run(request: HttpRequest, pk: int) -> HttpResponse:
         "test": run.comparison.get("sets", {}).get("test"),
         "right_to_wrong": [changed[pk] for pk in check.get("right_to_wrong", []) if pk in changed],
         "wrong_to_right": [changed[pk] for pk in check.get("wrong_to_right", []) if pk in changed],
-        "promote_form": PromoteForm(),
+        "promote_form": promote_form,
     }
-    return render(request, "classifier/training_run.html", context)
+    return render(request, "classifier/training_run.html", context, status=status)
 
 
 @login_required
@@ -368,6 +373,9 @@ def training_run_promote(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         version = retraining.promote(run, confirmed=form.cleaned_data.get("confirm", False))
     except retraining.TrainingError as exc:
+        if exc.code == retraining.TrainingError.NEEDS_CONFIRMATION:  # said beside the box, where the eye is
+            form.add_error("confirm", str(exc))
+            return _training_run_page(request, run, form, status=400)
         messages.error(request, str(exc))
     else:
         messages.success(request, f"{version.name} is now the active model; photos waiting for a model are sent to it.")

@@ -460,24 +460,35 @@ def _time_once(backend: Backend, images: torch.Tensor) -> float:
     return time.perf_counter() - start
 
 
+def timed_calls(backends: int, batch_sizes: Sequence[int], warmup: int = 1, repeats: int = 3) -> int:
+    """How many calls :func:`time_backends` makes."""
+    biggest = max(batch_sizes)
+    return sum(backends * (warmup + (repeats if size == biggest else repeats + 2)) for size in set(batch_sizes))
+
+
 def time_backends(
-    backends_: Mapping[str, Backend], inputs: Mapping[int, torch.Tensor], warmup: int = 1, repeats: int = 3
+    backends_: Mapping[str, Backend], inputs: Mapping[int, torch.Tensor], warmup: int = 1, repeats: int = 3,
+    on_call: Callable[[], None] | None = None,
 ) -> dict[str, dict[str, dict[str, float]]]:
     """Median time and images/s per backend and batch size, the backends taking turns call
     by call (in alternating order), so that a change in machine load hits all of them
     rather than whichever was being timed. The largest batch gets ``repeats`` calls each,
-    smaller ones two more (they are cheap and noisier)."""
+    smaller ones two more (they are cheap and noisier). ``on_call()`` after every call
+    (:func:`timed_calls` of them), outside the timed part: a training run's progress."""
     biggest = max(inputs)
+    called = on_call or (lambda: None)
     timings: dict[str, dict[str, dict[str, float]]] = {name: {} for name in backends_}
     for batch_size, images in sorted(inputs.items()):
         for backend in backends_.values():
             for _ in range(warmup):
                 backend(images)
+                called()
         seconds: dict[str, list[float]] = {name: [] for name in backends_}
         names = list(backends_)
         for round_ in range(repeats if batch_size == biggest else repeats + 2):
             for name in names if round_ % 2 == 0 else reversed(names):
                 seconds[name].append(_time_once(backends_[name], images))
+                called()
         for name, values in seconds.items():
             median = statistics.median(values)
             timings[name][str(batch_size)] = {
@@ -625,6 +636,7 @@ def choose_backend(
     warmup: int = 1,
     repeats: int = 3,
     cpu: Mapping[str, Any] | None = None,
+    on_call: Callable[[int, int], None] | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """(name of the fastest backend that agrees with eager FP32, report with every figure).
 
@@ -640,7 +652,9 @@ def choose_backend(
     ``model_key`` (default: :func:`weights_key` of the model's weights) and
     :func:`machine_key`; a cached choice comes back with ``report["cached"] = True``
     without running the model. ``cpu`` (a :func:`cpu_info`) stands for this machine's CPU
-    in the key and the candidates: tests use it to be another machine.
+    in the key and the candidates: tests use it to be another machine. ``on_call(done,
+    calls)`` after every call of a model (a training run's progress: the timing takes
+    minutes on a busy machine, and a cancelled run stops at the next call).
     """
     device = next(model.parameters()).device
     cpu = cpu or cpu_info()
@@ -661,16 +675,26 @@ def choose_backend(
     inputs = {b: fixed_inputs(image_size, b, device) for b in batch_sizes}
     biggest = max(batch_sizes)
     results: dict[str, dict[str, Any]] = {}
+    calls = [0, 1 + len(factories) + timed_calls(len(factories), batch_sizes, warmup, repeats)]  # done, planned
+
+    def called() -> None:
+        calls[0] += 1
+        if on_call is not None:
+            on_call(*calls)
+
     with torch.inference_mode():
         eager = EagerBackend(model)
         reference = eager(inputs[biggest])
+        called()
         accepted_backends: dict[str, Backend] = {}
         for name, factory in factories.items():
             candidate_model = model if name == EAGER else copy.deepcopy(model)
             results[name], backend = check_backend(factory, candidate_model, inputs, reference)
+            called()
             if backend is not None:
                 accepted_backends[name] = backend
-        for name, timings in time_backends(accepted_backends, inputs, warmup, repeats).items():
+        calls[1] = calls[0] + timed_calls(len(accepted_backends), batch_sizes, warmup, repeats)
+        for name, timings in time_backends(accepted_backends, inputs, warmup, repeats, called).items():
             results[name]["timings"] = timings
         del accepted_backends
     for name, why in left_out.items():

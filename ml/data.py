@@ -18,7 +18,16 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 from torchvision.datasets import OxfordIIITPet
 from torchvision.transforms import v2
 
-from .breeds import BREED_KEYS, BREEDS, CAT, DOG, NUM_CLASSES
+from .breeds import BREED_KEYS, BREEDS, CAT, DOG
+from .layout import (  # noqa: F401 - the layout is torch-free; ml.data is where training code looks for it
+    DATASET_DIR,
+    DATASET_URLS,
+    SPLITS,
+    DatasetError,
+    check_dataset,
+    how_to_get,
+    read_split,
+)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -106,101 +115,8 @@ def train_transform(
 #
 # Loading goes through torchvision's ``OxfordIIITPet`` so that the real dataset needs no
 # conversion. Everything below only adds what torchvision leaves out: a check that says
-# exactly what is missing, a seeded stratified validation split, extra data roots, and
+# exactly what is missing (ml.layout), a seeded stratified validation split, extra data roots, and
 # DataLoaders.
-
-DATASET_DIR = "oxford-iiit-pet"  # torchvision's sub-folder of the root it is given
-DATASET_URLS = (
-    "https://thor.robots.ox.ac.uk/datasets/pets/images.tar.gz",
-    "https://thor.robots.ox.ac.uk/datasets/pets/annotations.tar.gz",
-)
-SPLITS = ("trainval", "test")
-
-
-class DatasetError(RuntimeError):
-    """The dataset is missing or incomplete; the message says what and how to get it."""
-
-
-def _how_to_get(root: Path) -> str:
-    return (
-        f"Download {DATASET_URLS[0]} and {DATASET_URLS[1]} and extract both into "
-        f"{root / DATASET_DIR} (giving {DATASET_DIR}/images/ and {DATASET_DIR}/annotations/), "
-        "or pass --download to let torchvision fetch them."
-    )
-
-
-def read_split(root: str | os.PathLike, split: str) -> list[tuple[str, int]]:
-    """(image name, class index 0..36) per row of ``annotations/<split>.txt``, in file order.
-
-    The same rows in the same order as torchvision reads them, so indices into this
-    list are indices into the ``OxfordIIITPet`` dataset.
-    """
-    path = Path(root) / DATASET_DIR / "annotations" / f"{split}.txt"
-    rows = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        fields = line.split()
-        if len(fields) != 4 or not fields[1].isdigit():
-            raise DatasetError(
-                f"{path}, line {number}: expected 'name class_id species breed_id', got {line!r}."
-            )
-        rows.append((fields[0], int(fields[1]) - 1))
-    return rows
-
-
-def check_dataset(root: str | os.PathLike, splits: Sequence[str] = SPLITS) -> None:
-    """Raise one :class:`DatasetError` listing every problem found under ``root``.
-
-    torchvision only says "Dataset not found"; a user with a half-extracted archive or
-    a wrong path needs to know which part is missing.
-    """
-    root = Path(root)
-    base = root / DATASET_DIR
-    problems: list[str] = []
-    if not root.is_dir():
-        problems.append(f"the data directory {root} does not exist")
-    elif not base.is_dir():
-        problems.append(f"{root} has no {DATASET_DIR}/ directory")
-        if (root / "images").is_dir() or (root / "annotations").is_dir():
-            problems.append(f"{root} looks like the {DATASET_DIR} directory itself: pass its parent {root.parent}")
-    else:
-        images_dir = base / "images"
-        if not images_dir.is_dir():
-            problems.append(f"{images_dir} is missing (from images.tar.gz)")
-        if not (base / "annotations").is_dir():
-            problems.append(f"{base / 'annotations'} is missing (from annotations.tar.gz)")
-        for split in splits:
-            split_file = base / "annotations" / f"{split}.txt"
-            if (base / "annotations").is_dir() and not split_file.is_file():
-                problems.append(f"{split_file} is missing (from annotations.tar.gz)")
-                continue
-            if not split_file.is_file() or not images_dir.is_dir():
-                continue
-            try:
-                rows = read_split(root, split)
-            except DatasetError as exc:
-                problems.append(str(exc).rstrip("."))
-                continue
-            missing = [name for name, _ in rows if not (images_dir / f"{name}.jpg").is_file()]
-            if missing:
-                problems.append(
-                    f"{len(missing)} of the {len(rows)} images listed in {split_file.name} are missing "
-                    f"from {images_dir} (e.g. {', '.join(m + '.jpg' for m in missing[:3])})"
-                )
-            wrong = [
-                f"{name} (class {label + 1})" for name, label in rows
-                if not 0 <= label < NUM_CLASSES or name.rsplit("_", 1)[0] != BREED_KEYS[label]
-            ]
-            if wrong:
-                problems.append(
-                    f"{len(wrong)} rows of {split_file.name} have a class id that does not match the "
-                    f"breed in the image name or is outside 1..{NUM_CLASSES} (e.g. {', '.join(wrong[:3])})"
-                )
-    if problems:
-        raise DatasetError(
-            f"The Oxford-IIIT Pet dataset at {root} is missing or incomplete: "
-            + "; ".join(problems) + ". " + _how_to_get(root)
-        )
-
 
 def with_open_image(transform: v2.Transform) -> v2.Compose:
     """``transform`` preceded by :func:`open_image`, exactly as the Predictor prepares an image.
@@ -228,7 +144,7 @@ def prepare_split(root: str | os.PathLike, split: str, download: bool = False) -
         try:
             OxfordIIITPet(root, split=split, download=True)
         except OSError as exc:  # URLError is an OSError
-            how = _how_to_get(Path(root))
+            how = how_to_get(root)
             raise DatasetError(f"Could not download the Oxford-IIIT Pet dataset: {exc}. {how}") from exc
     check_dataset(root, splits=(split,))
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -34,19 +34,21 @@ def collect_outputs(
     device: torch.device | str = "cpu",
     progress: bool = False,
     with_features: bool = True,
+    on_batch: Callable[[int, int], None] | None = None,
 ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
     """(penultimate features, logits, targets) of the whole loader, from one pass.
 
     Float32 and int64 on the CPU, in loader order. The features (the input of
     ``model.fc``, what ``ml.calibration`` fits its statistics on) are None without
     ``with_features``, which any model can do. Leaves the model in eval mode; training
-    code puts it back into train mode itself.
+    code puts it back into train mode itself. ``on_batch(done, batches)`` after each batch
+    (a training run's progress; what it raises stops the pass).
     """
     device = torch.device(device)
     model.eval()
     cuda = device.type == "cuda"
     features, logits, targets = [], [], []
-    for images, labels in tqdm(loader, desc="evaluating", leave=False, disable=not progress):
+    for done, (images, labels) in enumerate(tqdm(loader, desc="evaluating", leave=False, disable=not progress), 1):
         images = images.to(device, non_blocking=True)
         if cuda:
             images = images.contiguous(memory_format=torch.channels_last)
@@ -58,14 +60,17 @@ def collect_outputs(
                 output = model(images)
         logits.append(output.float().cpu())
         targets.append(torch.as_tensor(labels))
+        if on_batch is not None:
+            on_batch(done, len(loader))
     return (torch.cat(features) if with_features else None), torch.cat(logits), torch.cat(targets).long()
 
 
 def collect_logits(
-    model: nn.Module, loader: DataLoader, device: torch.device | str = "cpu", progress: bool = False
+    model: nn.Module, loader: DataLoader, device: torch.device | str = "cpu", progress: bool = False,
+    on_batch: Callable[[int, int], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits, targets) of the whole loader (see :func:`collect_outputs`)."""
-    _, logits, targets = collect_outputs(model, loader, device, progress, with_features=False)
+    _, logits, targets = collect_outputs(model, loader, device, progress, with_features=False, on_batch=on_batch)
     return logits, targets
 
 
@@ -221,8 +226,9 @@ def evaluate(
     classes: Sequence[str],
     device: torch.device | str = "cpu",
     progress: bool = False,
+    on_batch: Callable[[int, int], None] | None = None,
 ) -> Evaluation:
-    features, logits, targets = collect_outputs(model, loader, device, progress=progress)
+    features, logits, targets = collect_outputs(model, loader, device, progress=progress, on_batch=on_batch)
     return Evaluation(logits, targets, list(classes), features)
 
 

@@ -187,7 +187,8 @@ def extract_features(
     is stored before the next starts. The model is put in eval mode (BatchNorm uses its
     running statistics, as at inference). ``forward``: an ``ml.backends`` backend of the
     model (images -> features, logits); default the model itself, in FP16 autocast on CUDA.
-    ``on_batch(computed, to_compute)`` is called after each stored batch.
+    ``on_batch(computed, to_compute)`` is called once the cache was read (with 0 computed),
+    then after each stored batch: a training run's progress, which a cancelled run stops.
     """
     stats = stats if stats is not None else CacheStats()
     found: dict[int, np.ndarray] = {}
@@ -199,6 +200,8 @@ def extract_features(
         else:
             found[i] = features
     stats.cached += len(found)
+    if on_batch is not None:
+        on_batch(0, len(missing))
     if missing:
         device = torch.device(device)
         model.to(device).eval()

@@ -8,7 +8,7 @@ without zooming.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -181,12 +181,23 @@ def _show(tensor: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> 
     return image.clamp(0, 1).permute(1, 2, 0).numpy()
 
 
-def save_training_figures(history: dict[str, Any], out_dir: str | os.PathLike) -> dict[str, Path]:
+def _save_all(figures: dict[str, Callable[[], Figure]], out_dir: Path,
+              on_figure: Callable[[], None] | None) -> dict[str, Path]:
+    """Draw and write each figure in turn; ``on_figure()`` after each (a training run's progress)."""
+    paths = {}
+    for name, draw in figures.items():
+        paths[name] = save_figure(draw(), out_dir / f"{name}.png")
+        if on_figure is not None:
+            on_figure()
+    return paths
+
+
+def save_training_figures(history: dict[str, Any], out_dir: str | os.PathLike,
+                          on_figure: Callable[[], None] | None = None) -> dict[str, Path]:
     """loss.png, accuracy.png and lr_schedule.png from a training history."""
-    out_dir = Path(out_dir)
-    figures = {"loss": plot_losses(history), "accuracy": plot_accuracy(history),
-               "lr_schedule": plot_lr_schedule(history)}
-    return {name: save_figure(fig, out_dir / f"{name}.png") for name, fig in figures.items()}
+    figures = {"loss": lambda: plot_losses(history), "accuracy": lambda: plot_accuracy(history),
+               "lr_schedule": lambda: plot_lr_schedule(history)}
+    return _save_all(figures, Path(out_dir), on_figure)
 
 
 def save_evaluation_figures(
@@ -197,39 +208,42 @@ def save_evaluation_figures(
     std: Sequence[float],
     grid_size: int = 9,
     seed: int = 0,
+    on_figure: Callable[[], None] | None = None,
 ) -> dict[str, Path]:
     """Confusion matrix, top losses, sample predictions and most confused pairs.
 
     ``dataset`` must be the one that was evaluated (same order); images are shown as
     the model saw them after preprocessing, which is what explains a prediction.
     """
-    out_dir = Path(out_dir)
     classes = evaluation.classes
     probabilities = evaluation.logits.softmax(dim=1)
 
-    worst = evaluation.top_losses(grid_size)
-    top_loss_fig = plot_image_grid(
-        [_show(dataset[t.index][0], mean, std) for t in worst],
-        [f"{display_name(classes[t.predicted])} / {display_name(classes[t.actual])}\n"
-         f"loss {t.loss:.2f} / p {t.probability:.2f}" for t in worst],
-        [CORRECT_COLOUR if t.predicted == t.actual else WRONG_COLOUR for t in worst],
-        "Top losses: predicted / actual, loss / probability of prediction",
-    )
+    def top_losses() -> Figure:
+        worst = evaluation.top_losses(grid_size)
+        return plot_image_grid(
+            [_show(dataset[t.index][0], mean, std) for t in worst],
+            [f"{display_name(classes[t.predicted])} / {display_name(classes[t.actual])}\n"
+             f"loss {t.loss:.2f} / p {t.probability:.2f}" for t in worst],
+            [CORRECT_COLOUR if t.predicted == t.actual else WRONG_COLOUR for t in worst],
+            "Top losses: predicted / actual, loss / probability of prediction",
+        )
 
-    generator = torch.Generator().manual_seed(seed)
-    sample = torch.randperm(len(evaluation.targets), generator=generator)[:grid_size].tolist()
-    sample_fig = plot_image_grid(
-        [_show(dataset[i][0], mean, std) for i in sample],
-        [f"{display_name(classes[int(evaluation.predictions[i])])} ({probabilities[i].max().item():.2f})\n"
-         f"actual: {display_name(classes[int(evaluation.targets[i])])}" for i in sample],
-        [CORRECT_COLOUR if evaluation.predictions[i] == evaluation.targets[i] else WRONG_COLOUR for i in sample],
-        "Sample predictions: predicted (probability), actual",
-    )
+    def sample_predictions() -> Figure:
+        generator = torch.Generator().manual_seed(seed)
+        sample = torch.randperm(len(evaluation.targets), generator=generator)[:grid_size].tolist()
+        return plot_image_grid(
+            [_show(dataset[i][0], mean, std) for i in sample],
+            [f"{display_name(classes[int(evaluation.predictions[i])])} ({probabilities[i].max().item():.2f})\n"
+             f"actual: {display_name(classes[int(evaluation.targets[i])])}" for i in sample],
+            [CORRECT_COLOUR if evaluation.predictions[i] == evaluation.targets[i] else WRONG_COLOUR
+             for i in sample],
+            "Sample predictions: predicted (probability), actual",
+        )
 
     figures = {
-        "confusion_matrix": plot_confusion_matrix(evaluation.confusion_matrix, classes),
-        "top_losses": top_loss_fig,
-        "sample_predictions": sample_fig,
-        "most_confused": plot_most_confused(evaluation.most_confused()),
+        "confusion_matrix": lambda: plot_confusion_matrix(evaluation.confusion_matrix, classes),
+        "top_losses": top_losses,
+        "sample_predictions": sample_predictions,
+        "most_confused": lambda: plot_most_confused(evaluation.most_confused()),
     }
-    return {name: save_figure(fig, out_dir / f"{name}.png") for name, fig in figures.items()}
+    return _save_all(figures, Path(out_dir), on_figure)

@@ -35,6 +35,7 @@ AUTO, FP32, BF16, FP16 = "auto", "fp32", "bf16", "fp16"
 PRECISIONS = (AUTO, FP32, BF16, FP16)
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 MIN_SPEEDUP = 1.05  # BF16 must beat FP32 by this much on a CPU: a tie keeps FP32's exactness
+REPEATS = 2  # timed steps of each type, after one warm-up step each
 
 _measured: dict[tuple, float] = {}
 
@@ -55,9 +56,10 @@ def cpu_has_native_bf16() -> bool:
 
 
 def bf16_speedup(model: nn.Module, image_size: int, batch_size: int, device: torch.device,
-                 repeats: int = 2) -> float:
+                 repeats: int = REPEATS, on_step: Callable[[int, int], None] | None = None) -> float:
     """FP32 time / BF16 time of forward + backward on a copy of ``model`` (random inputs,
-    alternating, median of ``repeats``). Touches neither ``model`` nor any global RNG."""
+    alternating, median of ``repeats``). Touches neither ``model`` nor any global RNG.
+    ``on_step(done, steps)`` after each step (a training run's progress)."""
     key = (str(device), torch.get_num_threads(), image_size, batch_size)
     if key in _measured:
         return _measured[key]
@@ -68,6 +70,8 @@ def bf16_speedup(model: nn.Module, image_size: int, batch_size: int, device: tor
     bf16_model = copy.deepcopy(model).to(device).to(memory_format=torch.channels_last).train()
     bf16_images = images.contiguous(memory_format=torch.channels_last)
 
+    steps = [0, 2 + 2 * repeats]
+
     def step(m: nn.Module, x: torch.Tensor, dtype: torch.dtype | None) -> float:
         start = time.perf_counter()
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
@@ -76,7 +80,11 @@ def bf16_speedup(model: nn.Module, image_size: int, batch_size: int, device: tor
         m.zero_grad(set_to_none=True)
         if device.type == "cuda":
             torch.cuda.synchronize()
-        return time.perf_counter() - start
+        seconds = time.perf_counter() - start
+        steps[0] += 1
+        if on_step is not None:
+            on_step(*steps)
+        return seconds
 
     times: dict[str, list[float]] = {FP32: [], BF16: []}
     with torch.random.fork_rng(devices=[]):
@@ -97,9 +105,11 @@ def resolve_precision(
     image_size: int,
     batch_size: int,
     log: Callable[[str], None] = print,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> str:
     """``fp32``, ``bf16`` or ``fp16`` for ``precision`` (one of :data:`PRECISIONS`) on
-    ``device``; ``auto`` measures on a CPU (see the module docstring). Logs the choice."""
+    ``device``; ``auto`` measures on a CPU (see the module docstring; ``on_step`` as in
+    :func:`bf16_speedup`). Logs the choice."""
     if precision not in PRECISIONS:
         raise ValueError(f"Unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}.")
     cuda = device.type == "cuda"
@@ -114,12 +124,24 @@ def resolve_precision(
     if not cpu_has_native_bf16():
         log("precision fp32 (auto: this CPU has no avx512_bf16 or amx_bf16; BF16 would be emulated)")
         return FP32
-    batch = max(2, min(batch_size, 8))
-    speedup = bf16_speedup(model, image_size, batch, device)
+    batch = _measured_batch(batch_size)
+    speedup = bf16_speedup(model, image_size, batch, device, on_step=on_step)
     chosen = BF16 if speedup >= MIN_SPEEDUP else FP32
     log(f"precision {chosen} (auto: BF16 autocast measured {speedup:.2f}x FP32 per training step at "
         f"{image_size} px, batch {batch}; BF16 needs {MIN_SPEEDUP:.2f}x)")
     return chosen
+
+
+def _measured_batch(batch_size: int) -> int:
+    return max(2, min(batch_size, 8))
+
+
+def steps_to_measure(precision: str, device: torch.device, image_size: int, batch_size: int) -> int:
+    """How many training steps :func:`resolve_precision` will time (0: it decides without)."""
+    if precision != AUTO or device.type != "cpu" or not cpu_has_native_bf16():
+        return 0
+    batch = _measured_batch(batch_size)
+    return 0 if (str(device), torch.get_num_threads(), image_size, batch) in _measured else 2 + 2 * REPEATS
 
 
 def sample_image_size(dataset, default: int = 224) -> int:

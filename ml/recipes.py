@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from torch import nn
 from torch.optim.lr_scheduler import OneCycleLR
 
 from . import backends
+from . import progress as progress_
 from .backends import AUTO, BF16, CHANNELS_LAST, EAGER
 from .breeds import BREED_KEYS, NUM_CLASSES
 from .data import (
@@ -49,14 +51,15 @@ from .evaluation import Evaluation, collect_logits, evaluate
 from .features import CacheStats, FeatureCache, ImageViews, body_fingerprint, extract_features, file_digest
 from .model import IMAGENET, build_resnet34, layer_groups
 from .precision import FP16, resolve_precision, uses_channels_last
+from .progress import FROZEN, LATE, UNFROZEN, Progress, Reporter
 from .training import (
-    FROZEN,
-    UNFROZEN,
     History,
     Log,
-    Progress,
     RunResult,
+    StageSteps,
+    epochs_work,
     finish_run,
+    finish_work,
     initial_model,
     make_scheduler,
     prepare_run,
@@ -65,9 +68,9 @@ from .training import (
 
 RECIPES = ("auto", "quick", "full")
 QUICK, FULL = "quick", "full"
-LATE = "late layers"  # the stage name of the optional fine-tune of layer3, layer4 and the head
 HEAD_GROUPS = ["head (fc)", "late body (layer3, layer4)"]  # the quick recipe's learning-rate groups
 BODY_CANDIDATES = (EAGER, CHANNELS_LAST, BF16)  # for --backend auto (see body_backend)
+DIGESTS_PER_REPORT = 200  # files read (hashed) between two progress reports
 
 
 def choose_recipe(recipe: str, device: torch.device) -> tuple[str, str]:
@@ -99,7 +102,7 @@ class QuickConfig:
     head_batch_size: int = 256
     finetune_epochs: int = 0  # then layer3, layer4 and the head on augmented images
     finetune_lr: float = 1e-4  # peak for the head when fine-tuning; the late body gets a tenth
-    batch_size: int = 64  # images per body pass (and per fine-tuning step)
+    batch_size: int = 64  # images per fine-tuning step; the body's pass takes at most 32 at a time
     image_size: int = 224
     crop_scale: tuple[float, float] = (0.35, 1.0)  # RandomResizedCrop area range of the augmented views
     valid_fraction: float = 0.2  # of trainval, stratified
@@ -145,14 +148,18 @@ def train_head(
     seed: int,
     history: History,
     log: Log = print,
+    on_progress: Progress | None = None,
 ) -> nn.Linear:
     """A linear layer trained on fixed features; returned folded, for the raw features.
 
     Training sees standardised features (each column: minus its mean, over its standard
     deviation, both from the training features), which AdamW handles much better than
     raw pooled activations of very different scales; afterwards the scaling is folded
-    into the weights and bias, so the layer is a drop-in ``model.fc``.
+    into the weights and bias, so the layer is a drop-in ``model.fc``. ``on_progress``:
+    every step (epoch, step of all epochs, running loss and accuracy of the epoch), and
+    the history after every epoch.
     """
+    report = Reporter(on_progress)
     mean, std = features.mean(dim=0), features.std(dim=0).clamp_min(1e-6)
     x, valid_x = (features - mean) / std, (valid_features - mean) / std
     with torch.random.fork_rng(devices=[]):  # the same start whatever ran before (loaders draw seeds)
@@ -163,10 +170,11 @@ def train_head(
     scheduler = OneCycleLR(optimizer, max_lr=lr, total_steps=max(epochs * steps_per_epoch, 2), pct_start=0.1)
     generator = torch.Generator().manual_seed(seed)
     first = len(history.epochs)
+    total_steps, step = epochs * steps_per_epoch, 0
     for epoch in range(first + 1, first + epochs + 1):
         start = time.perf_counter()
         head.train()
-        total_loss, correct = 0.0, 0
+        total_loss, correct, seen = 0.0, 0, 0
         for batch in torch.randperm(len(x), generator=generator).split(batch_size):
             logits = head(x[batch])
             loss = F.cross_entropy(logits, targets[batch])
@@ -177,12 +185,17 @@ def train_head(
             scheduler.step()
             total_loss += loss.item() * len(batch)
             correct += (logits.argmax(dim=1) == targets[batch]).sum().item()
+            seen += len(batch)
             history.steps.append({"step": len(history.steps) + 1, "epoch": epoch, "stage": FROZEN,
                                   "lr": [step_lr], "loss": loss.item()})
+            step += 1
+            report.step(step, total_steps, epoch=epoch, epochs=first + epochs, loss=total_loss / seen,
+                        accuracy=correct / seen)
         with torch.no_grad():
             valid_logits = head.eval()(valid_x)
         history.epochs.append(_epoch_row(epoch, FROZEN, total_loss / len(x), correct / len(x), valid_logits,
                                          valid_targets, time.perf_counter() - start))
+        report({"history": history.epochs})
         if epoch == first + epochs or (epoch - first) % max(1, epochs // 5) == 0:
             _log_epoch(history.epochs[-1], first + epochs, log)
     with torch.no_grad():
@@ -236,49 +249,60 @@ def finetune_late_layers(
     valid_loader = _eval_loader(valid_files, config, cuda)
     scheduler = make_scheduler(optimizer, lrs, config.finetune_epochs * len(train_loader), UNFROZEN)
     model.to(device)
-    history.precision = resolve_precision(config.precision, device, model, config.image_size, config.batch_size, log)
+    first = len(history.epochs)
+    total = first + config.finetune_epochs
+    report = Reporter(on_progress)
+    steps = StageSteps(report, progress_.LATE_LAYERS, config.finetune_epochs, total, len(train_loader),
+                       len(valid_loader))
+    history.precision = resolve_precision(config.precision, device, model, config.image_size, config.batch_size, log,
+                                          on_step=lambda _done, _steps: report.step(0, steps.steps))
     scaler = torch.amp.GradScaler("cuda", enabled=history.precision == FP16)
     if uses_channels_last(history.precision, device):
         model.to(memory_format=torch.channels_last)
-    first = len(history.epochs)
-    total = first + config.finetune_epochs
-    steps = config.finetune_epochs * len(train_loader)
-
-    def report_step(step: int, loss: float, accuracy: float) -> None:
-        on_progress({"epoch": epoch, "epochs": total, "step": step - first_step, "steps": steps,
-                     "loss": loss, "accuracy": accuracy})
-
-    first_step = len(history.steps)
     for epoch in range(first + 1, total + 1):
         start = time.perf_counter()
+        steps.start_epoch(epoch, history)
         train_loss, train_acc = train_one_epoch(
             model, train_loader, optimizer, scheduler, scaler, device, history, epoch, LATE,
             desc=f"epoch {epoch}/{total} ({LATE})", progress=config.progress,
-            on_step=report_step if on_progress is not None else None, precision=history.precision,
+            on_step=steps.on_step if on_progress is not None else None, precision=history.precision,
         )
-        logits, targets = collect_logits(model, valid_loader, device)
+        logits, targets = collect_logits(model, valid_loader, device, on_batch=steps.on_valid_batch)
         history.epochs.append(_epoch_row(epoch, LATE, train_loss, train_acc, logits, targets,
                                          time.perf_counter() - start))
         _log_epoch(history.epochs[-1], total, log)
-        if on_progress is not None:
-            on_progress({"history": history.epochs})
+        report({"history": history.epochs})
     for p in early:
         p.requires_grad = True
 
 
+def timing_batch(batch_size: int) -> int:
+    """The batch size :func:`body_backend` times its candidates at, and the body's pass runs at."""
+    return min(batch_size, 32)
+
+
+def timing_calls(batch_size: int) -> int:
+    """At most how many calls of the body :func:`body_backend` makes to choose (the plan)."""
+    return 1 + len(BODY_CANDIDATES) + backends.timed_calls(len(BODY_CANDIDATES), [timing_batch(batch_size)])
+
+
 def body_backend(name: str, model: nn.Module, image_size: int, batch_size: int, body_key: str,
-                 cache_dir: str | os.PathLike | None, log: Log = print) -> backends.Backend:
-    """The ``ml.backends`` backend the body's one pass runs on (CPU); ``auto`` measures
-    eager, channels_last and BF16 at the pass's batch size (once per body and machine: the
-    choice is cached) and takes the fastest that agrees with eager FP32. ONNX is left out:
-    its export costs more than it saves on a single pass."""
+                 cache_dir: str | os.PathLike | None, log: Log = print,
+                 on_call: Callable[[int, int], None] | None = None) -> tuple[backends.Backend, float]:
+    """The ``ml.backends`` backend the body's one pass runs on (CPU), and how many times
+    faster than eager FP32 it measured (1.0 when not measured); ``auto`` measures eager,
+    channels_last and BF16 at the pass's batch size (once per body and machine: the choice
+    is cached) and takes the fastest that agrees with eager FP32. ONNX is left out: its
+    export costs more than it saves on a single pass. ``on_call``: see ``choose_backend``."""
     model.eval()
+    speedup = 1.0
     if name == AUTO:
         name, report = backends.choose_backend(model, image_size, candidates=BODY_CANDIDATES,
-                                               batch_sizes=(min(batch_size, 32),), cache_dir=cache_dir,
-                                               model_key=body_key)
+                                               batch_sizes=(timing_batch(batch_size),), cache_dir=cache_dir,
+                                               model_key=body_key, on_call=on_call)
         log(f"body backend: {name} ({backends.summary(report)})")
-    return backends.make_backend(name, model, cache_dir)
+        speedup = report["candidates"].get(name, {}).get("speedup_vs_eager") or 1.0
+    return backends.make_backend(name, model, cache_dir), speedup
 
 
 def _eval_loader(files: list[LabelledFile], config: QuickConfig, pin: bool):
@@ -291,77 +315,104 @@ def run_quick(
 ) -> RunResult:
     """Train with the quick recipe and write a complete run directory, as ``run_training`` does.
 
-    ``on_progress`` gets what ``run_training`` reports (``{"stage": ...}``, ``{"step": ...,
-    "steps": ...}``, ``{"history": ...}``), the body pass counting its batches as steps.
+    ``on_progress`` gets what ``run_training`` reports (``ml.progress``): the stages
+    ``PREPARING``, ``TIMING`` (the body's backend, ``auto`` on a CPU), ``FEATURES_TRAIN`` and
+    ``FEATURES_EVAL`` (a step per image, cached or computed), ``HEAD_ON_FEATURES`` (epochs
+    and steps), optionally ``LATE_LAYERS``, then ``EVALUATING`` and ``finish_run``'s.
     Ctrl-C at any point, or an exception from ``on_progress``, leaves no ``model.pt``; the
     features computed so far stay cached.
     """
-    report = on_progress or (lambda update: None)
+    report = Reporter(on_progress)
     out_dir = Path(out_dir)
+    report.plan({progress_.PREPARING: progress_.PREPARING_COST})
+    report.stage(progress_.PREPARING, 2)
     device = prepare_run(config)
     if config.init_checkpoint:
         model = initial_model(config)  # checks that the checkpoint predicts the breeds
     else:
         model = build_resnet34(NUM_CLASSES, weights=config.weights, download=config.download)
+    report.step(1, 2)
     files = load_pet_files(
         config.data, valid_fraction=config.valid_fraction, seed=config.seed, extra_roots=config.extra_data,
         with_test=config.evaluate_test, download=config.download,
     )
+    report.step(2, 2)
     log(f"{len(files.train)} training images x {config.views} views, {len(files.valid)} validation"
         + (f", {len(files.test)} test" if files.test is not None else "")
         + f" images; device {device}; quick recipe: {config.head_epochs} head epochs"
         + (f" + {config.finetune_epochs} late-layer epochs" if config.finetune_epochs else ""))
+    n_test = len(files.test) if files.test is not None else 0
+    report.plan(_quick_plan(config, device, len(files.train), len(files.valid), n_test))
 
     views = ImageViews(config.image_size, config.crop_scale)
     body_key = body_fingerprint(model)
     backend = None  # on CUDA: the model in FP16 autocast
     if device.type == "cpu":
-        backend = body_backend(config.backend, model, config.image_size, config.batch_size, body_key,
-                               config.backend_cache_dir, log)
+        if config.backend == AUTO:
+            report.stage(progress_.TIMING, timing_calls(config.batch_size))
+        backend, speedup = body_backend(config.backend, model, config.image_size, config.batch_size, body_key,
+                                        config.backend_cache_dir, log, on_call=report.step)
+        plan = _quick_plan(config, device, len(files.train), len(files.valid), n_test)
+        report.plan({stage: plan[stage] / speedup for stage in (progress_.FEATURES_TRAIN, progress_.FEATURES_EVAL)})
     cache = FeatureCache(config.cache_dir, body_key, backend.name if backend is not None else "eager")
     stats = CacheStats()
     digests: dict[Path, str] = {}
 
-    def features_of(labelled: list[LabelledFile], view_indexes: range) -> tuple[torch.Tensor, torch.Tensor]:
-        for path, _ in labelled:
+    def features_of(labelled: list[LabelledFile], view_indexes: range, steps: int,
+                    offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features of ``labelled`` in ``view_indexes``; a step per (image, view), from ``offset``."""
+        for number, (path, _) in enumerate(labelled, 1):
             if path not in digests:
                 digests[path] = file_digest(path)
+            if number % DIGESTS_PER_REPORT == 0:
+                report.step(offset, steps)  # reading files: no step done yet, but alive (and cancellable)
         items = [(path, digests[path], view) for path, _ in labelled for view in view_indexes]
-        features = extract_features(model, items, views, cache, batch_size=config.batch_size,
+
+        def on_batch(computed: int, to_compute: int) -> None:
+            report.step(offset + len(items) - to_compute + computed, steps)  # the cached ones are done
+
+        # Batches of the size the backend was timed at: what it was chosen for, and a
+        # progress report (and a chance to cancel) every few seconds even on a busy CPU.
+        features = extract_features(model, items, views, cache, batch_size=timing_batch(config.batch_size),
                                     workers=config.workers, device=device, progress=config.progress, stats=stats,
-                                    forward=backend,
-                                    on_batch=lambda done, total: report({"step": done, "steps": total}))
+                                    forward=backend, on_batch=on_batch)
         targets = torch.tensor([label for _, label in labelled for _ in view_indexes], dtype=torch.long)
         return features, targets
 
     start = time.perf_counter()
-    report({"stage": "body features (training images)"})
-    train_x, train_y = features_of(files.train, range(config.views))
-    report({"stage": "body features (validation and test images)"})
-    valid_x, valid_y = features_of(files.valid, range(1))
-    test_x, test_y = features_of(files.test, range(1)) if files.test is not None else (None, None)
+    steps = len(files.train) * config.views
+    report.stage(progress_.FEATURES_TRAIN, steps)
+    train_x, train_y = features_of(files.train, range(config.views), steps)
+    steps = len(files.valid) + (len(files.test) if files.test is not None else 0)
+    report.stage(progress_.FEATURES_EVAL, steps)
+    valid_x, valid_y = features_of(files.valid, range(1), steps)
+    test_x, test_y = (features_of(files.test, range(1), steps, len(files.valid)) if files.test is not None
+                      else (None, None))
     log(f"body features: {stats.computed} computed, {stats.cached} read from the cache {cache.folder} "
         f"({time.perf_counter() - start:.1f}s)")
 
-    report({"stage": "training (head on cached features)"})
+    report.stage(progress_.HEAD_ON_FEATURES, config.head_epochs * math.ceil(len(train_x) / config.head_batch_size))
     history = History()
     model.fc = train_head(
         train_x, train_y, valid_x, valid_y, epochs=config.head_epochs, lr=config.lr,
         weight_decay=config.weight_decay, batch_size=config.head_batch_size, seed=config.seed,
-        history=history, log=log,
+        history=history, log=log, on_progress=on_progress,
     )
-    report({"history": history.epochs})
     classes = list(BREED_KEYS)
     if config.finetune_epochs:
-        report({"stage": f"training ({LATE})"})
         finetune_late_layers(model, files.train, files.valid, config, device, history, log, on_progress)
-    report({"stage": "evaluating"})
     if config.finetune_epochs:  # the body changed: evaluate with real passes over the images
         cuda = device.type == "cuda"
-        valid = evaluate(model, _eval_loader(files.valid, config, cuda), classes, device)
-        headline = (evaluate(model, _eval_loader(files.test, config, cuda), classes, device, config.progress)
-                    if files.test is not None else valid)
+        valid_loader = _eval_loader(files.valid, config, cuda)
+        test_loader = _eval_loader(files.test, config, cuda) if files.test is not None else None
+        batches = len(valid_loader) + (len(test_loader) if test_loader is not None else 0)
+        report.stage(progress_.EVALUATING, batches)
+        valid = evaluate(model, valid_loader, classes, device, on_batch=report.counter(batches))
+        headline = (evaluate(model, test_loader, classes, device, config.progress,
+                             on_batch=report.counter(batches, len(valid_loader)))
+                    if test_loader is not None else valid)
     else:  # the body is the cached one: its features give the logits
+        report.stage(progress_.EVALUATING)
         with torch.no_grad():
             valid = Evaluation(model.fc(valid_x), valid_y, classes, valid_x)
             headline = Evaluation(model.fc(test_x), test_y, classes, test_x) if test_x is not None else valid
@@ -373,3 +424,24 @@ def run_quick(
     return finish_run(out_dir, model, history_dict, valid, headline, split,
                       ImageFiles(split_files, eval_transform(config.image_size)), image_size=config.image_size,
                       training_args=training_args, seed=config.seed, log=log, on_progress=on_progress)
+
+
+def _quick_plan(config: QuickConfig, device: torch.device, n_train: int, n_valid: int,
+                n_test: int) -> dict[str, float]:
+    """The work of a quick run's stages after PREPARING (``ml.progress`` units): the most it
+    can be, as if no feature were cached yet, with the body in eager FP32 (once the backend
+    is chosen, the features' work is divided by its measured speed-up)."""
+    size = config.image_size
+    head_steps = config.head_epochs * math.ceil(n_train * config.views / config.head_batch_size)
+    plan = {
+        progress_.TIMING: progress_.image_passes(timing_calls(config.batch_size) * timing_batch(config.batch_size),
+                                                 size) if device.type == "cpu" and config.backend == AUTO else 0.0,
+        progress_.FEATURES_TRAIN: progress_.image_passes(n_train * config.views, size),
+        progress_.FEATURES_EVAL: progress_.image_passes(n_valid + n_test, size),
+        progress_.HEAD_ON_FEATURES: head_steps * progress_.HEAD_STEP_COST,
+        progress_.EVALUATING: progress_.image_passes(n_valid + n_test, size) if config.finetune_epochs else 0.0,
+        **finish_work(n_valid),
+    }
+    if config.finetune_epochs:
+        plan[progress_.LATE_LAYERS] = epochs_work(n_train, n_valid, size, config.finetune_epochs)
+    return plan

@@ -52,6 +52,7 @@ from tqdm.auto import tqdm
 
 from . import calibration as calibration_
 from . import plots
+from . import progress as progress_
 from .breeds import BREED_KEYS, NUM_CLASSES
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from .data import (
@@ -65,20 +66,30 @@ from .data import (
 )
 from .evaluation import Evaluation, collect_logits, evaluate, write_json
 from .model import IMAGENET, build_resnet34, freeze_body, layer_groups, unfreeze
-from .precision import AUTO, FP16, FP32, autocast_dtype, resolve_precision, sample_image_size, uses_channels_last
+from .precision import (
+    AUTO,
+    FP16,
+    FP32,
+    autocast_dtype,
+    resolve_precision,
+    sample_image_size,
+    steps_to_measure,
+    uses_channels_last,
+)
+from .progress import FROZEN, UNFROZEN, Progress, Reporter
 
 if TYPE_CHECKING:  # the quick recipe builds on this module
     from .recipes import QuickConfig
 
 PARAM_GROUPS = ["early body (conv1..layer2)", "late body (layer3, layer4)", "head (fc)"]
-FROZEN, UNFROZEN = "frozen", "unfrozen"
+STAGES = {FROZEN: progress_.HEAD, UNFROZEN: progress_.ALL_LAYERS}  # the progress stage of each training stage
 
 Log = Callable[[str], None]
-# Called with what changed: {"stage": ...} when a stage starts, after every training step
-# {"epoch", "epochs", "step", "steps", "loss", "accuracy"} (running values of the epoch), and
-# after every epoch {"history": [one row per epoch so far, with validation loss and accuracy]}.
-# The site shows it live; an exception it raises (a cancelled run) stops training at once.
-Progress = Callable[[dict[str, Any]], None]
+# on_progress (ml.progress.Progress): called with what changed, see ml.progress: the stage,
+# its steps (training and validation batches; "epoch", "epochs", "loss", "accuracy" while
+# training), after every epoch {"history": [one row per epoch so far]}, and the plan of
+# the run's work. The site shows it live; an exception it raises (a cancelled run) stops
+# training at once.
 
 
 @dataclass
@@ -238,6 +249,34 @@ def train_one_epoch(
     return total_loss / max(seen, 1), correct / max(seen, 1)
 
 
+class StageSteps:
+    """A training stage's steps as ``on_progress`` counts them: each epoch's training
+    batches, then its validation batches; the epoch is numbered as in the history."""
+
+    def __init__(self, report: Reporter, stage: str, epochs: int, total_epochs: int, train_batches: int,
+                 valid_batches: int):
+        self.report, self.total_epochs, self.train_batches = report, total_epochs, train_batches
+        self.per_epoch = train_batches + valid_batches
+        self.steps = epochs * self.per_epoch
+        self.epochs_started, self.epoch, self.first = 0, 0, 0
+        report.stage(stage, self.steps)
+
+    def start_epoch(self, epoch: int, history: History) -> None:
+        self.epochs_started += 1
+        self.epoch, self.first = epoch, len(history.steps)  # history.steps counts every training step so far
+
+    def _offset(self) -> int:
+        return (self.epochs_started - 1) * self.per_epoch
+
+    def on_step(self, step: int, loss: float, accuracy: float) -> None:
+        """``train_one_epoch``'s ``on_step``."""
+        self.report.step(self._offset() + step - self.first, self.steps, epoch=self.epoch, epochs=self.total_epochs,
+                         loss=loss, accuracy=accuracy)
+
+    def on_valid_batch(self, done: int, _batches: int) -> None:
+        self.report.step(self._offset() + self.train_batches + done, self.steps)
+
+
 def fit(
     model: nn.Module,
     train_loader: DataLoader,
@@ -258,13 +297,20 @@ def fit(
 
     The model is trained in place and is on ``device`` afterwards. ``precision``: see
     ``ml.precision`` (``auto`` measures once per process, image and batch size, and logs
-    its choice; ``History.precision`` keeps it).
+    its choice; ``History.precision`` keeps it). ``on_progress``: the stages
+    ``ml.progress.TIMING`` (when ``auto`` measures), ``HEAD`` and ``ALL_LAYERS``, each step
+    a training or a validation batch.
     """
     device = torch.device(device)
     cuda = device.type == "cuda"
+    report = Reporter(on_progress)
     model.to(device)
-    precision = resolve_precision(precision, device, model, sample_image_size(train_loader.dataset),
-                                  train_loader.batch_size or 64, log)
+    image_size, batch_size = sample_image_size(train_loader.dataset), train_loader.batch_size or 64
+    timing_steps = steps_to_measure(precision, device, image_size, batch_size)
+    if timing_steps:
+        report.stage(progress_.TIMING, timing_steps)
+    precision = resolve_precision(precision, device, model, image_size, batch_size, log,
+                                  on_step=lambda done, steps: report.step(done, steps))
     if uses_channels_last(precision, device):
         model.to(memory_format=torch.channels_last)
     if cuda:
@@ -272,12 +318,7 @@ def fit(
     scaler = torch.amp.GradScaler("cuda", enabled=precision == FP16)
     history = History(precision=precision)
     total_epochs = freeze_epochs + epochs
-    total_steps = total_epochs * len(train_loader)
     epoch = 0
-
-    def report_step(step: int, loss: float, accuracy: float) -> None:
-        on_progress({"epoch": epoch, "epochs": total_epochs, "step": step, "steps": total_steps,
-                     "loss": loss, "accuracy": accuracy})
     for stage, stage_epochs in ((FROZEN, freeze_epochs), (UNFROZEN, epochs)):
         if stage_epochs == 0:
             continue
@@ -288,17 +329,17 @@ def fit(
         lrs = stage_lrs(lr, stage, lr_mult)
         optimizer = make_optimizer(model, lrs, weight_decay)
         scheduler = make_scheduler(optimizer, lrs, stage_epochs * len(train_loader), stage)
-        if on_progress is not None:
-            on_progress({"stage": f"training ({'head only' if stage == FROZEN else 'all layers'})"})
+        steps = StageSteps(report, STAGES[stage], stage_epochs, total_epochs, len(train_loader), len(valid_loader))
         for _ in range(stage_epochs):
             epoch += 1
             start = time.perf_counter()
+            steps.start_epoch(epoch, history)
             train_loss, train_acc = train_one_epoch(
                 model, train_loader, optimizer, scheduler, scaler, device, history, epoch, stage,
                 desc=f"epoch {epoch}/{total_epochs} ({stage})", progress=progress,
-                on_step=report_step if on_progress is not None else None, precision=precision,
+                on_step=steps.on_step if on_progress is not None else None, precision=precision,
             )
-            logits, targets = collect_logits(model, valid_loader, device)
+            logits, targets = collect_logits(model, valid_loader, device, on_batch=steps.on_valid_batch)
             row = {
                 "epoch": epoch, "stage": stage, "train_loss": train_loss, "train_accuracy": train_acc,
                 "valid_loss": F.cross_entropy(logits, targets).item(),
@@ -307,8 +348,7 @@ def fit(
             }
             row["error_rate"] = 1.0 - row["accuracy"]
             history.epochs.append(row)
-            if on_progress is not None:
-                on_progress({"history": history.epochs})  # the table fastai prints, live on the site
+            report({"history": history.epochs})  # the table fastai prints, live on the site
             log(
                 f"epoch {epoch}/{total_epochs} {stage:<8} train_loss {train_loss:.4f}  "
                 f"valid_loss {row['valid_loss']:.4f}  accuracy {row['accuracy']:.4f}  "
@@ -316,6 +356,20 @@ def fit(
             )
     unfreeze(model)
     return history
+
+
+def epochs_work(images: int, valid_images: int, image_size: int, epochs: int) -> float:
+    """The work (``ml.progress`` units) of ``epochs`` epochs: training steps over ``images``,
+    then a validation pass."""
+    return epochs * (progress_.image_passes(images, image_size, training=True)
+                     + progress_.image_passes(valid_images, image_size))
+
+
+def finish_work(valid_images: int) -> dict[str, float]:
+    """The work of :func:`finish_run`'s stages."""
+    figures = len(plots.FIGURES) * progress_.FIGURE_COST
+    return {progress_.CALIBRATING: valid_images * progress_.CALIBRATION_COST, progress_.FIGURES: figures,
+            progress_.SAVING: progress_.SAVING_COST}
 
 
 def prepare_run(config: TrainConfig | QuickConfig) -> torch.device:
@@ -373,10 +427,13 @@ def run_training(
     Ctrl-C at any point, or an exception from ``on_progress``, leaves no ``model.pt`` (it
     is written last, atomically), so an interrupted run is never mistaken for a finished one.
     """
-    report = on_progress or (lambda update: None)
+    report = Reporter(on_progress)
     out_dir = Path(out_dir)
+    report.plan({progress_.PREPARING: progress_.PREPARING_COST})
+    report.stage(progress_.PREPARING, 2)
     device = prepare_run(config)
     model = initial_model(config)  # first: missing weights should stop a run before anything else
+    report.step(1, 2)
 
     datasets = load_pet_datasets(
         config.data, image_size=config.image_size, valid_fraction=config.valid_fraction, seed=config.seed,
@@ -388,9 +445,22 @@ def run_training(
                                seed=config.seed, pin_memory=pin)
     valid_loader = make_loader(datasets.valid, config.batch_size * 2, train=False, workers=config.workers,
                                pin_memory=pin)
+    test_loader = (make_loader(datasets.test, config.batch_size * 2, train=False, workers=config.workers,
+                               pin_memory=pin) if datasets.test is not None else None)
+    report.step(2, 2)
     log(f"{len(datasets.train)} training, {len(datasets.valid)} validation"
         + (f", {len(datasets.test)} test" if datasets.test is not None else "")
         + f" images; device {device}; {config.freeze_epochs} frozen + {config.epochs} unfrozen epochs")
+    n_train, n_valid, size = len(datasets.train), len(datasets.valid), config.image_size
+    n_test = len(datasets.test) if datasets.test is not None else 0
+    timing = steps_to_measure(config.precision, device, size, config.batch_size)
+    report.plan({
+        progress_.TIMING: progress_.image_passes(timing * min(config.batch_size, 8), size, training=True),
+        progress_.HEAD: epochs_work(n_train, n_valid, size, config.freeze_epochs),
+        progress_.ALL_LAYERS: epochs_work(n_train, n_valid, size, config.epochs),
+        progress_.EVALUATING: progress_.image_passes(n_valid + n_test, size),
+        **finish_work(n_valid),
+    })
 
     history = fit(
         model, train_loader, valid_loader, freeze_epochs=config.freeze_epochs, epochs=config.epochs,
@@ -398,12 +468,13 @@ def run_training(
         progress=config.progress, log=log, on_progress=on_progress, precision=config.precision,
     )
 
-    report({"stage": "evaluating"})
-    valid = evaluate(model, valid_loader, datasets.classes, device)
-    if datasets.test is not None:
+    batches = len(valid_loader) + (len(test_loader) if test_loader is not None else 0)
+    report.stage(progress_.EVALUATING, batches)
+    valid = evaluate(model, valid_loader, datasets.classes, device, on_batch=report.counter(batches))
+    if test_loader is not None:
         split, dataset = "test", datasets.test
-        test_loader = make_loader(dataset, config.batch_size * 2, train=False, workers=config.workers, pin_memory=pin)
-        headline = evaluate(model, test_loader, datasets.classes, device, progress=config.progress)
+        headline = evaluate(model, test_loader, datasets.classes, device, progress=config.progress,
+                            on_batch=report.counter(batches, len(valid_loader)))
     else:
         split, dataset, headline = "valid", datasets.valid, valid
     training_args = {**config.to_dict(), "num_train_images": len(datasets.train),
@@ -430,23 +501,35 @@ def finish_run(
 ) -> RunResult:
     """What every recipe does last, whatever it trained: verdict thresholds calibrated on
     the validation split, metrics, history and figures, then the checkpoint, written last
-    (atomically), so that a run interrupted before has none."""
+    (atomically), so that a run interrupted before has none. Its stages for ``on_progress``:
+    ``ml.progress.CALIBRATING``, ``FIGURES`` (a step per figure), ``SAVING``."""
+    report = Reporter(on_progress)
+    report.stage(progress_.CALIBRATING, 1)
     calibration = calibration_.fit_calibration(valid.features, valid.logits, valid.targets, seed=seed)
     metrics = {**headline.to_metrics(split), "valid": valid.summary(),
                **verdict_metrics(calibration, headline, split)}
+    report.step(1, 1)
     write_json(out_dir / "history.json", history)
     write_json(out_dir / "metrics.json", metrics)
-    if on_progress is not None:
-        on_progress({"stage": "drawing the figures"})
+    report.stage(progress_.FIGURES, len(plots.FIGURES))
+    drawn = [0]
+
+    def on_figure() -> None:
+        drawn[0] += 1
+        report.step(drawn[0], len(plots.FIGURES))
+
     figures = {
-        **plots.save_training_figures(history, out_dir / "figures"),
-        **plots.save_evaluation_figures(headline, dataset, out_dir / "figures", IMAGENET_MEAN, IMAGENET_STD),
+        **plots.save_training_figures(history, out_dir / "figures", on_figure),
+        **plots.save_evaluation_figures(headline, dataset, out_dir / "figures", IMAGENET_MEAN, IMAGENET_STD,
+                                        on_figure=on_figure),
     }
+    report.stage(progress_.SAVING, 1)
     checkpoint = save_checkpoint(
         out_dir / "model.pt", model.to("cpu").to(memory_format=torch.contiguous_format),
         classes=list(headline.classes), image_size=image_size, metrics=metrics, calibration=calibration,
         training_args=training_args,
     )
+    report.step(1, 1)
     log(f"{split} accuracy {metrics['accuracy']:.4f} (error rate {metrics['error_rate']:.4f}, "
         f"top-5 {metrics['top5_accuracy']:.4f}); verdicts {metrics['verdicts']} "
         f"({calibration['ood_score']} score over {calibration['ood_threshold']:.3g} is not a pet, "
@@ -465,12 +548,15 @@ def run_evaluation(
     device: str = "auto",
     download: bool = False,
     progress: bool = True,
+    on_batch: Callable[[int, int], None] | None = None,
+    figures: bool = True,
 ) -> tuple[dict[str, Any], dict[str, Path]]:
     """metrics.json and evaluation figures of a saved model on one official split.
 
     The images go through the checkpoint's own preprocessing, as in the Predictor, and
     get their verdicts from the checkpoint's calibration (confident or unsure only, for a
-    checkpoint without one).
+    checkpoint without one). ``on_batch(done, batches)``: see ``evaluate``. ``figures``:
+    False leaves them out (a comparison needs only the numbers).
     """
     checkpoint = load_checkpoint(checkpoint_path)
     if checkpoint.classes != BREED_KEYS:
@@ -481,9 +567,9 @@ def run_evaluation(
     dataset = load_split(data, split, transform, download=download)
     loader = make_loader(dataset, batch_size, train=False, workers=workers, pin_memory=torch_device.type == "cuda")
     model = checkpoint.build_model().to(torch_device)
-    evaluation = evaluate(model, loader, checkpoint.classes, torch_device, progress=progress)
+    evaluation = evaluate(model, loader, checkpoint.classes, torch_device, progress=progress, on_batch=on_batch)
     metrics = {**evaluation.to_metrics(split), **verdict_metrics(checkpoint.calibration, evaluation, split)}
-    figures_dir = Path(out_dir) / "figures"
-    figures = plots.save_evaluation_figures(evaluation, dataset, figures_dir, checkpoint.mean, checkpoint.std)
+    drawn = (plots.save_evaluation_figures(evaluation, dataset, Path(out_dir) / "figures", checkpoint.mean,
+                                           checkpoint.std) if figures else {})
     write_json(Path(out_dir) / "metrics.json", metrics)
-    return metrics, figures
+    return metrics, drawn

@@ -1,6 +1,7 @@
 // Follows a training run on its page: polls the run's status JSON and updates the stage,
-// epoch, step, loss, accuracy and time left in place; when the run finishes, reloads the
-// page once to show the comparison and the promotion form.
+// how much of the whole run is done, epoch, step, loss, accuracy and time left in place
+// (the server words them: classifier/retraining.py, run_status); when the run finishes,
+// reloads the page once to show the comparison and the promotion form.
 (function () {
   "use strict";
   const root = document.getElementById("run-status");
@@ -9,22 +10,19 @@
 
   function set(id, text) { document.getElementById(id).textContent = text; }
   function percent(p) { return Math.round(p * 100) + "%"; }
-  function duration(seconds) {
-    if (seconds < 90) return "about " + seconds + " s";
-    const minutes = Math.round(seconds / 60);
-    return minutes < 90 ? "about " + minutes + " min" : "about " + Math.round(minutes / 60) + " h";
-  }
 
   function render(data) {
     const p = data.progress;
-    const state = document.getElementById("run-state");
-    state.textContent = data.state_display;
-    set("run-stage", p.stage || "");
+    set("run-state", data.state_display);
+    set("run-stage", p.stage_label || "Waiting for the training worker");
+    const done = p.percent != null ? p.percent : 0;
+    document.getElementById("run-bar").value = done;
+    set("run-percent", done + "% of the whole run");
     set("run-epoch", p.epoch ? p.epoch + " of " + p.epochs : "–");
-    set("run-step", p.step ? p.step + " of " + p.steps : "–");
+    set("run-step", p.steps ? p.step + " of " + p.steps : "–");
     set("run-loss", p.loss != null ? p.loss.toFixed(3) : "–");
     set("run-accuracy", p.accuracy != null ? percent(p.accuracy) : "–");
-    set("run-eta", p.eta_seconds != null ? duration(p.eta_seconds) : "–");
+    set("run-eta", p.eta_words || "–");
     set("run-message", data.message);
     if (p.history && p.history.length) {
       document.getElementById("run-epochs-wrap").hidden = false;
@@ -33,7 +31,7 @@
       document.getElementById("run-epochs-count").textContent = p.history.length;
       document.querySelector("#run-epochs tbody").replaceChildren(...p.history.slice(-10).map(function (row) {
         const tr = document.createElement("tr");
-        [row.epoch, row.stage, row.train_loss.toFixed(4), row.valid_loss.toFixed(4), row.accuracy.toFixed(4),
+        [row.epoch, row.stage_label, row.train_loss.toFixed(4), row.valid_loss.toFixed(4), row.accuracy.toFixed(4),
           row.time.toFixed(1) + " s"].forEach(function (value) {
           const td = document.createElement("td");
           td.textContent = value;

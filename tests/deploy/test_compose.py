@@ -165,3 +165,14 @@ def test_the_web_service_runs_with_production_settings_and_a_clean_deploy_check(
     assert values["STORAGES"]["staticfiles"]["BACKEND"] == "whitenoise.storage.CompressedManifestStaticFilesStorage"
     assert values["CACHES"]["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache"
     assert values["CELERY_BROKER_URL"] == "redis://redis:6379/0"
+
+
+def test_the_web_process_sees_the_dataset_the_trainer_trains_on():
+    """The training page checks the dataset before it queues a run: web must see the
+    trainer's folder (read-only), under the same setting."""
+    stack = services()
+    web, trainer = stack["web"], stack["trainer"]
+    assert web["environment"]["PETSITE_DATASET_DIR"] == trainer["environment"]["PETSITE_DATASET_DIR"]
+    folder = trainer["environment"]["PETSITE_DATASET_DIR"]
+    assert f"datasets:{folder}:ro" in web["volumes"] and any(v.startswith(f"datasets:{folder}")
+                                                             for v in trainer["volumes"])

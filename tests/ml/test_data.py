@@ -113,7 +113,7 @@ def test_directory_without_the_dataset(tmp_path):
 def test_pointing_at_the_dataset_folder_itself_suggests_its_parent(tiny_pets):
     with pytest.raises(DatasetError) as info:
         check_dataset(tiny_pets / "oxford-iiit-pet")
-    _assert_actionable(info.value, f"pass its parent {tiny_pets}")
+    _assert_actionable(info.value, f"its parent {tiny_pets} is the data folder")
 
 
 def test_missing_images_directory(tiny_pets, tmp_path):

@@ -16,6 +16,7 @@ from torch import nn
 
 from ml import features as features_
 from ml import model as model_
+from ml import progress
 from ml.breeds import BREED_KEYS, NUM_CLASSES
 from ml.checkpoints import load_checkpoint
 from ml.data import load_pet_datasets, load_pet_files, read_split
@@ -330,15 +331,21 @@ def test_late_layers_fine_tune_moves_only_the_late_body(tiny_pets, tmp_path):
                          **{**QUICK_LEARNING, "head_epochs": 3, "image_size": 32})
     updates = []
     result = run_quick(config, tmp_path / "out", log=lambda _: None, on_progress=updates.append)
-    stages = [u["stage"] for u in updates if "stage" in u]
-    assert stages == ["body features (training images)", "body features (validation and test images)",
-                      "training (head on cached features)", f"training ({LATE})", "evaluating",
-                      "drawing the figures"]
-    body_steps = [u for u in updates[:updates.index({"stage": stages[2]})] if "step" in u]
-    assert body_steps[-1] == {"step": 37, "steps": 37} and body_steps[0]["steps"] == 2 * 74
-    late_steps = [u for u in updates if "epoch" in u]
-    assert late_steps[-1]["step"] == late_steps[-1]["steps"] == len(late_steps) and late_steps[-1]["epochs"] == 4
-    assert updates[-3] == {"history": result.history["epochs"]}  # the whole table, before evaluating
+    assert progress.stages_in(updates) == [
+        progress.PREPARING, progress.FEATURES_TRAIN, progress.FEATURES_EVAL, progress.HEAD_ON_FEATURES,
+        progress.LATE_LAYERS, progress.EVALUATING, progress.CALIBRATING, progress.FIGURES, progress.SAVING]
+    stage_of, stage = [], None
+    for update in updates:
+        stage = update.get("stage", stage)
+        stage_of.append(stage)
+    features = [u for u, s in zip(updates, stage_of, strict=True) if s == progress.FEATURES_TRAIN and "step" in u]
+    assert features[0] == {"stage": progress.FEATURES_TRAIN, "step": 0, "steps": 2 * 74}  # a step per image and view
+    assert features[-1] == {"step": 2 * 74, "steps": 2 * 74}
+    late = [u for u, s in zip(updates, stage_of, strict=True) if s == progress.LATE_LAYERS and "epoch" in u]
+    assert late[-1]["epoch"] == late[-1]["epochs"] == 4  # numbered as in the history: 3 head epochs, then this
+    late_end = [u for u, s in zip(updates, stage_of, strict=True) if s == progress.LATE_LAYERS and "steps" in u][-1]
+    assert late_end["step"] == late_end["steps"]  # training, then validation batches: all counted
+    assert {"history": result.history["epochs"]} in updates  # the whole table, before evaluating
     assert result.history["precision"] == "bf16"  # the fine-tune runs under the precision asked for
     before, after = _random_body(seed=0).state_dict(), load_checkpoint(result.checkpoint).state_dict
     assert torch.equal(before["conv1.weight"], after["conv1.weight"])
@@ -413,7 +420,7 @@ def test_bin_run_prints_the_first_model_command():
 @slow
 def test_an_exception_from_progress_leaves_no_model(tiny_pets, tmp_path):
     def cancel(update):
-        if update.get("stage") == "evaluating":
+        if update.get("stage") == progress.EVALUATING:
             raise RuntimeError("cancelled")
 
     config = QuickConfig(data=str(tiny_pets), cache_dir=str(tmp_path / "cache"),
