@@ -215,6 +215,7 @@ def watched_run(staff, version, recipe: str, epochs: int) -> tuple[TrainingRun, 
     return run, updates, by_stage
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_quick_run_labels_every_stage_and_shows_epochs_and_steps(staff, site_run, model_version):
     run, updates, by_stage = watched_run(staff, model_version, "quick", epochs=3)
