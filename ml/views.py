@@ -10,7 +10,7 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from . import services
+from . import progress, services
 from .breeds import display_name
 from .models import ModelVersion, Verdict
 
@@ -64,7 +64,9 @@ def model_detail(request, name: str):
             "confused": confused,
             "per_class": per_class,
             "verdicts": verdicts,
-            "epochs": version.history.get("epochs", []),  # the columns fastai prints per epoch
+            # the columns fastai prints per epoch, the stage in words as on the training run's page
+            "epochs": [{**row, "stage_label": progress.epoch_label(row.get("stage", ""))}
+                       for row in version.history.get("epochs", [])],
             "warmups": version.warmups.all(),  # each worker machine's backend for this model
         },
     )

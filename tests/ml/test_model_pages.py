@@ -123,3 +123,13 @@ def test_a_trained_models_page_shows_its_figures_without_the_note(client, root, 
     client.force_login(root)
     page = client.get(reverse("ml:model_detail", args=[model_version.name])).content.decode()
     assert 'id="no-figures"' not in page and reverse("ml:model_figure", args=[model_version.name, "loss"]) in page
+
+
+def test_the_epochs_table_names_each_stage_in_words(client, root, model_version):
+    """The same words as the training run's page (ml.progress), not the history's codes."""
+    model_version.history = {"epochs": [{"epoch": 1, "stage": "frozen"}, {"epoch": 2, "stage": "unfrozen"}]}
+    model_version.save()
+    client.force_login(root)
+    page = client.get(reverse("ml:model_detail", args=[model_version.name])).content.decode()
+    assert "<td>last layer</td>" in page and "<td>every layer</td>" in page
+    assert "<td>frozen</td>" not in page and "<td>unfrozen</td>" not in page
