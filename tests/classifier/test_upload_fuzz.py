@@ -156,6 +156,7 @@ def test_inspect_image_accepts_what_it_can_store_and_refuses_the_rest_in_plain_w
     assert max(Image.open(io.BytesIO(thumbnail.read())).size) <= 320
 
 
+@pytest.mark.slow  # ~15 s since HEIC and AVIF seeds joined; the quick loop keeps the validator's fuzz test
 @pytest.mark.django_db
 @hypothesis_settings(FUZZ, max_examples=VIEW_EXAMPLES)
 @given(sample=mutated())
