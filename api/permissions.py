@@ -7,10 +7,10 @@ from rest_framework.permissions import BasePermission
 
 
 class CanViewModelVersions(BasePermission):
-    """The permission the site's model pages need (``ml.view_modelversion``; the Reviewers
+    """The permission the site's model pages need (``registry.view_modelversion``; the Reviewers
     group has it), checked after ``IsAuthenticated`` so that anonymous callers get 401."""
 
     message = "Model versions are shown to reviewers and staff with the permission to view them."
 
     def has_permission(self, request, view) -> bool:
-        return request.user.has_perm("ml.view_modelversion")
+        return request.user.has_perm("registry.view_modelversion")

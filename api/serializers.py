@@ -10,7 +10,7 @@ from classifier import formats
 from classifier.forms import FeedbackForm
 from classifier.models import LABEL_CHOICES
 from classifier.serializers import ImageStatusSerializer
-from ml.models import ModelVersion
+from registry.models import ModelVersion
 
 
 class ImageSerializer(ImageStatusSerializer):
@@ -96,7 +96,7 @@ class ModelVersionSerializer(serializers.ModelSerializer):
         fields = ["name", "url", "page_url", "is_active", "created_at", "image_size", "accuracy", "notes"]
 
     def get_page_url(self, version: ModelVersion) -> str:
-        return reverse("ml:model_detail", args=[version.name])
+        return reverse("registry:model_detail", args=[version.name])
 
 
 class ModelVersionDetailSerializer(ModelVersionSerializer):
@@ -108,4 +108,4 @@ class ModelVersionDetailSerializer(ModelVersionSerializer):
         fields = ModelVersionSerializer.Meta.fields + ["classes", "metrics", "training_args", "history", "figures"]
 
     def get_figures(self, version: ModelVersion) -> dict[str, str]:
-        return {name: reverse("ml:model_figure", args=[version.name, name]) for name in version.figures}
+        return {name: reverse("registry:model_figure", args=[version.name, name]) for name in version.figures}

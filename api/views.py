@@ -30,7 +30,7 @@ from classifier.limits import store_uploads_within_rate
 from classifier.models import PetImage
 from classifier.views import serve_image_file
 from ml.breeds import BREED_KEYS
-from ml.models import ModelVersion
+from registry.models import ModelVersion
 
 from . import tokens
 from .permissions import CanViewModelVersions

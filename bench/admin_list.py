@@ -36,7 +36,7 @@ import random
 from django.contrib.auth.models import Group, User
 from django.core.files.base import ContentFile
 from ml.breeds import BREED_KEYS
-from ml.models import ModelVersion
+from registry.models import ModelVersion
 
 random.seed(0)
 n_classes = len(BREED_KEYS)
@@ -60,7 +60,7 @@ reviewer.groups.add(Group.objects.get(name="Reviewers"))
 # classified a third, 30 % of the owners answered (a third of them "wrong"), 20 % reviewed.
 MIX = """
 UPDATE classifier_petimage SET
-  model_version_id = (SELECT id FROM ml_modelversion ORDER BY id LIMIT 1 OFFSET (classifier_petimage.id % 3)),
+  model_version_id = (SELECT id FROM registry_modelversion ORDER BY id LIMIT 1 OFFSET (classifier_petimage.id % 3)),
   is_correct = CASE WHEN id % 10 < 7 THEN NULL ELSE id % 10 < 8 END,
   true_breed = CASE WHEN id % 10 < 7 THEN '' WHEN id % 10 < 8 THEN predicted_breed ELSE 'pug' END,
   reviewed_label = CASE WHEN id % 5 = 0 THEN predicted_breed ELSE '' END,

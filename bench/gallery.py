@@ -40,7 +40,7 @@ from django.utils import timezone
 from PIL import Image
 from classifier.models import PetImage
 from ml.breeds import BREED_KEYS
-from ml.models import ModelVersion
+from registry.models import ModelVersion
 
 random.seed(0)
 version = ModelVersion.objects.get(is_active=True)

@@ -1,7 +1,7 @@
 """How a training run from the site looks from its page: how long it takes, how often its
 progress row changes, how right its time left is, and how fast cancel takes effect.
 
-The run is the training worker's own (``classifier.retraining.execute``, the quick recipe
+The run is the training worker's own (``classifier.training_services.execute``, the quick recipe
 from the active model), on ``ml.synthetic``'s generated pets, in a scratch folder
 (``PETSITE_VAR_DIR``: its own SQLite database, media, feature and backend caches). A
 thread reads the run's row every 0.2 s, as the page's poll would (every 2 s), and records
@@ -64,7 +64,7 @@ class Watcher(threading.Thread):
     def run(self) -> None:
         from django.db import connection
 
-        from classifier.models import TrainingRun
+        from training.models import TrainingRun
 
         last = None
         try:
@@ -82,8 +82,8 @@ class Watcher(threading.Thread):
 def start_run(image_size: int):
     from django.contrib.auth import get_user_model
 
-    from classifier.models import TrainingRun
-    from ml import services
+    from registry import services
+    from training.models import TrainingRun
 
     user = get_user_model().objects.get_or_create(username="bench", defaults={"is_superuser": True})[0]
     return TrainingRun.objects.create(requested_by=user, base_version=services.active_version(), recipe="quick",
@@ -92,9 +92,9 @@ def start_run(image_size: int):
 
 def one_run(image_size: int, cancel_stage: str | None = None, cancel_after: int = 2) -> dict:
     """Execute a run as the training worker does, watched; cancelled in ``cancel_stage`` if given."""
-    from classifier import retraining
-    from classifier.models import TrainingRun
     from ml import progress
+    from training import services as training_services
+    from training.models import TrainingRun
 
     run = start_run(image_size)
     stages: list[tuple[float, str]] = []
@@ -109,13 +109,13 @@ def one_run(image_size: int, cancel_stage: str | None = None, cancel_after: int 
         elif cancel_stage and cancel["stage"] == cancel_stage and update.get("step"):
             cancel["count"] += 1
             if cancel["count"] == cancel_after:
-                retraining.cancel(run)  # what the page's button does
+                training_services.cancel(run)  # what the page's button does
                 cancel["at"] = time.monotonic()
 
     watcher = Watcher(run.pk)
     watcher.start()
     started = time.monotonic()
-    retraining.execute(run.pk, observer=observe)
+    training_services.execute(run.pk, observer=observe)
     ended = time.monotonic()
     time.sleep(0.5)
     watcher.done.set()
@@ -180,8 +180,8 @@ def bench(args: argparse.Namespace) -> None:
     from ml.breeds import BREED_KEYS
     from ml.checkpoints import save_checkpoint
     from ml.model import build_resnet34
-    from ml.services import register_model
     from ml.synthetic import make_fake_pets
+    from registry.services import register_model
 
     if args.threads:
         torch.set_num_threads(args.threads)

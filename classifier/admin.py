@@ -8,9 +8,9 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from ml.models import ModelVersion
-from ml.services import NoActiveModel
 from petsite.dates import when
+from registry.models import ModelVersion
+from registry.services import NoActiveModel
 
 from . import classification, review
 from .models import LABEL_CHOICES, NOT_A_PET, Classification, PetImage

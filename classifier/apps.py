@@ -6,7 +6,7 @@ class ClassifierConfig(AppConfig):
     verbose_name = "Pet images"
 
     def ready(self) -> None:
-        from ml.signals import model_activated
+        from registry.signals import model_activated
 
         from . import classification, uploads
 

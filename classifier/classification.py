@@ -42,8 +42,8 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerUnreachable
 from PIL import Image, UnidentifiedImageError
 
-from ml import services as ml_services
-from ml.models import ModelVersion
+from registry import services as ml_services
+from registry.models import ModelVersion
 
 from .models import Classification, PetImage
 from .workers import process_running

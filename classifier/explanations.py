@@ -16,8 +16,8 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from PIL import Image
 
-from ml import services as ml_services
 from petsite.outages import BROKER, CACHE, outages, unreachable_service
+from registry import services as ml_services
 
 from .models import PetImage
 

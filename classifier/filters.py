@@ -9,7 +9,7 @@ from django.http import QueryDict
 from django.template.loader import render_to_string
 
 from ml import breeds
-from ml.models import Verdict
+from registry.models import Verdict
 
 from . import verdicts
 from .models import PetImage

@@ -4,13 +4,12 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 from django_guid import get_guid
 
 from ml import breeds
-from ml.models import ModelWarmup, Verdict
+from registry.models import ModelWarmup, Verdict
 
 NOT_A_PET = "not_a_pet"
 BREED_CHOICES = [(b.key, b.display_name) for b in breeds.BREEDS]
@@ -106,7 +105,7 @@ class PetImage(models.Model):
     confidence = models.FloatField(null=True, blank=True)
     top_k = models.JSONField(default=list, blank=True, help_text='[{"breed": key, "probability": p}, ...]')
     model_version = models.ForeignKey(
-        "ml.ModelVersion", on_delete=models.SET_NULL, null=True, blank=True, related_name="pet_images"
+        "registry.ModelVersion", on_delete=models.SET_NULL, null=True, blank=True, related_name="pet_images"
     )
     classified_at = models.DateTimeField(null=True, blank=True)
     verdict = models.CharField(max_length=12, choices=Verdict.choices, blank=True)
@@ -116,7 +115,7 @@ class PetImage(models.Model):
     # Grad-CAM over the photo for the predicted breed, made on first view of the photo's page.
     heatmap = models.ImageField(upload_to=heatmap_upload_to, max_length=255, blank=True)
     heatmap_version = models.ForeignKey(
-        "ml.ModelVersion", on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+        "registry.ModelVersion", on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
         help_text="the model the heatmap explains",
     )
 
@@ -159,7 +158,7 @@ class PetImage(models.Model):
         """What the owner is told about an unfinished or failed image, in plain words.
 
         ``error_message`` holds the detail for staff (it may name a command or a model file).
-        While the active model warms up (``ml.models.ModelWarmup``: a new model is exported and
+        While the active model warms up (``registry.models.ModelWarmup``: a new model is exported and
         its backend chosen; workers serve it with eager FP32 meanwhile), a waiting photo says so.
         """
         if self.status == self.Status.DONE:
@@ -224,7 +223,7 @@ class Classification(models.Model):
     """
 
     image = models.ForeignKey(PetImage, on_delete=models.CASCADE, related_name="classifications")
-    model_version = models.ForeignKey("ml.ModelVersion", on_delete=models.SET_NULL, null=True, related_name="+")
+    model_version = models.ForeignKey("registry.ModelVersion", on_delete=models.SET_NULL, null=True, related_name="+")
     predicted_breed = models.CharField(max_length=50, choices=BREED_CHOICES)
     confidence = models.FloatField()
     top_k = models.JSONField(default=list)
@@ -243,76 +242,6 @@ class Classification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_predicted_breed_display()} {self.confidence:.0%} by {self.model_version}"
-
-
-class TrainingRun(models.Model):
-    """One training run started from the site: what was asked, how far it got, and the
-    model it made, compared with the model that was active (the champion).
-
-    The row is the truth about a run (the task is acknowledged when it starts, so a dead
-    training worker is not redelivered): a heartbeat older than a few minutes means the
-    worker died, and the run is marked failed. The model version is registered only once
-    the run has finished and been compared, so a cancelled or crashed run never leaves a
-    half-registered model.
-    """
-
-    class State(models.TextChoices):
-        QUEUED = "queued", "Waiting for a training worker"
-        RUNNING = "running", "Training"
-        SUCCEEDED = "succeeded", "Finished"
-        FAILED = "failed", "Failed"
-        CANCELLED = "cancelled", "Cancelled"
-
-    class Start(models.TextChoices):
-        ACTIVE = "active", "The active model"
-        IMAGENET = "imagenet", "ImageNet weights"
-
-    UNFINISHED = (State.QUEUED, State.RUNNING)
-
-    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
-
-    start_from = models.CharField(max_length=10, choices=Start.choices, default=Start.ACTIVE)
-    base_version = models.ForeignKey("ml.ModelVersion", on_delete=models.SET_NULL, null=True, blank=True,
-                                     related_name="+", help_text="the active model when the run started")
-    recipe = models.CharField(max_length=10, default="auto")
-    epochs = models.PositiveSmallIntegerField(null=True, blank=True, help_text="empty: the recipe's own")
-    image_size = models.PositiveSmallIntegerField(default=224)
-    settings = models.JSONField(default=dict, blank=True, help_text="every training argument, as run")
-
-    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
-    # True while queued or running: the unique constraint below allows one such run at a time.
-    is_current = models.BooleanField(default=True, editable=False)
-    cancel_requested = models.BooleanField(default=False)
-    progress = models.JSONField(default=dict, blank=True)
-    message = models.TextField(blank=True, help_text="what happened, for staff")
-    num_reviewed_images = models.PositiveIntegerField(default=0)
-
-    result = models.ForeignKey("ml.ModelVersion", on_delete=models.SET_NULL, null=True, blank=True,
-                               related_name="+", help_text="the model this run made (the challenger)")
-    comparison = models.JSONField(default=dict, blank=True)
-    promoted_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at", "-pk"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["is_current"], condition=Q(is_current=True), name="one_training_run_at_a_time"
-            )
-        ]
-
-    def __str__(self) -> str:
-        return f"Training run {self.pk} ({self.get_state_display().lower()})"
-
-    def get_absolute_url(self) -> str:
-        return reverse("classifier:training_run", args=[self.pk])
-
-    @property
-    def finished(self) -> bool:
-        return self.state not in self.UNFINISHED
 
 
 class WorkerHeartbeat(models.Model):

@@ -6,7 +6,7 @@ from django.db import models
 from django.db.models import Case, Count, F, Q, QuerySet, Value, When
 from django.utils import timezone
 
-from ml.models import Verdict
+from registry.models import Verdict
 
 from .models import LABEL_CHOICES, NOT_A_PET, Classification, PetImage, label_name
 from .verdicts import model_answer, with_article

@@ -9,7 +9,7 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from ml.models import Verdict
+from registry.models import Verdict
 
 from . import explanations
 from .models import BREED_CHOICES, PetImage

@@ -10,8 +10,7 @@ from celery import shared_task
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from . import classification, explanations, retraining
-from .workers import TRAINING_QUEUE
+from . import classification, explanations
 
 RELIABLE = {
     "acks_late": True,
@@ -48,13 +47,3 @@ def make_heatmap(pk: int) -> None:
     """The Grad-CAM heatmap of one photo, asked for by the first view of its page."""
     explanations.make_heatmap(pk)
 
-
-@shared_task(queue=TRAINING_QUEUE, acks_late=False)
-def train_model(run_id: int) -> None:
-    """A training run from the site, on its own queue (a worker started with ``-Q training``).
-
-    Acknowledged when it starts, unlike classification: a run lasts longer than any
-    sane visibility timeout, so a redelivery would start it twice. The TrainingRun row
-    is the truth instead: its heartbeat tells a dead run from a live one.
-    """
-    retraining.execute(run_id)

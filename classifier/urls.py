@@ -16,10 +16,4 @@ urlpatterns = [
     path("images/<int:pk>/file", views.image_file, {"kind": "image"}, name="image_file"),
     path("images/<int:pk>/thumbnail", views.image_file, {"kind": "thumbnail"}, name="thumbnail"),
     path("images/<int:pk>/heatmap", views.image_file, {"kind": "heatmap"}, name="heatmap"),
-    # Training from the site (staff).
-    path("training/", views.training, name="training"),
-    path("training/<int:pk>/", views.training_run, name="training_run"),
-    path("training/<int:pk>/status.json", views.training_run_status, name="training_run_status"),
-    path("training/<int:pk>/cancel", views.training_run_cancel, name="training_run_cancel"),
-    path("training/<int:pk>/promote", views.training_run_promote, name="training_run_promote"),
 ]

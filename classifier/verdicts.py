@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from django.db.models import Case, F, FloatField, Q, Value, When
 
 from ml.breeds import NUM_CLASSES
-from ml.models import Verdict
 from petsite import dates
+from registry.models import Verdict
 
 from .models import NOT_A_PET, PetImage, label_name
 

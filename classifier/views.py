@@ -8,21 +8,20 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required, permission_required
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from ml import services as ml_services
 from ml.breeds import BREEDS
+from registry import services as ml_services
 
-from . import explanations, formats, retraining, review, uploads
+from . import explanations, formats, review, uploads
 from .filters import GalleryFilter, filter_fields_html, gallery_neighbours
-from .forms import FeedbackForm, PromoteForm, SignupForm, TrainingForm, UploadForm
+from .forms import FeedbackForm, SignupForm, UploadForm
 from .limits import limit_uploads, store_uploads_within_rate
-from .models import PetImage, TrainingRun
+from .models import PetImage
 from .serializers import image_status
 
 
@@ -280,103 +279,3 @@ def _on_local_disk(field) -> bool:
     except NotImplementedError:
         return False
     return True
-
-
-# --- Training from the site (staff) -------------------------------------------------------
-
-@login_required
-@permission_required("classifier.view_trainingrun", raise_exception=True)
-@require_http_methods(["GET", "POST"])
-def training(request: HttpRequest) -> HttpResponse:
-    """Start a run (POST, with the permission to add runs), and the list of runs."""
-    has_active = ml_services.active_version() is not None
-    form = TrainingForm(request.POST or None, has_active_model=has_active)
-    if request.method == "POST":
-        if not request.user.has_perm("classifier.add_trainingrun"):
-            raise PermissionDenied
-        if form.is_valid():
-            try:
-                run = retraining.start_run(request.user, **form.cleaned_data)
-            except retraining.TrainingError as exc:
-                form.add_error(None, str(exc))
-            else:
-                messages.success(request, "Training started. This page follows it.")
-                return redirect(run)
-    context = {
-        "form": form,
-        "current": retraining.current_run(),
-        "runs": TrainingRun.objects.select_related("result", "base_version", "requested_by")[:50],
-        "dataset_dir": settings.PETSITE_DATASET_DIR,
-        "dataset_problems": retraining.dataset_problems(),
-        "reviewed": {"training": retraining.training_set().count(), "check": retraining.check_set().count()},
-    }
-    return render(request, "classifier/training.html", context, status=400 if form.errors else 200)
-
-
-def _run_or_404(pk: int) -> TrainingRun:
-    return get_object_or_404(TrainingRun.objects.select_related("result", "base_version", "requested_by"), pk=pk)
-
-
-@login_required
-@permission_required("classifier.view_trainingrun", raise_exception=True)
-@require_GET
-def training_run(request: HttpRequest, pk: int) -> HttpResponse:
-    retraining.expire_dead_runs()
-    return _training_run_page(request, _run_or_404(pk), PromoteForm())
-
-
-def _training_run_page(request: HttpRequest, run: TrainingRun, promote_form: PromoteForm,
-                       status: int = 200) -> HttpResponse:
-    check = run.comparison.get("sets", {}).get("check", {})
-    changed = PetImage.objects.in_bulk(check.get("right_to_wrong", []) + check.get("wrong_to_right", []))
-    context = {
-        "run": run,
-        "status": retraining.run_status(run),
-        "check": check,
-        "test": run.comparison.get("sets", {}).get("test"),
-        "right_to_wrong": [changed[pk] for pk in check.get("right_to_wrong", []) if pk in changed],
-        "wrong_to_right": [changed[pk] for pk in check.get("wrong_to_right", []) if pk in changed],
-        "promote_form": promote_form,
-    }
-    return render(request, "classifier/training_run.html", context, status=status)
-
-
-@login_required
-@permission_required("classifier.view_trainingrun", raise_exception=True)
-@require_GET
-def training_run_status(request: HttpRequest, pk: int) -> JsonResponse:
-    retraining.expire_dead_runs()
-    return JsonResponse(retraining.run_status(_run_or_404(pk)))
-
-
-@login_required
-@permission_required("classifier.add_trainingrun", raise_exception=True)
-@require_POST
-def training_run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
-    run = _run_or_404(pk)
-    try:
-        retraining.cancel(run)
-    except retraining.TrainingError as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, "Cancelling: the run stops at its next step, and registers no model.")
-    return redirect(run)
-
-
-@login_required
-@permission_required("ml.change_modelversion", raise_exception=True)
-@require_POST
-def training_run_promote(request: HttpRequest, pk: int) -> HttpResponse:
-    run = _run_or_404(pk)
-    form = PromoteForm(request.POST)
-    form.is_valid()  # one optional checkbox: always valid
-    try:
-        version = retraining.promote(run, confirmed=form.cleaned_data.get("confirm", False))
-    except retraining.TrainingError as exc:
-        if exc.code == retraining.TrainingError.NEEDS_CONFIRMATION:  # said beside the box, where the eye is
-            form.add_error("confirm", str(exc))
-            return _training_run_page(request, run, form, status=400)
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, f"{version.name} is now the active model; photos waiting for a model are sent to it.")
-    return redirect(run)

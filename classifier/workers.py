@@ -29,7 +29,7 @@ from .models import WorkerHeartbeat
 
 log = logging.getLogger(__name__)
 
-TRAINING_QUEUE = "training"  # training runs started from the site (classifier.tasks.train_model)
+TRAINING_QUEUE = "training"  # training runs started from the site (training.tasks.train_model)
 PRUNE_AFTER = timedelta(days=1)  # heartbeat rows of workers gone this long are deleted
 
 

@@ -1,6 +1,9 @@
-"""Petsite's machine-learning package.
+"""The model: a ResNet34 fine-tuned on Oxford-IIIT Pets, with no Django anywhere in it.
 
-The modules ``breeds``, ``data``, ``model``, ``training``, ``evaluation``, ``plots``,
-``inference`` and ``checkpoints`` import no Django: use them from a notebook or a
-script. ``models``, ``services`` and the management commands are the Django shell.
+Everything here runs from a notebook, a script or a worker: breed names (``breeds``),
+the dataset (``data``, ``layout``), the network (``model``), training (``runs.run`` is the
+one entry, over the ``training`` loop and the recipes), evaluation, calibration of the
+verdicts, figures (``plots``), checkpoints, inference (``inference.Predictor``) and its
+backends, Grad-CAM heatmaps (``explain``) and warm-up. The site's side of models
+(versions, activation, the commands) is the Django app ``registry``.
 """

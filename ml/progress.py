@@ -1,7 +1,7 @@
 """A training run's progress: the stages it goes through, what staff read for each, and the time left.
 
 One source for stage names: the run functions (``ml.training``, ``ml.recipes``) and the
-site's training runs (``classifier.retraining``) report stage *codes* from here, and pages
+site's training runs (``training.services``) report stage *codes* from here, and pages
 show :data:`LABELS`. Neither torch nor Django is imported: the web process reads the labels.
 
 ``on_progress(update)`` (``ml.training.Progress``) gets dicts of what changed:

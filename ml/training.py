@@ -24,7 +24,7 @@ At the end, one pass over the validation images gives the logits and penultimate
 features that ``ml.calibration`` fits the verdict thresholds on (confident, unsure, not
 a pet); the calibration goes into the checkpoint.
 
-A run writes into one directory (what ``ml.services.register_model`` copies)::
+A run writes into one directory (what ``registry.services.register_model`` copies)::
 
     out_dir/history.json   per epoch and per step
     out_dir/metrics.json   see ml.evaluation.Evaluation.to_metrics, plus "valid", and

@@ -12,7 +12,7 @@ model change waited 1.5 to 5 minutes, and every worker of a machine exported at 
   warm-up of the same model waits for the first, then finds its result and reuses it.
 - It runs as ``python -m ml.warmup CHECKPOINT --cache-dir DIR`` (:func:`run_in_subprocess`),
   so that the exporter's ~400 MiB leave with that process instead of staying in a worker.
-  Workers start it when a version is registered or activated, and at start (``ml.tasks``).
+  Workers start it when a version is registered or activated, and at start (``registry.tasks``).
 - Meanwhile a worker child serves with eager FP32 at once, and :class:`BackendSwitch`
   moves its Predictor to the chosen backend once the warm-up has written it (one ``stat``
   per batch until then).

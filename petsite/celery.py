@@ -55,7 +55,7 @@ def _limit_torch_threads(**kwargs) -> None:
     _torch_threads_set = True
     import torch
 
-    from ml.tasks import torch_threads_per_child  # the count the backend choice is measured and cached for
+    from registry.tasks import torch_threads_per_child  # the count the backend choice is measured and cached for
 
     torch.set_num_threads(torch_threads_per_child())
 

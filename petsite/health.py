@@ -77,7 +77,7 @@ def run_checks() -> dict[str, dict]:
 
 
 def model_status() -> dict:
-    from ml.services import active_version
+    from registry.services import active_version
 
     try:
         version = active_version()

@@ -55,8 +55,9 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
-    "ml",
+    "registry",
     "classifier",
+    "training",
     "api",
 ]
 
@@ -401,6 +402,9 @@ PETSITE_REQUEUE_AFTER = env.float("PETSITE_REQUEUE_AFTER", default=30)
 PETSITE_CLAIM_TIMEOUT = env.float("PETSITE_CLAIM_TIMEOUT", default=30)
 CELERY_BEAT_SCHEDULE = {
     "requeue-stale-images": {"task": "classifier.tasks.requeue_stale", "schedule": PETSITE_REQUEUE_INTERVAL},
+    # A training run whose worker died is marked failed within a minute of its heartbeat's
+    # timeout (training/services.py), whether or not anyone looks at it.
+    "expire-dead-training-runs": {"task": "training.tasks.expire_dead_runs", "schedule": 60.0},
 }
 # How the workers run the model: "auto" keeps the fastest backend that agrees with eager
 # FP32 (ml/backends.py), measured among those that can win on the CPU at hand. Each worker

@@ -38,7 +38,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/signup/", classifier_views.signup, name="signup"),
     path("accounts/", include(account_urls)),
-    path("models/", include("ml.urls")),
+    path("models/", include("registry.urls")),
+    path("training/", include("training.urls")),
     path("api/", include("api.urls")),
     path("", include("classifier.urls")),
 ]

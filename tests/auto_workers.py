@@ -1,5 +1,5 @@
 """Workers on ``PETSITE_INFERENCE_BACKEND=auto`` and photos sent to them: the model-change
-tests (tests/ml/test_warmup_worker.py, tests/faults/test_model_change.py)."""
+tests (tests/registry/test_warmup_worker.py, tests/faults/test_model_change.py)."""
 from __future__ import annotations
 
 import uuid

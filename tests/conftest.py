@@ -77,7 +77,7 @@ def stored_checkpoints(checkpoint_file, other_checkpoint_file) -> dict[str, str]
 
 
 def _version(name: str, file_name: str, active: bool):
-    from ml.models import ModelVersion
+    from registry.models import ModelVersion
 
     return ModelVersion.objects.create(
         name=name, file=file_name, classes=BREED_KEYS, image_size=TEST_IMAGE_SIZE, metrics={"accuracy": 0.0},

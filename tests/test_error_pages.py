@@ -92,7 +92,7 @@ def test_every_page_answers_503_while_the_database_is_unreachable(user, tmp_path
     pages = [
         reverse("classifier:gallery"), reverse("classifier:upload"), reverse("classifier:detail", args=[pet.pk]),
         reverse("classifier:statuses") + f"?ids={pet.pk}", reverse("classifier:image_file", args=[pet.pk]),
-        reverse("classifier:review_dashboard"), reverse("ml:model_list"), reverse("api:token"),
+        reverse("classifier:review_dashboard"), reverse("registry:model_list"), reverse("api:token"),
         reverse("admin:index"),
     ]
     with database_unreachable(tmp_path):

@@ -20,10 +20,11 @@ from django.urls import URLResolver, get_resolver, reverse
 from rest_framework.authtoken.models import TokenProxy
 
 from classifier import uploads
-from classifier.models import PetImage, TrainingRun
+from classifier.models import PetImage
 from classifier.validators import inspect_image
-from ml.models import ModelVersion
+from registry.models import ModelVersion
 from tests.helpers import image_bytes, upload
+from training.models import TrainingRun
 
 LOGIN = "login page"
 ADMIN_LOGIN = "admin login page"
@@ -84,20 +85,20 @@ RULES: dict[str, Rule] = {
     "classifier:feedback": owner_only(302, method="post", data={"answer": "wrong", "label": "pug"}),
     # Training from the site: the TrainingRun permissions (superusers only by default), and
     # promotion needs the permission to change model versions. POSTs answer with a redirect.
-    "classifier:training": row(LOGIN, 403, 403, 403, 403, 200),
-    "classifier:training_run": row(LOGIN, 403, 403, 403, 403, 200),
-    "classifier:training_run_status": row(LOGIN, 403, 403, 403, 403, 200),
-    "classifier:training_run_cancel": row(LOGIN, 403, 403, 403, 403, 302, method="post"),
-    "classifier:training_run_promote": row(LOGIN, 403, 403, 403, 403, 302, method="post"),
+    "training:run_list": row(LOGIN, 403, 403, 403, 403, 200),
+    "training:run": row(LOGIN, 403, 403, 403, 403, 200),
+    "training:run_status": row(LOGIN, 403, 403, 403, 403, 200),
+    "training:run_cancel": row(LOGIN, 403, 403, 403, 403, 302, method="post"),
+    "training:run_promote": row(LOGIN, 403, 403, 403, 403, 302, method="post"),
     "classifier:image_file": photo_file(),
     "classifier:thumbnail": photo_file(),
     "classifier:heatmap": photo_file(),
     "classifier:review_dashboard": permission(),
-    "ml:model_list": permission(),
-    "ml:model_detail": permission(),
+    "registry:model_list": permission(),
+    "registry:model_detail": permission(),
     # "Make active": the permission to change model versions, as the admin's action (superusers).
-    "ml:model_activate": row(LOGIN, 403, 403, 403, 403, 302, method="post"),
-    "ml:model_figure": permission(),
+    "registry:model_activate": row(LOGIN, 403, 403, 403, 403, 302, method="post"),
+    "registry:model_figure": permission(),
     # --- the JSON API (api/): a token or the session; anonymous callers get 401 ------------
     "api:image-list": row(401, 200, 200, 200, 200, 200),  # each caller's own images
     "api:image-detail": row(401, 200, 404, 404, 404, 404),  # owner-only, as the photo's page
@@ -138,11 +139,11 @@ RULES: dict[str, Rule] = {
     "admin:classifier_petimage_history": admin_page(403, 200),
     "admin:classifier_petimage_delete": admin_page(403, 403),
     # Model versions: reviewers view them.
-    "admin:ml_modelversion_changelist": admin_page(403, 200),
-    "admin:ml_modelversion_add": admin_page(403, 403),
-    "admin:ml_modelversion_change": admin_page(403, 200),
-    "admin:ml_modelversion_history": admin_page(403, 200),
-    "admin:ml_modelversion_delete": admin_page(403, 403),
+    "admin:registry_modelversion_changelist": admin_page(403, 200),
+    "admin:registry_modelversion_add": admin_page(403, 403),
+    "admin:registry_modelversion_change": admin_page(403, 200),
+    "admin:registry_modelversion_history": admin_page(403, 200),
+    "admin:registry_modelversion_delete": admin_page(403, 403),
     # Users and groups: superusers only.
     "admin:auth_user_changelist": admin_page(403, 403),
     "admin:auth_user_add": admin_page(403, 403),
@@ -240,8 +241,8 @@ def objects(people) -> dict:
             "path_info": reverse("login")}
     return {
         "classifier_petimage": image,
-        "classifier_trainingrun": TrainingRun.objects.create(state=TrainingRun.State.FAILED, is_current=False),
-        "ml_modelversion": version,
+        "training_trainingrun": TrainingRun.objects.create(state=TrainingRun.State.FAILED, is_current=False),
+        "registry_modelversion": version,
         "auth_user": people["other"],
         "auth_group": Group.objects.get(name="Reviewers"),
         "authtoken_tokenproxy": TokenProxy.objects.create(user=people["other"]),
@@ -253,10 +254,10 @@ def objects(people) -> dict:
 
 def url_kwargs(name: str, params: tuple[str, ...], objects: dict) -> dict:
     """The URL parameters, filled from the fixtures (the owner's photo, the model version, ...)."""
-    image, version = objects["classifier_petimage"], objects["ml_modelversion"]
+    image, version = objects["classifier_petimage"], objects["registry_modelversion"]
     admin_object = next((obj for key, obj in objects.items() if name.startswith(f"admin:{key}_")), None)
     values = {
-        "pk": objects["classifier_trainingrun"].pk if name.startswith("classifier:training_run") else image.pk,
+        "pk": objects["training_trainingrun"].pk if name.startswith("training:run") else image.pk,
         "name": version.name,
         "figure": "loss",
         "object_id": (admin_object or image).pk,

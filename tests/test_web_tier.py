@@ -36,10 +36,11 @@ def test_the_web_process_never_imports_torch(transactional_db, client, model_ver
         reverse("classifier:gallery"), reverse("classifier:upload"), reverse("classifier:review_dashboard"),
         *(reverse(name, args=[pet.pk]) for name in
           ["classifier:detail", "classifier:status", "classifier:image_file", "classifier:thumbnail"]),
-        reverse("ml:model_list"), reverse("ml:model_detail", args=[model_version.name]),
+        reverse("registry:model_list"), reverse("registry:model_detail", args=[model_version.name]),
         reverse("admin:index"), reverse("admin:classifier_petimage_changelist"),
         reverse("admin:classifier_petimage_change", args=[pet.pk]),
-        reverse("admin:ml_modelversion_changelist"), reverse("admin:ml_modelversion_change", args=[model_version.pk]),
+        reverse("admin:registry_modelversion_changelist"),
+        reverse("admin:registry_modelversion_change", args=[model_version.pk]),
     ]
     result = subprocess.run(
         [sys.executable, "-c", SERVE_AND_CHECK, json.dumps(urls)], cwd=BASE_DIR,

@@ -13,7 +13,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ('ml', '0001_initial'),
+        ('registry', '0001_initial'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
@@ -39,7 +39,7 @@ class Migration(migrations.Migration):
                 ('is_correct', models.BooleanField(blank=True, null=True)),
                 ('true_breed', models.CharField(blank=True, choices=[('Abyssinian', 'Abyssinian'), ('american_bulldog', 'American Bulldog'), ('american_pit_bull_terrier', 'American Pit Bull Terrier'), ('basset_hound', 'Basset Hound'), ('beagle', 'Beagle'), ('Bengal', 'Bengal'), ('Birman', 'Birman'), ('Bombay', 'Bombay'), ('boxer', 'Boxer'), ('British_Shorthair', 'British Shorthair'), ('chihuahua', 'Chihuahua'), ('Egyptian_Mau', 'Egyptian Mau'), ('english_cocker_spaniel', 'English Cocker Spaniel'), ('english_setter', 'English Setter'), ('german_shorthaired', 'German Shorthaired'), ('great_pyrenees', 'Great Pyrenees'), ('havanese', 'Havanese'), ('japanese_chin', 'Japanese Chin'), ('keeshond', 'Keeshond'), ('leonberger', 'Leonberger'), ('Maine_Coon', 'Maine Coon'), ('miniature_pinscher', 'Miniature Pinscher'), ('newfoundland', 'Newfoundland'), ('Persian', 'Persian'), ('pomeranian', 'Pomeranian'), ('pug', 'Pug'), ('Ragdoll', 'Ragdoll'), ('Russian_Blue', 'Russian Blue'), ('saint_bernard', 'Saint Bernard'), ('samoyed', 'Samoyed'), ('scottish_terrier', 'Scottish Terrier'), ('shiba_inu', 'Shiba Inu'), ('Siamese', 'Siamese'), ('Sphynx', 'Sphynx'), ('staffordshire_bull_terrier', 'Staffordshire Bull Terrier'), ('wheaten_terrier', 'Wheaten Terrier'), ('yorkshire_terrier', 'Yorkshire Terrier'), ('not_a_pet', 'Not a cat or dog')], max_length=50)),
                 ('feedback_at', models.DateTimeField(blank=True, null=True)),
-                ('model_version', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='pet_images', to='ml.modelversion')),
+                ('model_version', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='pet_images', to='registry.modelversion')),
                 ('owner', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='pet_images', to=settings.AUTH_USER_MODEL)),
             ],
             options={

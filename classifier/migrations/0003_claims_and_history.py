@@ -25,7 +25,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('classifier', '0002_review_and_history'),
-        ('ml', '0001_initial'),
+        ('registry', '0001_initial'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

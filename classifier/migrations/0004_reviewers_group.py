@@ -14,7 +14,7 @@ PERMISSIONS = [
     ("classifier", "petimage", "change_petimage"),
     ("classifier", "petimage", "review_petimage"),
     ("classifier", "classification", "view_classification"),
-    ("ml", "modelversion", "view_modelversion"),
+    ("registry", "modelversion", "view_modelversion"),
 ]
 
 
@@ -42,7 +42,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ("classifier", "0003_claims_and_history"),
-        ("ml", "0001_initial"),
+        ("registry", "0001_initial"),
         ("auth", "0012_alter_user_first_name_max_length"),
         ("contenttypes", "0002_remove_content_type_name"),
     ]

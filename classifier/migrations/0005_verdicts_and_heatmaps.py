@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('classifier', '0004_reviewers_group'),
-        ('ml', '0001_initial'),
+        ('registry', '0001_initial'),
     ]
 
     operations = [
@@ -31,7 +31,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='petimage',
             name='heatmap_version',
-            field=models.ForeignKey(blank=True, help_text='the model the heatmap explains', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='ml.modelversion'),
+            field=models.ForeignKey(blank=True, help_text='the model the heatmap explains', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='registry.modelversion'),
         ),
         migrations.AddField(
             model_name='petimage',

@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('classifier', '0005_verdicts_and_heatmaps'),
-        ('ml', '0001_initial'),
+        ('registry', '0001_initial'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
@@ -35,9 +35,9 @@ class Migration(migrations.Migration):
                 ('num_reviewed_images', models.PositiveIntegerField(default=0)),
                 ('comparison', models.JSONField(blank=True, default=dict)),
                 ('promoted_at', models.DateTimeField(blank=True, null=True)),
-                ('base_version', models.ForeignKey(blank=True, help_text='the active model when the run started', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='ml.modelversion')),
+                ('base_version', models.ForeignKey(blank=True, help_text='the active model when the run started', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='registry.modelversion')),
                 ('requested_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('result', models.ForeignKey(blank=True, help_text='the model this run made (the challenger)', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='ml.modelversion')),
+                ('result', models.ForeignKey(blank=True, help_text='the model this run made (the challenger)', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='registry.modelversion')),
             ],
             options={
                 'ordering': ['-created_at', '-pk'],

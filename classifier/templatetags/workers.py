@@ -11,7 +11,7 @@ register = template.Library()
 QUEUES = {"classification": workers.classification_queue, "training": lambda: workers.TRAINING_QUEUE}
 
 
-@register.inclusion_tag("ml/_workers.html")
+@register.inclusion_tag("registry/_workers.html")
 def worker_status(role: str) -> dict:
     """``role``: "classification" or "training"."""
     now = timezone.now()

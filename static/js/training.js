@@ -1,6 +1,6 @@
 // Follows a training run on its page: polls the run's status JSON and updates the stage,
 // how much of the whole run is done, epoch, step, loss, accuracy and time left in place
-// (the server words them: classifier/retraining.py, run_status); when the run finishes,
+// (the server words them: training/services.py, run_status); when the run finishes,
 // reloads the page once to show the comparison and the promotion form.
 (function () {
   "use strict";

@@ -2,7 +2,7 @@
 import pytest
 from django.urls import reverse
 
-from ml.models import ModelVersion
+from registry.models import ModelVersion
 
 MODELS = reverse("api:model-list")
 
@@ -31,7 +31,7 @@ def test_reviewers_see_every_version_and_which_is_active(request, versions, call
     assert (listed["random-v1"]["is_active"], listed["random-v2"]["is_active"]) == (True, False)
     assert listed["random-v2"]["accuracy"] == 0.5
     assert listed["random-v2"]["url"] == f"http://testserver{detail(versions['other'])}"
-    assert listed["random-v2"]["page_url"] == reverse("ml:model_detail", args=["random-v2"])
+    assert listed["random-v2"]["page_url"] == reverse("registry:model_detail", args=["random-v2"])
 
 
 def test_a_version_in_full(reviewer, versions):
@@ -40,7 +40,7 @@ def test_a_version_in_full(reviewer, versions):
     body = response.json()
     assert body["metrics"]["per_class"] == [{"breed": "pug", "f1": 0.4}] and body["metrics"]["top5_accuracy"] == 0.9
     assert body["training_args"] == {"epochs": 3} and len(body["classes"]) == 37 and body["image_size"] == 64
-    assert body["figures"] == {"loss": reverse("ml:model_figure", args=["random-v2", "loss"])}
+    assert body["figures"] == {"loss": reverse("registry:model_figure", args=["random-v2", "loss"])}
     assert reviewer.get(reverse("api:model-detail", args=["no-such-model"])).status_code == 404
 
 

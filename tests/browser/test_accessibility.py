@@ -27,11 +27,12 @@ from django.urls import reverse
 from django.utils import timezone
 
 from classifier import uploads
-from classifier.models import Classification, PetImage, TrainingRun
+from classifier.models import Classification, PetImage
 from classifier.validators import inspect_image
 from ml.breeds import BREED_KEYS, display_name
-from ml.models import ModelVersion
+from registry.models import ModelVersion
 from tests.helpers import image_bytes, upload
+from training.models import TrainingRun
 
 from .conftest import TIMEOUT_MS
 
@@ -75,11 +76,11 @@ PAGES: list[Visit] = [
     Visit("photo of another owner (404)", "classifier:detail", "staff", lambda data: {"pk": data["photo"].pk},
           status=404),
     Visit("review dashboard", "classifier:review_dashboard", "staff"),
-    Visit("models", "ml:model_list", "staff"),
-    Visit("trained model", "ml:model_detail", "staff", lambda data: {"name": data["trained"].name}),
-    Visit("imported model", "ml:model_detail", "staff", lambda data: {"name": data["imported"].name}),
-    Visit("training", "classifier:training", "staff"),
-    Visit("training run", "classifier:training_run", "staff", lambda data: {"pk": data["run"].pk}),
+    Visit("models", "registry:model_list", "staff"),
+    Visit("trained model", "registry:model_detail", "staff", lambda data: {"name": data["trained"].name}),
+    Visit("imported model", "registry:model_detail", "staff", lambda data: {"name": data["imported"].name}),
+    Visit("training", "training:run_list", "staff"),
+    Visit("training run", "training:run", "staff", lambda data: {"pk": data["run"].pk}),
     Visit("admin review queue", "admin:classifier_petimage_changelist", "staff"),
     Visit("admin review queue, searched", "admin:classifier_petimage_changelist", "staff", query="q=olive"),
     Visit("admin photo", "admin:classifier_petimage_change", "staff",

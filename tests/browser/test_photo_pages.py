@@ -20,7 +20,7 @@ from classifier import uploads
 from classifier.models import PetImage
 from classifier.validators import inspect_image
 from ml.breeds import BREED_KEYS
-from ml.models import ModelVersion, Verdict
+from registry.models import ModelVersion, Verdict
 from tests.helpers import image_bytes, upload
 
 from .conftest import TIMEOUT_MS

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from classifier import retraining
-from classifier.models import TrainingRun
 from ml import layout, progress
-from ml.models import ModelVersion
+from registry.models import ModelVersion
+from training import services as training_services
+from training.models import TrainingRun
 
 from .conftest import TIMEOUT_MS
 
@@ -133,7 +133,7 @@ def test_training_pages(width, browser, axe_script, artifacts, live_server, sett
 
     # --- it fails on the dataset: the long message wraps at 390 px -------------------------------------
     problems = layout.dataset_problems(missing)
-    message = f"The run failed. {retraining.failure_words(layout.DatasetError('gone', problems))} " \
+    message = f"The run failed. {training_services.failure_words(layout.DatasetError('gone', problems))} " \
               "No model was registered."
     TrainingRun.objects.filter(pk=run.pk).update(state=TrainingRun.State.FAILED, is_current=False, message=message)
     expect(page.locator("#run-progress")).to_be_hidden()  # finished: the page reloaded once

@@ -26,11 +26,12 @@ import numpy as np
 import pytest
 from django.conf import settings as django_settings
 
-from classifier.models import PetImage, TrainingRun, label_name
+from classifier.models import PetImage, label_name
 from ml.breeds import BREED_KEYS
-from ml.models import ModelVersion
-from ml.services import activate_version
 from ml.synthetic import make_fake_pets, render_pet
+from registry.models import ModelVersion
+from registry.services import activate_version
+from training.models import TrainingRun
 
 from .conftest import TIMEOUT_MS
 
@@ -147,14 +148,14 @@ def send_files(page, files: list[tuple[str, bytes]], drop: bool) -> None:
 
 def finished_training_run(champion, challenger_file: str, tmp_path: Path) -> TrainingRun:
     """A run that finished and was compared, the way the training worker leaves it."""
-    from classifier import retraining
-    from ml.services import local_checkpoint
+    from registry.services import local_checkpoint
+    from training import services as training_services
 
     challenger = ModelVersion.objects.create(name="site-run-challenger", file=challenger_file, classes=BREED_KEYS,
                                              image_size=champion.image_size)
     dataset = make_fake_pets(tmp_path / "pets", images_per_class=2, image_size=48)
     with local_checkpoint(challenger) as path:
-        comparison = retraining.compare(path, champion, dataset, tmp_path / "compare")
+        comparison = training_services.compare(path, champion, dataset, tmp_path / "compare")
     return TrainingRun.objects.create(state=TrainingRun.State.SUCCEEDED, is_current=False, result=challenger,
                                       base_version=champion, comparison=comparison, message="Finished.")
 

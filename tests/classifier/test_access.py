@@ -67,7 +67,7 @@ def test_gallery_is_paginated_newest_first(client, user, settings):
     assert [p.original_name for p in second] == ["a.jpg"]
 
 
-@pytest.mark.parametrize("url", ["admin:classifier_petimage_changelist", "admin:ml_modelversion_changelist"])
+@pytest.mark.parametrize("url", ["admin:classifier_petimage_changelist", "admin:registry_modelversion_changelist"])
 def test_admin_lists_images_and_models_for_staff_only(client, user, alice_image, model_version, url):
     client.force_login(user)
     assert client.get(reverse(url)).status_code == 302  # not staff: sent to the admin login

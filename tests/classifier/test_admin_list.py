@@ -65,7 +65,7 @@ def test_no_query_of_the_list_reads_the_model_versions_reports(client, reviewer,
     client.force_login(reviewer)
     add_photos(20)
     for sql in changelist_queries(client) + changelist_queries(client, model_version__id__exact=model_version.pk):
-        assert not re.search(r'"ml_modelversion"\."(metrics|history|figures|training_args)"', sql), sql
+        assert not re.search(r'"registry_modelversion"\."(metrics|history|figures|training_args)"', sql), sql
         assert not re.search(r'"classifier_petimage"\."(top_k|verdict_scores)"', sql), sql
 
 
@@ -105,7 +105,7 @@ def test_a_photos_page_names_its_history_in_one_query(client, reviewer, make_ima
     from django.core.files.base import ContentFile
 
     from classifier.models import Classification
-    from ml.models import ModelVersion
+    from registry.models import ModelVersion
 
     pet = make_image("pug", 0.4)
     versions = [ModelVersion.objects.create(name=f"v{n}", file=ContentFile(b"-", name=f"v{n}.pt"),
@@ -125,5 +125,5 @@ def test_a_photos_page_names_its_history_in_one_query(client, reviewer, make_ima
         Classification.objects.create(image=pet, model_version=version, predicted_breed="boxer", confidence=0.3)
     five = queries()
     assert len(five) == len(one), "\n".join(q[:200] for q in five)
-    assert not any(re.search(r'"ml_modelversion"\."(metrics|history)"', sql) and "classifier_classification" in sql
-                   for sql in five)
+    version_reports = r'"registry_modelversion"\."(metrics|history)"'
+    assert not any(re.search(version_reports, sql) and "classifier_classification" in sql for sql in five)

@@ -288,7 +288,7 @@ def test_a_worker_takes_what_waits_into_one_forward_pass(user, model_version, se
 
 
 def test_workers_run_the_backend_the_settings_name(pet, model_version, settings, tmp_path):
-    from ml import services as ml_services
+    from registry import services as ml_services
 
     settings.PETSITE_INFERENCE_BACKEND, settings.PETSITE_BACKEND_CACHE_DIR = "channels_last", tmp_path
     ml_services._cached_predictor.cache_clear()

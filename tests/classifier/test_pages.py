@@ -221,15 +221,15 @@ WARNING = "Your photo will be saved and classified as soon as the classifier is 
 def test_the_upload_page_warns_when_no_model_is_active(client, user, django_user_model):
     client.force_login(user)
     page = client.get(reverse("classifier:upload")).content.decode()
-    assert WARNING in page and reverse("ml:model_list") not in page and "manage" not in page
+    assert WARNING in page and reverse("registry:model_list") not in page and "manage" not in page
 
     reviewer = django_user_model.objects.create_user("rita", password="pw", is_staff=True)
     reviewer.groups.add(Group.objects.get(name="Reviewers"))
     client.force_login(reviewer)
     page = client.get(reverse("classifier:upload")).content.decode()
-    assert WARNING in page and f'href="{reverse("ml:model_list")}"' in page  # a link, no command
+    assert WARNING in page and f'href="{reverse("registry:model_list")}"' in page  # a link, no command
     assert "manage" not in page
-    models = client.get(reverse("ml:model_list")).content.decode()
+    models = client.get(reverse("registry:model_list")).content.decode()
     assert "No model yet" in models and "manage" not in models  # words for staff, no command
 
 

@@ -99,7 +99,7 @@ def test_final_label_prefers_review_then_owner(make_image):
 
 
 def test_rerun_needs_an_active_model(client, staff, queue, model_version):
-    from ml.models import ModelVersion
+    from registry.models import ModelVersion
 
     ModelVersion.objects.update(is_active=False)
     client.force_login(staff)

@@ -56,7 +56,7 @@ def test_the_model_page_shows_how_many_validation_images_get_each_verdict(admin_
         },
     }
     model_version.save()
-    page = admin_client.get(reverse("ml:model_detail", args=[model_version.name])).content.decode()
+    page = admin_client.get(reverse("registry:model_detail", args=[model_version.name])).content.decode()
     for row in ["<td>Confident</td><td>547</td><td>0.970</td>", "<td>Not sure</td><td>20</td><td>0.400</td>",
                 "<td>Not a cat or dog</td><td>25</td><td>–</td>"]:
         assert row in page

@@ -82,7 +82,7 @@ def reviewer_client(client, django_user_model):
 
 
 def test_the_model_pages_warn_when_no_classification_worker_was_seen(reviewer_client, model_version, settings):
-    pages = [reverse("ml:model_list"), reverse("ml:model_detail", args=[model_version.name])]
+    pages = [reverse("registry:model_list"), reverse("registry:model_detail", args=[model_version.name])]
     beat("celery@gone", [settings.CELERY_TASK_DEFAULT_QUEUE], seconds_ago=settings.PETSITE_WORKER_GONE_AFTER + 1)
     beat("training@here", [workers.TRAINING_QUEUE])  # a training worker does not classify
     for page in pages:
@@ -101,9 +101,9 @@ def test_the_model_pages_warn_when_no_classification_worker_was_seen(reviewer_cl
 def test_the_training_page_warns_when_no_training_worker_was_seen(client, django_user_model, settings):
     client.force_login(django_user_model.objects.create_superuser("boss", password="pw"))
     beat("celery@here", [settings.CELERY_TASK_DEFAULT_QUEUE])
-    html = client.get(reverse("classifier:training")).content.decode()
+    html = client.get(reverse("training:run_list")).content.decode()
     assert 'id="no-training-worker"' in html and "Training runs wait in the queue" in html
     beat("training@here", [workers.TRAINING_QUEUE])
-    html = client.get(reverse("classifier:training")).content.decode()
+    html = client.get(reverse("training:run_list")).content.decode()
     assert 'id="no-training-worker"' not in html and "training@here" in html
 

@@ -8,8 +8,8 @@ import pytest
 from django.conf import settings
 from django.core.files.base import ContentFile
 
-from ml.models import ModelVersion
 from petsite.celery import app
+from registry.models import ModelVersion
 from tests.test_settings import run
 
 from .conftest import closed_port

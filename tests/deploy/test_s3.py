@@ -18,9 +18,9 @@ from django.urls import reverse
 from classifier.models import PetImage
 from ml.breeds import BREED_KEYS
 from ml.checkpoints import load_checkpoint
-from ml.services import local_checkpoint, register_model
 from petsite.celery import app
 from petsite.storage import MediaStorage
+from registry.services import local_checkpoint, register_model
 from tests.conftest import BASE_DIR, WorkerProcess, worker_env
 from tests.helpers import upload, wait_for
 

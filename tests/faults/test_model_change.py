@@ -19,8 +19,8 @@ import pytest
 from django.db.models import Count
 
 from classifier.models import Classification, PetImage
-from ml import services
-from ml.models import ModelWarmup
+from registry import services
+from registry.models import ModelWarmup
 from tests.auto_workers import AutoWorker, stored_photos
 from tests.helpers import wait_for
 from tests.load import scaled, slowness

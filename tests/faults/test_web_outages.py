@@ -130,7 +130,7 @@ def test_database_cut_under_gunicorn_answers_503_and_loses_nothing(user, cpu_loa
         cut_at = time.monotonic()
         pages = [reverse("classifier:gallery"), reverse("classifier:upload"), reverse("classifier:detail", args=[pet]),
                  reverse("classifier:statuses") + f"?ids={pet}", reverse("classifier:status", args=[pet]),
-                 reverse("classifier:review_dashboard"), reverse("ml:model_list"), reverse("api:token")]
+                 reverse("classifier:review_dashboard"), reverse("registry:model_list"), reverse("api:token")]
         endpoints = [reverse("api:image-list"), reverse("api:image-detail", args=[pet]), reverse("api:model-list")]
         slowest = 0.0
         answers: list[tuple[str, int]] = []

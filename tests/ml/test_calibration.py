@@ -343,6 +343,6 @@ def test_training_stores_the_calibration_and_reports_verdicts(trained, fake_pets
 
 
 def test_the_sites_verdict_names_are_the_cores():
-    from ml.models import Verdict
+    from registry.models import Verdict
 
     assert tuple(Verdict.values) == VERDICTS

@@ -378,7 +378,7 @@ def test_train_says_which_recipe_auto_picks(db, tmp_path):
 def test_train_downloads_weights_only_with_download(db, tiny_pets, tmp_path, no_cached_weights):
     from django.core.management import CommandError, call_command
 
-    from ml.models import ModelVersion
+    from registry.models import ModelVersion
 
     for recipe in ("quick", "full"):
         with pytest.raises(CommandError, match="Add --download to the command"):
@@ -396,13 +396,13 @@ def test_the_models_page_points_to_the_training_page_while_none_is_active(admin_
 
     model_version.is_active = False
     model_version.save()
-    page = admin_client.get(reverse("ml:model_list")).content.decode()
-    assert "No model is active" in page and f'href="{reverse("classifier:training")}"' in page
+    page = admin_client.get(reverse("registry:model_list")).content.decode()
+    assert "No model is active" in page and f'href="{reverse("training:run_list")}"' in page
     assert FIRST_MODEL not in page and "manage" not in page
 
     model_version.is_active = True
     model_version.save()
-    assert "No model is active" not in admin_client.get(reverse("ml:model_list")).content.decode()
+    assert "No model is active" not in admin_client.get(reverse("registry:model_list")).content.decode()
 
 
 def test_bin_run_prints_the_first_model_command():

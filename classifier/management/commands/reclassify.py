@@ -6,9 +6,9 @@ from tqdm import tqdm
 from classifier import classification
 from classifier.management.arguments import since
 from classifier.models import PetImage
-from ml import services as ml_services
-from ml.models import ModelVersion
 from petsite.health import check_broker
+from registry import services as ml_services
+from registry.models import ModelVersion
 
 
 class Command(BaseCommand):
