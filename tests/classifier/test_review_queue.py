@@ -1,5 +1,5 @@
-"""The review queue's order, as the README states it, read where a reviewer reads it: the
-admin's list of photos. And the dashboard's words, which follow the same rule.
+"""The review queue's order, as docs/using.md states it (section "Review"), read where a
+reviewer reads it: the admin's list of photos. And the dashboard's words, which follow the same rule.
 
 Order: photos the owner said are wrong, then those the model was not sure of or took for
 no cat or dog (its verdict), then those predicted below PETSITE_REVIEW_CONFIDENCE; the
