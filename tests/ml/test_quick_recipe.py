@@ -412,7 +412,7 @@ def test_bin_run_prints_the_first_model_command():
 
     script = (Path(__file__).resolve().parents[2] / "bin" / "run").read_text()
     assert FIRST_MODEL.replace("python manage.py", "bin/manage") in script
-    parser = load_command_class("ml", "train").create_parser("manage.py", "train")
+    parser = load_command_class("registry", "train").create_parser("manage.py", "train")
     options = parser.parse_args(FIRST_MODEL.split()[3:])  # a command `train` accepts
     assert options.download and options.activate and options.recipe == "auto"
 
