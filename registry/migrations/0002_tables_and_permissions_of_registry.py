@@ -15,5 +15,5 @@ class Migration(migrations.Migration):
     operations = [
         migrations.AlterModelTable(name="modelversion", table=None),
         migrations.AlterModelTable(name="modelwarmup", table=None),
-
+        move_content_types("ml", "registry", ["modelversion", "modelwarmup"]),
     ]
