@@ -8,7 +8,7 @@ class ClassifierConfig(AppConfig):
     def ready(self) -> None:
         from ml.signals import model_activated
 
-        from . import classification, uploads
+        from . import tasks, uploads
 
-        model_activated.connect(classification.on_model_activated, dispatch_uid="classifier.enqueue_pending")
+        model_activated.connect(tasks.on_model_activated, dispatch_uid="classifier.enqueue_pending")
         uploads.accept_long_file_names()

@@ -10,11 +10,11 @@ from django.utils import timezone
 from django_guid import get_guid
 
 from ml import breeds
+from ml.breeds import NOT_A_PET
 from ml.models import ModelWarmup, Verdict
 
-NOT_A_PET = "not_a_pet"
 BREED_CHOICES = [(b.key, b.display_name) for b in breeds.BREEDS]
-LABEL_CHOICES = BREED_CHOICES + [(NOT_A_PET, "Not a cat or dog")]
+LABEL_CHOICES = BREED_CHOICES + [(NOT_A_PET, breeds.NOT_A_PET_NAME)]
 
 
 def _random_name(prefix: str, filename: str) -> str:
@@ -83,6 +83,17 @@ class PetImage(models.Model):
         DONE = "done", "Done"
         FAILED = "failed", "Failed"
 
+    class Error(models.TextChoices):
+        """Why an image is not classified (yet): the code decides what the owner is told and
+        what happens next; ``error_message`` says the detail in words, for staff only."""
+
+        NONE = "", "None"
+        NO_ACTIVE_MODEL = "no_active_model", "No active model"
+        MODEL_UNLOADABLE = "model_unloadable", "The model cannot be loaded"
+        TRY_FAILED = "try_failed", "The last try failed"
+        TOO_MANY_TRIES = "too_many_tries", "Too many tries"
+        UNREADABLE = "unreadable", "The stored file cannot be read"
+
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="pet_images")
     image = models.ImageField(upload_to=image_upload_to, max_length=255)
     original_name = models.CharField(max_length=255)
@@ -93,7 +104,8 @@ class PetImage(models.Model):
     uploaded_at = models.DateTimeField(default=timezone.now)
 
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
-    error_message = models.TextField(blank=True)
+    error_code = models.CharField(max_length=20, choices=Error.choices, blank=True, default=Error.NONE)
+    error_message = models.TextField(blank=True, help_text="the error's detail, for staff")
     attempts = models.PositiveSmallIntegerField(default=0, help_text="tries started and not finished (a worker died)")
     # Delivery bookkeeping: a queue message is only a hint, these fields decide what is re-sent.
     enqueued_at = models.DateTimeField(null=True, blank=True, help_text="when a message was last sent for it")
@@ -158,7 +170,8 @@ class PetImage(models.Model):
     def status_message(self, now=None) -> str:
         """What the owner is told about an unfinished or failed image, in plain words.
 
-        ``error_message`` holds the detail for staff (it may name a command or a model file).
+        Decided by ``error_code``; ``error_message`` holds the detail for staff (it may name a
+        command or a model file) and is never read here.
         While the active model warms up (``ml.models.ModelWarmup``: a new model is exported and
         its backend chosen; workers serve it with eager FP32 meanwhile), a waiting photo says so.
         """
@@ -166,10 +179,10 @@ class PetImage(models.Model):
             return ""
         if self.status == self.Status.FAILED:
             return "Sorry, this photo could not be classified. " + (
-                "The file could not be read." if "could not be read" in self.error_message
+                "The file could not be read." if self.error_code == self.Error.UNREADABLE
                 else "It stopped the classifier several times, so a person will look at it."
             )
-        if self.error_message.startswith("No active model"):
+        if self.error_code == self.Error.NO_ACTIVE_MODEL:
             return "Your photo is saved and will be classified as soon as the classifier is set up."
         if _model_getting_ready(now):
             return "The new model is getting ready. Your photo is safe and will be classified shortly."

@@ -16,6 +16,7 @@ urlpatterns = [
     path("images/<int:pk>/file", views.image_file, {"kind": "image"}, name="image_file"),
     path("images/<int:pk>/thumbnail", views.image_file, {"kind": "thumbnail"}, name="thumbnail"),
     path("images/<int:pk>/heatmap", views.image_file, {"kind": "heatmap"}, name="heatmap"),
+    path("images/<int:pk>/explain", views.explain, name="explain"),  # POST: ask for the heatmap
     # Training from the site (staff).
     path("training/", views.training, name="training"),
     path("training/<int:pk>/", views.training_run, name="training_run"),

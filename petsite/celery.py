@@ -66,7 +66,7 @@ def _resend_what_was_stranded(**kwargs) -> None:
     anything else that waited too long, instead of waiting for the next beat run."""
     from django.db import DatabaseError, connection
 
-    from classifier.classification import requeue_stale
+    from classifier.tasks import requeue_stale
 
     try:
         count = requeue_stale()

@@ -8,10 +8,9 @@ from unittest import mock
 
 import pytest
 
-from classifier import classification, tasks, uploads
-from classifier.validators import inspect_image
+from classifier import classification, tasks
 from tests.conftest import WorkerProcess, worker_env
-from tests.helpers import upload
+from tests.helpers import store_photo, upload
 
 
 class AutoWorker(WorkerProcess):
@@ -43,5 +42,5 @@ def stored_photos(user, count: int, prefix: str = "pet") -> list[int]:
     with mock.patch.object(classification, "send", return_value=True):
         for i in range(count):
             file = upload(f"{prefix}-{i}.jpg")
-            pks.append(uploads.create_pet_image(user, file, inspect_image(file)).pk)
+            pks.append(store_photo(user, file).pk)
     return pks

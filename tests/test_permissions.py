@@ -19,11 +19,9 @@ from django.core.files.storage import default_storage
 from django.urls import URLResolver, get_resolver, reverse
 from rest_framework.authtoken.models import TokenProxy
 
-from classifier import uploads
 from classifier.models import PetImage, TrainingRun
-from classifier.validators import inspect_image
 from ml.models import ModelVersion
-from tests.helpers import image_bytes, upload
+from tests.helpers import image_bytes, store_photo, upload
 
 LOGIN = "login page"
 ADMIN_LOGIN = "admin login page"
@@ -230,7 +228,7 @@ def objects(people) -> dict:
     from axes.models import AccessAttempt, AccessFailureLog, AccessLog
 
     photo = upload()
-    image = uploads.create_pet_image(people["owner"], photo, inspect_image(photo))
+    image = store_photo(people["owner"], photo)
     image.heatmap.save("heatmap.jpg", ContentFile(image_bytes()))
     figure = default_storage.save("models/perm-v1/figures/loss.png", ContentFile(image_bytes(fmt="PNG")))
     version = ModelVersion.objects.create(

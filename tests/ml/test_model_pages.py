@@ -7,11 +7,9 @@ import pytest
 from django.core.files.base import ContentFile
 from django.urls import reverse
 
-from classifier import uploads
 from classifier.models import PetImage
-from classifier.validators import inspect_image
 from ml.models import ModelVersion
-from tests.helpers import upload
+from tests.helpers import store_photo, upload
 
 MODELS = reverse("ml:model_list")
 COMMAND = re.compile(r"manage\.py|bin/manage|activate_model|import_model|--[a-z]")
@@ -80,7 +78,7 @@ def test_make_active_switches_and_sends_the_waiting_photos(
 ):
     other = imported()
     photo = upload()
-    waiting = uploads.create_pet_image(user, photo, inspect_image(photo))
+    waiting = store_photo(user, photo)
     PetImage.objects.filter(pk=waiting.pk).update(enqueue_count=0, enqueued_at=None)
     client.force_login(root)
     assert client.get(reverse("ml:model_activate", args=[other.name])).status_code == 405  # a button, not a link
