@@ -90,6 +90,7 @@ RULES: dict[str, Rule] = {
     "classifier:image_file": photo_file(),
     "classifier:thumbnail": photo_file(),
     "classifier:heatmap": photo_file(),
+    "classifier:explain": owner_only(409, method="post"),  # asks for the heatmap; the photo here has no result
     "classifier:review_dashboard": permission(),
     "ml:model_list": permission(),
     "ml:model_detail": permission(),
@@ -102,6 +103,7 @@ RULES: dict[str, Rule] = {
     "api:image-file": row(401, 200, 404, 404, 200, 200),  # as the site's photo files
     "api:image-thumbnail": row(401, 200, 404, 404, 200, 200),
     "api:image-heatmap": row(401, 200, 404, 404, 200, 200),
+    "api:image-explain": row(401, 409, 404, 404, 404, 404, method="post"),  # as classifier:explain
     "api:image-feedback": row(401, 200, 404, 404, 404, 404, method="post", data={"answer": "wrong", "label": "pug"}),
     "api:model-list": row(401, 403, 403, 403, 200, 200),  # the model pages' permission
     "api:model-detail": row(401, 403, 403, 403, 200, 200),
