@@ -10,11 +10,11 @@ from django.utils import timezone
 from django_guid import get_guid
 
 from ml import breeds
-from ml.breeds import NOT_A_PET
 from ml.models import ModelWarmup, Verdict
 
-BREED_CHOICES = [(b.key, b.display_name) for b in breeds.BREEDS]
-LABEL_CHOICES = BREED_CHOICES + [(NOT_A_PET, breeds.NOT_A_PET_NAME)]
+from .choices import BREED_CHOICES, LABEL_CHOICES, NOT_A_PET, Error, Status, label_name  # noqa: F401  (re-exported)
+from .review_queue import with_queue_reason
+from .verdicts import VerdictDisplay, describe
 
 
 def _random_name(prefix: str, filename: str) -> str:
@@ -33,11 +33,6 @@ def thumbnail_upload_to(instance: "PetImage", filename: str) -> str:
 
 def heatmap_upload_to(instance: "PetImage", filename: str) -> str:
     return _random_name("heatmaps", filename)
-
-
-def label_name(key: str) -> str:
-    """Display name of a breed key or of NOT_A_PET; empty for no label."""
-    return dict(LABEL_CHOICES).get(key, key)
 
 
 _getting_ready: tuple[str, bool] | None = None  # (request id, answer) of the request being answered
@@ -61,9 +56,7 @@ def _model_getting_ready(now=None) -> bool:
 class PetImageQuerySet(models.QuerySet):
     def with_review_state(self) -> "PetImageQuerySet":
         """Annotate ``review_reason`` and ``needs_review``: why the photo waits for review, if
-        it does (``classifier.review.with_queue_reason``, the queue's one rule)."""
-        from .review import with_queue_reason
-
+        it does (``classifier.review_queue.with_queue_reason``, the queue's one rule)."""
         return with_queue_reason(self)
 
     def needing_review(self) -> "PetImageQuerySet":
@@ -77,22 +70,8 @@ class PetImageQuerySet(models.QuerySet):
 class PetImage(models.Model):
     """One upload and everything known about it: file, prediction, feedback, review."""
 
-    class Status(models.TextChoices):
-        PENDING = "pending", "Waiting"
-        PROCESSING = "processing", "Classifying"
-        DONE = "done", "Done"
-        FAILED = "failed", "Failed"
-
-    class Error(models.TextChoices):
-        """Why an image is not classified (yet): the code decides what the owner is told and
-        what happens next; ``error_message`` says the detail in words, for staff only."""
-
-        NONE = "", "None"
-        NO_ACTIVE_MODEL = "no_active_model", "No active model"
-        MODEL_UNLOADABLE = "model_unloadable", "The model cannot be loaded"
-        TRY_FAILED = "try_failed", "The last try failed"
-        TOO_MANY_TRIES = "too_many_tries", "Too many tries"
-        UNREADABLE = "unreadable", "The stored file cannot be read"
+    Status = Status  # the choices live in classifier/choices.py (no models there: no import cycle)
+    Error = Error
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="pet_images")
     image = models.ImageField(upload_to=image_upload_to, max_length=255)
@@ -206,10 +185,8 @@ class PetImage(models.Model):
         return self.reviewed_label or self.true_breed
 
     @property
-    def display(self):
+    def display(self) -> VerdictDisplay:
         """What the pages say about the result, in words (``classifier.verdicts.describe``)."""
-        from .verdicts import describe
-
         return describe(self)
 
     @property

@@ -21,8 +21,9 @@ from functools import partial
 from http import HTTPStatus
 
 from celery import shared_task
+from celery.signals import worker_ready
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerUnreachable
@@ -143,6 +144,19 @@ def requeue_stale() -> int:
     if sent:
         log.info("Re-sent %d image(s) that waited too long", sent)
     return sent
+
+
+@worker_ready.connect
+def _resend_what_was_stranded(**kwargs) -> None:
+    """A worker that starts sends again what a dead worker of this host held, and
+    anything else that waited too long, instead of waiting for the next beat run."""
+    try:
+        count = requeue_stale()
+        log.info("Worker start: re-sent %d stranded image(s)", count)
+    except DatabaseError:
+        log.warning("Worker start: the database is unreachable; the beat task re-sends stranded images later")
+    finally:
+        connection.close()  # the main process classifies nothing: hold no connection
 
 
 def send_pending_now() -> int:

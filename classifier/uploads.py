@@ -288,20 +288,6 @@ def upload_sha256(upload: File) -> str:
     return digest.hexdigest()
 
 
-# Headers of one part of a multipart body that Django reads (its own limit is 1 KiB): a
-# part's Content-Disposition carries the file name, and a name of 1,000 characters
-# (4,000 bytes in UTF-8 at most) must not get the whole request refused.
-MULTIPART_PART_HEADER_BYTES = 16 * 1024
-
-
-def accept_long_file_names() -> None:
-    """Let Django read multipart parts whose headers hold long file names (called once,
-    at start-up, by the app's ``ready``). Django reads the module's limit at each part."""
-    from django.http import multipartparser
-
-    multipartparser.MAX_TOTAL_HEADER_SIZE = max(multipartparser.MAX_TOTAL_HEADER_SIZE, MULTIPART_PART_HEADER_BYTES)
-
-
 NAME_LENGTH = PetImage._meta.get_field("original_name").max_length
 SHORT_NAME_LENGTH = 60  # characters of a file name that pages show
 MAX_EXTENSION = 10  # a longer "extension" is part of the name
