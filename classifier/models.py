@@ -104,7 +104,7 @@ class PetImage(models.Model):
     verdict_scores = models.JSONField(
         default=dict, blank=True, help_text="the scores and thresholds that gave the verdict"
     )
-    # Grad-CAM over the photo for the predicted breed, made on first view of the photo's page.
+    # Grad-CAM over the photo for the predicted breed, made when asked (a POST: classifier/explanations.py).
     heatmap = models.ImageField(upload_to=heatmap_upload_to, max_length=255, blank=True)
     heatmap_version = models.ForeignKey(
         "ml.ModelVersion", on_delete=models.SET_NULL, null=True, blank=True, related_name="+",

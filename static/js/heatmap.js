@@ -45,6 +45,8 @@
         if (data.status === "done" && data.heatmap_url) { load(data.heatmap_url); return; }
         // Failed, or no model to explain it (deleted): no heatmap will come.
         if (data.status === "failed" || !data.model_version || ++tries >= 100) { wait.hidden = true; return; }
+        // Ask again now and then: a request the broker missed (it was away) is not sent twice otherwise.
+        if (tries % 20 === 0) { requestHeatmap(); return; }
         setTimeout(ask, 3000);
       })
       .catch(function () {
