@@ -80,7 +80,7 @@ def stored_images(user, count: int, names: tuple[str, ...] = ()) -> list[int]:
     """Uploads stored as the site stores them, whose messages were lost (never sent):
     a worker that starts sends them."""
     pks = []
-    with mock.patch.object(classification, "send", return_value=True):
+    with mock.patch.object(tasks, "send", return_value=True):
         for i in range(count):
             file = upload(names[i] if i < len(names) else f"pet-{i}.jpg")
             pks.append(store_photo(user, file).pk)
@@ -222,7 +222,7 @@ def test_broker_restart_during_a_burst(user, model_version, start_worker, tmp_pa
             CELERY_BROKER_URL=redis.url, PETSITE_REQUEUE_INTERVAL="2", PETSITE_FAULT_SLOW_SECONDS="0.3",
             PETSITE_BATCH_SIZE="1",  # one image per message: messages lost in the restart are images waiting
         )
-        with mock.patch.object(classification, "send", return_value=True):
+        with mock.patch.object(tasks, "send", return_value=True):
             pks = [uploads_one(user, i) for i in range(30)]
         with app.connection_for_write(redis.url) as connection:
             for pk in pks:
