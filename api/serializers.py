@@ -1,14 +1,14 @@
 """The API's JSON shapes. Images extend the site's own status serialisation
 (``classifier.serializers.ImageStatusSerializer``), so the pages and the API show the same
-fields from the same code. Request bodies are validated by the site's forms; the request
-serializers here only describe them in the OpenAPI schema."""
+fields from the same code. Request bodies are validated by the site's forms (``UploadForm``,
+``FeedbackForm``); the request serializers here only describe them in the OpenAPI schema,
+from the forms' own fields, and never validate anything."""
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from classifier import formats
 from classifier.forms import FeedbackForm
-from classifier.models import LABEL_CHOICES
 from classifier.serializers import ImageStatusSerializer
 from registry.models import ModelVersion
 
@@ -75,12 +75,22 @@ class UploadRequestSerializer(serializers.Serializer):
     )
 
 
-class FeedbackRequestSerializer(serializers.Serializer):
-    """The owner's answer (validated by the site's ``FeedbackForm``)."""
+def _choices(field) -> list[tuple[str, str]]:
+    """A form field's choices, groups flattened and the empty "choose…" left out."""
+    flat = []
+    for key, value in field.choices:
+        flat.extend(value if isinstance(value, list | tuple) else [(key, value)] if key else [])
+    return flat
 
-    answer = serializers.ChoiceField(choices=FeedbackForm.base_fields["answer"].choices)
+
+class FeedbackRequestSerializer(serializers.Serializer):
+    """The owner's answer, described from the site's ``FeedbackForm``, which validates it
+    (``api.views``): the form's fields and choices, so the schema cannot promise another rule."""
+
+    answer = serializers.ChoiceField(choices=_choices(FeedbackForm.base_fields["answer"]))
     label = serializers.ChoiceField(
-        choices=LABEL_CHOICES, required=False, help_text="with `wrong`: the right breed key, or `not_a_pet`"
+        choices=_choices(FeedbackForm.base_fields["label"]), required=False,
+        help_text="with `wrong`: the right breed key, or `not_a_pet`",
     )
 
 

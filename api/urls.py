@@ -13,6 +13,7 @@ urlpatterns = [
     path("images/<int:pk>/file/", views.ImageFile.as_view(), {"kind": "image"}, name="image-file"),
     path("images/<int:pk>/thumbnail/", views.ImageFile.as_view(), {"kind": "thumbnail"}, name="image-thumbnail"),
     path("images/<int:pk>/heatmap/", views.ImageFile.as_view(), {"kind": "heatmap"}, name="image-heatmap"),
+    path("images/<int:pk>/explain/", views.ImageExplain.as_view(), name="image-explain"),  # POST: ask for it
     path("models/", views.ModelList.as_view(), name="model-list"),
     path("models/<slug:name>/", views.ModelDetail.as_view(), name="model-detail"),
     # The OpenAPI 3 schema, and the documentation page made from it on the server (api/docs.py).

@@ -23,12 +23,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from classifier import explanations, uploads
+from classifier import serving, tasks, uploads
 from classifier.filters import GalleryFilter
 from classifier.forms import FeedbackForm, UploadForm
 from classifier.limits import store_uploads_within_rate
 from classifier.models import PetImage
-from classifier.views import serve_image_file
 from ml.breeds import BREED_KEYS
 from registry.models import ModelVersion
 
@@ -99,6 +98,7 @@ class ImageList(generics.ListAPIView):
         if not form.is_valid():
             raise exceptions.ValidationError(form_errors(form))
         outcomes = store_uploads_within_rate(request, form.cleaned_data["image"])
+        tasks.send_new_uploads(outcomes)
         result = {"files": outcomes, "summary": uploads.upload_summary(outcomes)}
         stored = any(outcome.saved for outcome in outcomes)
         return Response(
@@ -120,14 +120,6 @@ class ImageDetail(generics.RetrieveDestroyAPIView):
 
     def get_queryset(self) -> QuerySet[PetImage]:
         return own_images(self.request.user)
-
-    def get_object(self) -> PetImage:
-        pet = super().get_object()
-        if self.request.method == "GET":
-            # As the photo's page does: a result read for the first time asks a worker for its
-            # heatmap, so `files.heatmap` appears for clients that never open the site.
-            explanations.request_heatmap(pet)
-        return pet
 
     def perform_destroy(self, instance: PetImage) -> None:
         uploads.delete_pet_image(instance)
@@ -165,7 +157,33 @@ class ImageFile(APIView):
                    404: NOT_FOUND},
     )
     def get(self, request: Request, pk: int, kind: str) -> HttpResponse:
-        return serve_image_file(request.user, pk, kind)
+        return serving.serve_image_file(request.user, pk, kind)
+
+
+class NoResultYet(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The image has no result to explain yet: ask again once it is finished and done."
+    default_code = "no_result"
+
+
+class ImageExplain(APIView):
+    """Ask for an image's Grad-CAM heatmap: made only when asked (``classifier/explanations.py`` says why)."""
+
+    @extend_schema(
+        summary="Ask for the heatmap of one of your images",
+        description="A worker makes the Grad-CAM heatmap of the image's result; poll the image until "
+        "`files.heatmap` is set. 200 when it is there already, 202 when asked for, 409 before the image has a "
+        "result. Reading an image never asks for its heatmap.",
+        request=None,
+        responses={200: ImageSerializer, 202: ImageSerializer, 404: NOT_FOUND,
+                   409: OpenApiResponse(description="The image has no result to explain yet.")},
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        pet = get_object_or_404(own_images(request.user), pk=pk)
+        answer = tasks.ask_for_heatmap(pet)
+        if answer == status.HTTP_409_CONFLICT:
+            raise NoResultYet()
+        return Response(ImageSerializer(pet, context={"request": request}).data, status=answer)
 
 
 @extend_schema_view(get=extend_schema(summary="Model versions", description="Newest first; one is active."))

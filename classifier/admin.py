@@ -12,7 +12,7 @@ from petsite.dates import when
 from registry.models import ModelVersion
 from registry.services import NoActiveModel
 
-from . import classification, review
+from . import review, tasks
 from .models import LABEL_CHOICES, NOT_A_PET, Classification, PetImage
 
 
@@ -244,7 +244,7 @@ class PetImageAdmin(admin.ModelAdmin):
     @admin.action(description="Classify again with the active model", permissions=["change"])
     def rerun_classification(self, request, queryset):
         try:
-            chunks = classification.reclassify(queryset)
+            chunks = tasks.reclassify(queryset)
         except NoActiveModel as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return

@@ -8,7 +8,7 @@ class ClassifierConfig(AppConfig):
     def ready(self) -> None:
         from registry.signals import model_activated
 
-        from . import classification, uploads
+        from . import limits, tasks
 
-        model_activated.connect(classification.on_model_activated, dispatch_uid="classifier.enqueue_pending")
-        uploads.accept_long_file_names()
+        model_activated.connect(tasks.on_model_activated, dispatch_uid="classifier.enqueue_pending")
+        limits.accept_long_file_names()

@@ -1,4 +1,7 @@
-"""Classifying images with the workers: send, claim, classify, save, and re-send what is stale.
+"""Classifying images with the workers: claim, classify, save, and find what is stale.
+
+Sending messages is the entry points' part (``classifier/tasks.py``): this module imports
+no task, and returns what must be sent again.
 
 The database row is the source of truth; a queue message is only a hint to look at a
 row. That gives "exactly once in effect" with at-least-once delivery:
@@ -8,8 +11,9 @@ row. That gives "exactly once in effect" with at-least-once delivery:
   claim that is stale or whose process is dead) into PROCESSING with this claim's
   token. A second delivery, or a second worker, finds nothing to claim.
 - **save**: the result lands only while the claim still holds (``claim_token`` matches),
-  and the history keeps one row per (image, model version).
-- **re-send**: ``requeue_stale`` (beat, every ``PETSITE_REQUEUE_INTERVAL`` seconds, and
+  and the history keeps one row per (image, model version); :func:`record_prediction`
+  is the one writer of both.
+- **re-send**: ``tasks.requeue_stale`` (beat, every ``PETSITE_REQUEUE_INTERVAL`` seconds, and
   each worker at start) sends again what waited too long since it was last sent or
   claimed, never judged by upload time; re-sends back off per image.
 
@@ -33,13 +37,13 @@ import socket
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import F, Q, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
-from kombu.exceptions import OperationalError as BrokerUnreachable
 from PIL import Image, UnidentifiedImageError
 
 from registry import services as ml_services
@@ -52,50 +56,8 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3  # a worker that died this often on one image will die again: give up
 RESEND_BACKOFF_STEPS = 5  # the n-th re-send waits up to 2**5 times PETSITE_REQUEUE_AFTER
-CHUNK_SIZE = 32  # images per message when many are sent at once
 Status = PetImage.Status
-
-
-# --- Sending ----------------------------------------------------------------------------
-
-
-def enqueue(pk: int) -> None:
-    """Ask a worker to classify image ``pk`` once the current transaction commits."""
-    transaction.on_commit(lambda: send([pk]))
-
-
-def send(pks: Sequence[int], version_id: int | None = None) -> bool:
-    """Send one message for ``pks`` now and record it; False if the broker is unreachable.
-
-    A broker that is down is logged, not raised: the rows stay as they are and
-    ``requeue_stale`` sends them again later.
-    """
-    from .tasks import classify_batch, classify_image
-
-    pks = list(pks)
-    try:
-        if len(pks) == 1 and version_id is None:
-            classify_image.delay(pks[0])
-        else:
-            classify_batch.delay(pks, version_id)
-    except (BrokerUnreachable, OSError) as error:  # expected while the broker is away: one line
-        log.warning("Could not send images %s to the workers (the broker is unreachable: %s); "
-                    "they stay waiting and are sent again later", pks, error)
-        return False
-    except Exception:  # anything else is a bug: keep the traceback, and the rows, which are re-sent later
-        log.exception("Could not send images %s to the workers; they will be re-sent", pks)
-        return False
-    PetImage.objects.filter(pk__in=pks).update(enqueued_at=timezone.now(), enqueue_count=F("enqueue_count") + 1)
-    return True
-
-
-def send_in_chunks(pks: Sequence[int], version_id: int | None = None, chunk_size: int = CHUNK_SIZE) -> list[list[int]]:
-    """Send ``pks`` after the current transaction commits, ``chunk_size`` per message."""
-    pks = list(pks)
-    chunks = [pks[i : i + chunk_size] for i in range(0, len(pks), chunk_size)]
-    for chunk in chunks:
-        transaction.on_commit(lambda chunk=chunk: send(chunk, version_id))
-    return chunks
+Error = PetImage.Error
 
 
 # --- Claiming -----------------------------------------------------------------------------
@@ -154,13 +116,18 @@ def _finish(pet: PetImage, token: uuid.UUID, **fields) -> bool:
     return bool(_held(pet, token).update(claim_token=None, claimed_by="", **fields))
 
 
-def _release(pets: Sequence[PetImage], token: uuid.UUID, reason: str) -> list[int]:
+def _release(pets: Sequence[PetImage], token: uuid.UUID, code: str, reason: str) -> list[int]:
     """Give the images back (pending), for example when the model cannot be loaded;
     returns the ids given back (those this claim still held)."""
     held = PetImage.objects.filter(pk__in=[p.pk for p in pets], claim_token=token)
     pks = list(held.order_by("pk").values_list("pk", flat=True))
-    held.update(status=Status.PENDING, claim_token=None, claimed_by="", error_message=reason)
+    held.update(status=Status.PENDING, claim_token=None, claimed_by="", error_code=code, error_message=reason)
     return pks
+
+
+def _fail(pet: PetImage, token: uuid.UUID, code: str, reason: str, **fields) -> bool:
+    """End ``pet`` FAILED for ``code`` (what the owner is told), ``reason`` for staff."""
+    return _finish(pet, token, status=Status.FAILED, error_code=code, error_message=reason, **fields)
 
 
 def _gave_up(attempts: int, last_error: str = "") -> str:
@@ -172,9 +139,10 @@ def _gave_up(attempts: int, last_error: str = "") -> str:
 # --- Classifying --------------------------------------------------------------------------
 
 
-def classify(pk: int) -> None:
+def classify(pk: int) -> list[int]:
     """Classify image ``pk`` with the active model (the task behind every upload), and with
-    it up to ``PETSITE_BATCH_SIZE - 1`` other images waiting, in one forward pass.
+    it up to ``PETSITE_BATCH_SIZE - 1`` other images waiting, in one forward pass; returns
+    the ids to send again (:func:`classify_images`).
 
     Micro-batching without waiting: a lone upload goes at once, alone; during a burst a
     worker takes what has piled up. The other images' own messages then find nothing to
@@ -183,11 +151,14 @@ def classify(pk: int) -> None:
     waiting = PetImage.objects.filter(status=Status.PENDING).exclude(pk=pk)
     oldest_first = waiting.order_by(Coalesce("enqueued_at", "uploaded_at"), "pk").values_list("pk", flat=True)
     others = oldest_first[: max(settings.PETSITE_BATCH_SIZE - 1, 0)]
-    classify_images([pk, *others])
+    return classify_images([pk, *others])
 
 
-def classify_images(pks: Sequence[int], version_id: int | None = None) -> None:
+def classify_images(pks: Sequence[int], version_id: int | None = None) -> list[int]:
     """Classify the claimable images among ``pks`` with ``version_id`` (default: the active model).
+
+    Returns the ids of images whose try raised and that were given back: the caller (the
+    task) sends them again at once. This module sends nothing itself (``tasks.py`` does).
 
     Without an active model images stay pending with the reason recorded, and are
     classified when a model is activated. A named version (reclassification) also
@@ -201,26 +172,27 @@ def classify_images(pks: Sequence[int], version_id: int | None = None) -> None:
     version = ModelVersion.objects.filter(pk=version_id).first() if version_id else ml_services.active_version()
     if version is None:
         if version_id is None:
-            PetImage.objects.filter(pk__in=pks, status=Status.PENDING).update(error_message=ml_services.NO_ACTIVE_MODEL)
-        return
+            PetImage.objects.filter(pk__in=pks, status=Status.PENDING).update(
+                error_code=Error.NO_ACTIVE_MODEL, error_message=ml_services.NO_ACTIVE_MODEL
+            )
+        return []
     token, pets = claim(pks, version, reclassify=version_id is not None)
-    if not pets:
-        return
-    tried_too_often = [pet for pet in pets if pet.attempts >= MAX_ATTEMPTS]
-    for pet in tried_too_often:  # its last tries ended with the worker process (killed, or over its time limit)
-        _finish(pet, token, status=Status.FAILED, error_message=_gave_up(pet.attempts))
+    for pet in pets:
+        if pet.attempts >= MAX_ATTEMPTS:  # its last tries ended with the worker process (killed, or timed out)
+            _fail(pet, token, Error.TOO_MANY_TRIES, _gave_up(pet.attempts))
     pets = [pet for pet in pets if pet.attempts < MAX_ATTEMPTS]
     if not pets:
-        return
+        return []
     from ml.checkpoints import CheckpointError  # torch: only in the worker, never in the web process
 
     try:
         predictor = ml_services.predictor_for(version)
     except (CheckpointError, OSError) as exc:
         log.exception("Model %s cannot be loaded", version.name)
-        _release(pets, token, f"The model {version.name} cannot be loaded: {exc}")
-        return
+        _release(pets, token, Error.MODEL_UNLOADABLE, f"The model {version.name} cannot be loaded: {exc}")
+        return []
     batches = [pets] if all(pet.attempts == 0 for pet in pets) else [[pet] for pet in pets]
+    again = []
     for batch in batches:
         try:
             _classify_batch(batch, token, version, predictor)
@@ -228,22 +200,23 @@ def classify_images(pks: Sequence[int], version_id: int | None = None) -> None:
             raise
         except Exception as error:
             log.exception("Classifying images %s failed", [pet.pk for pet in batch])
-            _failed_try(batch, token, f"{type(error).__name__}: {error}")
+            again += _failed_try(batch, token, f"{type(error).__name__}: {error}")
+    return again
 
 
-def _failed_try(pets: Sequence[PetImage], token: uuid.UUID, error: str) -> None:
+def _failed_try(pets: Sequence[PetImage], token: uuid.UUID, error: str) -> list[int]:
     """A try that raised counts like one whose process died: an image tried ``MAX_ATTEMPTS``
-    times ends FAILED with the error; the others are given back and sent again at once
-    (tried before, they are then classified one at a time, so a poison image fails alone)."""
+    times ends FAILED with the error; the others are given back, to be sent again at once
+    (returned; tried before, they are then classified one at a time, so a poison image
+    fails alone)."""
     attempts = dict(PetImage.objects.filter(pk__in=[p.pk for p in pets]).values_list("pk", "attempts"))
     retry = []
     for pet in pets:
         if attempts.get(pet.pk, 0) >= MAX_ATTEMPTS:
-            _finish(pet, token, status=Status.FAILED, error_message=_gave_up(attempts[pet.pk], error))
+            _fail(pet, token, Error.TOO_MANY_TRIES, _gave_up(attempts[pet.pk], error))
         else:
             retry.append(pet)
-    if given_back := _release(retry, token, f"The last try failed with {error}"):
-        send(given_back)
+    return _release(retry, token, Error.TRY_FAILED, f"The last try failed with {error}")
 
 
 def _classify_batch(pets: Sequence[PetImage], token: uuid.UUID, version: ModelVersion, predictor) -> None:
@@ -263,30 +236,49 @@ def _classify_batch(pets: Sequence[PetImage], token: uuid.UUID, version: ModelVe
             readable.append(pet)
         except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError) as exc:
             log.warning("Image %s could not be read: %s", pet.pk, exc)
-            _finish(pet, token, status=Status.FAILED, error_message="The stored image could not be read.",
-                    classified_at=timezone.now(), attempts=0)
+            _fail(pet, token, Error.UNREADABLE, "The stored image could not be read.",
+                  classified_at=timezone.now(), attempts=0)
     if not readable:
         return
     results = predictor.classify_preprocessed(tensors, k=settings.PETSITE_TOP_K)
     now = timezone.now()
+    for pet, result in zip(readable, results, strict=True):
+        if not record_prediction(pet, token, version, _prediction(result), now):
+            log.info("Image %s: claim lost before saving; result dropped", pet.pk)
+
+
+# --- The current prediction: one writer ---------------------------------------------------
+
+PREDICTION_FIELDS = ("predicted_breed", "confidence", "top_k", "verdict", "verdict_scores")
+
+
+def _prediction(result) -> dict[str, Any]:
+    """One image's result (``ml.inference``'s) as the fields of :data:`PREDICTION_FIELDS`."""
+    best = result.top_k[0]
+    return {
+        "predicted_breed": best.label, "confidence": best.probability, "verdict": result.verdict,
+        "top_k": [{"breed": p.label, "probability": round(p.probability, 6)} for p in result.top_k],
+        "verdict_scores": _json_scores(result.scores),
+    }
+
+
+def record_prediction(pet: PetImage, token: uuid.UUID, version: ModelVersion, prediction: dict, now) -> bool:
+    """Make ``prediction`` by ``version`` the image's current one: the only writer of the
+    prediction on PetImage (its current one) and in Classification (the history), both in
+    one transaction, so the image's prediction is always its latest history row's.
+
+    Only while ``token``'s claim holds (False otherwise: another worker's result counts).
+    The history keeps one row per (image, version): a version classifying again replaces
+    its row, which becomes the latest.
+    """
     with transaction.atomic():
-        for pet, result in zip(readable, results, strict=True):
-            best = result.top_k[0]
-            prediction = {
-                "predicted_breed": best.label, "confidence": best.probability, "verdict": result.verdict,
-                "top_k": [{"breed": p.label, "probability": round(p.probability, 6)} for p in result.top_k],
-                "verdict_scores": _json_scores(result.scores),
-            }
-            saved = _finish(
-                pet, token, status=Status.DONE, model_version=version, classified_at=now, error_message="",
-                attempts=0, **prediction,
-            )
-            if not saved:  # the claim was taken over meanwhile: the other worker's result counts
-                log.info("Image %s: claim lost before saving; result dropped", pet.pk)
-                continue
+        saved = _finish(pet, token, status=Status.DONE, model_version=version, classified_at=now,
+                        error_code=Error.NONE, error_message="", attempts=0, **prediction)
+        if saved:
             Classification.objects.update_or_create(
                 image=pet, model_version=version, defaults={**prediction, "created_at": now}
             )
+    return saved
 
 
 def _json_scores(scores: dict) -> dict:
@@ -317,41 +309,3 @@ def stale_images(now=None) -> QuerySet:
     return PetImage.objects.annotate(sent_at=Coalesce("enqueued_at", "uploaded_at")).filter(
         Q(status=Status.PENDING) & _stale_pending(now) | _dead_claim(PetImage.objects.all(), now)
     )
-
-
-def requeue_stale() -> int:
-    """Send again every image that waited too long; returns how many were sent.
-
-    Covers a lost message, a worker that died mid-task and a broker restart.
-    """
-    pks = list(stale_images().order_by("pk").values_list("pk", flat=True))
-    sent = 0
-    for i in range(0, len(pks), CHUNK_SIZE):
-        chunk = pks[i : i + CHUNK_SIZE]
-        sent += len(chunk) if send(chunk) else 0
-    if sent:
-        log.info("Re-sent %d image(s) that waited too long", sent)
-    return sent
-
-
-def send_pending_now() -> int:
-    """Send every pending image now, whatever its age (a model just became active)."""
-    pks = list(PetImage.objects.filter(status=Status.PENDING).order_by("pk").values_list("pk", flat=True))
-    send_in_chunks(pks)
-    return len(pks)
-
-
-def on_model_activated(sender, version, **kwargs) -> None:
-    """A new model can classify everything that was waiting for one. Images being
-    classified right now are left to the model that claimed them."""
-    send_pending_now()
-
-
-def reclassify(images: QuerySet, version: ModelVersion | None = None, chunk_size: int = CHUNK_SIZE) -> list[list[int]]:
-    """Send ``images`` to the workers in chunks, to be classified by ``version`` (default: active).
-
-    The previous predictions stay in the Classification history. Returns the chunks sent.
-    """
-    version = version or ml_services.require_active_version()
-    pks = list(images.order_by("pk").values_list("pk", flat=True))
-    return send_in_chunks(pks, version.pk, chunk_size)

@@ -1,10 +1,20 @@
-"""Why did it say that: a Grad-CAM heatmap over the photo, made by a worker on first view.
+"""Why did it say that: a Grad-CAM heatmap over the photo, made by a worker when asked.
 
 The heatmap explains the prediction of the model that made it, for the predicted breed,
 over the part of the photo the model saw (the centre crop). It is made once per image
-and model version: when the photo's page is first opened after a classification (never
-for bulk reclassification, which nobody is looking at), stored beside the thumbnail, and
-made again only if a later model classifies the photo anew.
+and model version, stored beside the thumbnail, and made again only if a later model
+classifies the photo anew.
+
+**Asked for with a POST, never by a read.** The photo page's script, once the page shows
+an answer without its heatmap, POSTs to ``classifier:explain`` (an API client to
+``api:image-explain``); no GET (the page, the status JSON, the API's image) sends
+anything. Not made by the worker with every result: Grad-CAM needs PyTorch in eager mode
+(a backward pass through the whole ResNet, slower than the classification itself, and
+never ONNX Runtime), and a heatmap only matters for a photo someone opens, which most
+of a bulk reclassification's photos never are. So the cost is paid per photo looked at,
+by the request that looks.
+
+This module decides and makes; it sends nothing (``tasks.ask_for_heatmap`` does).
 """
 from __future__ import annotations
 
@@ -13,10 +23,9 @@ import logging
 
 from django.core.cache import cache
 from django.core.files.base import ContentFile
-from django.db import transaction
 from PIL import Image
 
-from petsite.outages import BROKER, CACHE, outages, unreachable_service
+from petsite.outages import CACHE, outages, unreachable_service
 from registry import services as ml_services
 
 from .models import PetImage
@@ -37,39 +46,28 @@ def needs_heatmap(pet: PetImage) -> bool:
     return pet.status == PetImage.Status.DONE and pet.model_version_id is not None and not heatmap_is_current(pet)
 
 
-def request_heatmap(pet: PetImage) -> bool:
-    """Ask a worker for the heatmap if the photo has a result and no current heatmap;
-    True if asked. Views of the page in the next minutes do not ask again (shared cache).
-
-    A heatmap is a nicety: while the cache or the broker is unreachable, none is asked
-    for and the page is shown without it (the next view after the outage asks)."""
+def reserve_heatmap_request(pet: PetImage) -> str | None:
+    """The key under which a request for the heatmap of ``pet`` is now reserved, or None
+    when none is to be sent: the photo has no result, its heatmap is current, or it was
+    asked for in the last REQUEST_TTL seconds (shared cache: a page open in several tabs
+    asks once). A heatmap is a nicety: while the cache is unreachable, none is asked for."""
     if not needs_heatmap(pet):
-        return False
+        return None
     key = f"petsite:heatmap:{pet.pk}:{pet.model_version_id}"
     try:
         if not cache.add(key, True, REQUEST_TTL):
-            return False
+            return None
     except Exception as error:
         if unreachable_service(error) != CACHE:
             raise
         outages.down(CACHE, error, "no heatmap is asked for until it answers again")
-        return False
-    transaction.on_commit(lambda: _send_heatmap_request(pet.pk, key))
-    return True
+        return None
+    return key
 
 
-def _send_heatmap_request(pk: int, key: str) -> None:
-    from .tasks import make_heatmap
-
-    try:
-        make_heatmap.delay(pk)
-    except Exception as error:
-        if unreachable_service(error) != BROKER:
-            raise
-        outages.down(BROKER, error, "no heatmap is asked for until it answers again")
-        cache.delete(key)  # the next view asks again
-        return
-    outages.up(BROKER)
+def forget_heatmap_request(key: str) -> None:
+    """The request under ``key`` could not be sent: the next one may ask again."""
+    cache.delete(key)
 
 
 def make_heatmap(pk: int) -> None:

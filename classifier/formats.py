@@ -81,6 +81,11 @@ def accepted(pillow_format: str | None) -> Format | None:
     return BY_PILLOW_NAME.get(pillow_format or "")
 
 
+def stored_extension(stored_as: str) -> str:
+    """The file extension of a stored copy in Pillow format ``stored_as``: ".jpg", ".png", ".webp"."""
+    return BY_PILLOW_NAME[stored_as].extensions[0]
+
+
 def names_in_words() -> str:
     """"JPEG, PNG, WebP, GIF, BMP, HEIC or AVIF": for messages and hints."""
     names = [fmt.name for fmt in ACCEPTED]

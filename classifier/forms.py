@@ -50,7 +50,7 @@ def _grouped_label_choices() -> list:
         ("", "Choose the right breed…"),
         ("Cats", breeds.choices(breeds.CAT)),
         ("Dogs", breeds.choices(breeds.DOG)),
-        ("Other", [(NOT_A_PET, "Not a cat or dog")]),
+        ("Other", [(NOT_A_PET, breeds.NOT_A_PET_NAME)]),
     ]
 
 

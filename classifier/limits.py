@@ -1,4 +1,5 @@
-"""Abuse limits: login lockout (django-axes) and the per-user upload rate (django-ratelimit).
+"""Abuse limits: login lockout (django-axes) and the per-user upload rate (django-ratelimit),
+and the multipart limit that lets long file names through (:func:`accept_long_file_names`).
 
 Both answer with the same 429 page, in the site's layout, with a Retry-After header (the
 JSON API answers its own 429 from the same count, ``api.throttles``).
@@ -146,3 +147,17 @@ def over_rate_error(request: HttpRequest) -> ValidationError:
         f"Not uploaded: you have sent as many photos as we accept for now. Please wait {wait}, then send it again.",
         code="rate_limited",
     )
+
+
+# Headers of one part of a multipart body that Django reads (its own limit is 1 KiB): a
+# part's Content-Disposition carries the file name, and a name of 1,000 characters
+# (4,000 bytes in UTF-8 at most) must not get the whole request refused.
+MULTIPART_PART_HEADER_BYTES = 16 * 1024
+
+
+def accept_long_file_names() -> None:
+    """Let Django read multipart parts whose headers hold long file names (called once,
+    at start-up, by the app's ``ready``). Django reads the module's limit at each part."""
+    from django.http import multipartparser
+
+    multipartparser.MAX_TOTAL_HEADER_SIZE = max(multipartparser.MAX_TOTAL_HEADER_SIZE, MULTIPART_PART_HEADER_BYTES)

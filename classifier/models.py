@@ -11,9 +11,9 @@ from django_guid import get_guid
 from ml import breeds
 from registry.models import ModelWarmup, Verdict
 
-NOT_A_PET = "not_a_pet"
-BREED_CHOICES = [(b.key, b.display_name) for b in breeds.BREEDS]
-LABEL_CHOICES = BREED_CHOICES + [(NOT_A_PET, "Not a cat or dog")]
+from .choices import BREED_CHOICES, LABEL_CHOICES, NOT_A_PET, Error, Status, label_name  # noqa: F401  (re-exported)
+from .review_queue import with_queue_reason
+from .verdicts import VerdictDisplay, describe
 
 
 def _random_name(prefix: str, filename: str) -> str:
@@ -32,11 +32,6 @@ def thumbnail_upload_to(instance: "PetImage", filename: str) -> str:
 
 def heatmap_upload_to(instance: "PetImage", filename: str) -> str:
     return _random_name("heatmaps", filename)
-
-
-def label_name(key: str) -> str:
-    """Display name of a breed key or of NOT_A_PET; empty for no label."""
-    return dict(LABEL_CHOICES).get(key, key)
 
 
 _getting_ready: tuple[str, bool] | None = None  # (request id, answer) of the request being answered
@@ -60,9 +55,7 @@ def _model_getting_ready(now=None) -> bool:
 class PetImageQuerySet(models.QuerySet):
     def with_review_state(self) -> "PetImageQuerySet":
         """Annotate ``review_reason`` and ``needs_review``: why the photo waits for review, if
-        it does (``classifier.review.with_queue_reason``, the queue's one rule)."""
-        from .review import with_queue_reason
-
+        it does (``classifier.review_queue.with_queue_reason``, the queue's one rule)."""
         return with_queue_reason(self)
 
     def needing_review(self) -> "PetImageQuerySet":
@@ -76,11 +69,8 @@ class PetImageQuerySet(models.QuerySet):
 class PetImage(models.Model):
     """One upload and everything known about it: file, prediction, feedback, review."""
 
-    class Status(models.TextChoices):
-        PENDING = "pending", "Waiting"
-        PROCESSING = "processing", "Classifying"
-        DONE = "done", "Done"
-        FAILED = "failed", "Failed"
+    Status = Status  # the choices live in classifier/choices.py (no models there: no import cycle)
+    Error = Error
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="pet_images")
     image = models.ImageField(upload_to=image_upload_to, max_length=255)
@@ -92,7 +82,8 @@ class PetImage(models.Model):
     uploaded_at = models.DateTimeField(default=timezone.now)
 
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
-    error_message = models.TextField(blank=True)
+    error_code = models.CharField(max_length=20, choices=Error.choices, blank=True, default=Error.NONE)
+    error_message = models.TextField(blank=True, help_text="the error's detail, for staff")
     attempts = models.PositiveSmallIntegerField(default=0, help_text="tries started and not finished (a worker died)")
     # Delivery bookkeeping: a queue message is only a hint, these fields decide what is re-sent.
     enqueued_at = models.DateTimeField(null=True, blank=True, help_text="when a message was last sent for it")
@@ -112,7 +103,7 @@ class PetImage(models.Model):
     verdict_scores = models.JSONField(
         default=dict, blank=True, help_text="the scores and thresholds that gave the verdict"
     )
-    # Grad-CAM over the photo for the predicted breed, made on first view of the photo's page.
+    # Grad-CAM over the photo for the predicted breed, made when asked (a POST: classifier/explanations.py).
     heatmap = models.ImageField(upload_to=heatmap_upload_to, max_length=255, blank=True)
     heatmap_version = models.ForeignKey(
         "registry.ModelVersion", on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
@@ -157,7 +148,8 @@ class PetImage(models.Model):
     def status_message(self, now=None) -> str:
         """What the owner is told about an unfinished or failed image, in plain words.
 
-        ``error_message`` holds the detail for staff (it may name a command or a model file).
+        Decided by ``error_code``; ``error_message`` holds the detail for staff (it may name a
+        command or a model file) and is never read here.
         While the active model warms up (``registry.models.ModelWarmup``: a new model is exported and
         its backend chosen; workers serve it with eager FP32 meanwhile), a waiting photo says so.
         """
@@ -165,10 +157,10 @@ class PetImage(models.Model):
             return ""
         if self.status == self.Status.FAILED:
             return "Sorry, this photo could not be classified. " + (
-                "The file could not be read." if "could not be read" in self.error_message
+                "The file could not be read." if self.error_code == self.Error.UNREADABLE
                 else "It stopped the classifier several times, so a person will look at it."
             )
-        if self.error_message.startswith("No active model"):
+        if self.error_code == self.Error.NO_ACTIVE_MODEL:
             return "Your photo is saved and will be classified as soon as the classifier is set up."
         if _model_getting_ready(now):
             return "The new model is getting ready. Your photo is safe and will be classified shortly."
@@ -192,10 +184,8 @@ class PetImage(models.Model):
         return self.reviewed_label or self.true_breed
 
     @property
-    def display(self):
+    def display(self) -> VerdictDisplay:
         """What the pages say about the result, in words (``classifier.verdicts.describe``)."""
-        from .verdicts import describe
-
         return describe(self)
 
     @property

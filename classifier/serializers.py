@@ -52,6 +52,10 @@ class ImageStatusSerializer(serializers.Serializer):
         help_text="what the owner is told about a waiting or failed image, in words: the new model is getting "
         "ready, it takes longer than usual, why it failed; empty otherwise",
     )
+    error_code = serializers.ChoiceField(
+        choices=PetImage.Error.choices, help_text="why it is not classified (yet), for programs: `no_active_model`, "
+        "`unreadable`, `too_many_tries`, …; empty when nothing is wrong. `message` says it in words"
+    )
     predicted_breed = serializers.CharField(help_text="breed key; empty until classified")
     breed_name = serializers.CharField(source="get_predicted_breed_display")
     verdict = serializers.ChoiceField(choices=[("", "None yet")] + Verdict.choices)

@@ -51,7 +51,6 @@ from django.db import models, transaction
 from PIL import Image, JpegImagePlugin
 
 from . import formats
-from .classification import enqueue
 from .models import PetImage
 from .validators import ORDINARY_COST, ORIENTATIONS_SWAPPING_SIDES, ImageInfo, inspect_image
 
@@ -64,7 +63,6 @@ JPEG_MODES = ("L", "RGB", "CMYK")  # what a JPEG holds; anything else is made RG
 
 TOO_MANY_FILES = "too_many_files"  # the code of a file past PETSITE_MAX_FILES_PER_UPLOAD
 
-STORED_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp"}
 TRANSPOSE_FOR_ORIENTATION = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
     3: Image.Transpose.ROTATE_180,
@@ -91,7 +89,8 @@ def get_or_create_pet_image(owner, upload: File, info: ImageInfo) -> tuple[PetIm
 
 
 def store_pet_image(owner, upload: File, info: ImageInfo, sha256: str) -> tuple[PetImage, bool]:
-    """Store the files, then create the row and send it to the workers after commit.
+    """Store the files, then create the row (pending): the caller sends a created one to
+    the workers (``tasks.send_new_uploads``; this module sends nothing).
 
     In the transaction that creates the row, the owner's row is locked and the owner's
     images are searched for ``sha256`` again: a request running beside this one may have
@@ -119,7 +118,6 @@ def store_pet_image(owner, upload: File, info: ImageInfo, sha256: str) -> tuple[
             duplicate = find_duplicate(owner, sha256)
             if duplicate is None:
                 pet.save()
-                enqueue(pet.pk)
     except BaseException:
         _delete_files(pet)
         raise
@@ -127,12 +125,6 @@ def store_pet_image(owner, upload: File, info: ImageInfo, sha256: str) -> tuple[
         _delete_files(pet)
         return duplicate, False
     return pet, True
-
-
-def create_pet_image(owner, upload: File, info: ImageInfo) -> PetImage:
-    """The image for a validated upload: :func:`get_or_create_pet_image` without the flag
-    (kept for callers that only need the image)."""
-    return get_or_create_pet_image(owner, upload, info)[0]
 
 
 @dataclass
@@ -296,20 +288,6 @@ def upload_sha256(upload: File) -> str:
     return digest.hexdigest()
 
 
-# Headers of one part of a multipart body that Django reads (its own limit is 1 KiB): a
-# part's Content-Disposition carries the file name, and a name of 1,000 characters
-# (4,000 bytes in UTF-8 at most) must not get the whole request refused.
-MULTIPART_PART_HEADER_BYTES = 16 * 1024
-
-
-def accept_long_file_names() -> None:
-    """Let Django read multipart parts whose headers hold long file names (called once,
-    at start-up, by the app's ``ready``). Django reads the module's limit at each part."""
-    from django.http import multipartparser
-
-    multipartparser.MAX_TOTAL_HEADER_SIZE = max(multipartparser.MAX_TOTAL_HEADER_SIZE, MULTIPART_PART_HEADER_BYTES)
-
-
 NAME_LENGTH = PetImage._meta.get_field("original_name").max_length
 SHORT_NAME_LENGTH = 60  # characters of a file name that pages show
 MAX_EXTENSION = 10  # a longer "extension" is part of the name
@@ -351,7 +329,7 @@ def encode_upload(upload: File, info: ImageInfo) -> tuple[IO[bytes], str, Conten
     transpose = TRANSPOSE_FOR_ORIENTATION.get(info.orientation)
     if transpose is not None:
         image = image.transpose(transpose)  # the one full-size copy; the source is dropped here
-    elif info.format == "WEBP":
+    elif info.format in formats.WEBP.pillow:
         image = image.copy()  # drops the source and with it libwebp's two full-size decoder canvases
     image = _eight_bit(image)
     if stored_format == "JPEG":
@@ -366,7 +344,7 @@ def encode_upload(upload: File, info: ImageInfo) -> tuple[IO[bytes], str, Conten
     except BaseException:
         original.close()
         raise
-    return original, STORED_EXTENSIONS[stored_format], thumbnail
+    return original, formats.stored_extension(stored_format), thumbnail
 
 
 def make_thumbnail(image: Image.Image) -> ContentFile:

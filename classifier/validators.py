@@ -45,7 +45,6 @@ class ImageInfo:
     """What :func:`inspect_image` learned, with the decoded image for storage."""
 
     format: str  # as Pillow names it: "JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "HEIF" or "AVIF"
-    extension: str  # of that format, e.g. ".jpg"
     width: int  # as displayed (EXIF orientation applied)
     height: int
     image: Image.Image | None  # decoded, full size, as stored in the file (not yet upright)
@@ -100,7 +99,7 @@ def inspect_image(upload: File) -> ImageInfo:
     width, height = image.size
     if orientation in ORIENTATIONS_SWAPPING_SIDES:
         width, height = height, width
-    return ImageInfo(image.format, formats.accepted(image.format).extensions[0], width, height, image, orientation)
+    return ImageInfo(image.format, width, height, image, orientation)
 
 
 def _check_header(image: Image.Image, upload: File) -> None:
@@ -173,11 +172,11 @@ def decode_cost(image: Image.Image, upload: File) -> int:
       resolution (4:4:4), 12 for CMYK. Chroma-subsampled ones stay within 8.
     - Anything else: at most two 4-byte copies, 8.
     """
-    if image.format == "WEBP":
+    if image.format in formats.WEBP.pillow:
         return WEBP_COST
     if image.format == "AVIF":
         return AVIF_COSTS.get(image.mode, max(AVIF_COSTS.values()))
-    if image.format in ("JPEG", "MPO") and (image.info.get("progressive") or _jpeg_scan_count(upload) > 1):
+    if image.format in formats.JPEG.pillow and (image.info.get("progressive") or _jpeg_scan_count(upload) > 1):
         layers = getattr(image, "layer", None) or []
         if layers:
             h_max = max(h for _, h, _, _ in layers) or 1

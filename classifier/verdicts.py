@@ -22,6 +22,8 @@ angle can get it too, about 5 % of real pets do by construction).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
 
 from django.db.models import Case, F, FloatField, Q, Value, When
 
@@ -29,9 +31,18 @@ from ml.breeds import NUM_CLASSES
 from petsite import dates
 from registry.models import Verdict
 
-from .models import NOT_A_PET, PetImage, label_name
+from .choices import NOT_A_PET, Status, label_name
 
-Status = PetImage.Status
+
+class Result(Protocol):
+    """What the words are made from: a ``PetImage``'s result fields (this module imports no
+    model, so that the model can use it without an import cycle)."""
+
+    status: str
+    verdict: str
+    predicted_breed: str
+    confidence: float | None
+    uploaded_at: datetime
 
 
 def with_article(name: str) -> str:
@@ -39,7 +50,7 @@ def with_article(name: str) -> str:
     return f"{'an' if name[:1].upper() in 'AEIOU' else 'a'} {name}"
 
 
-def verdict_of(pet: PetImage) -> str:
+def verdict_of(pet: Result) -> str:
     """The verdict the pages show: "" without a result; a result from before verdicts
     existed counts as confident (it was shown with its percentage then)."""
     if pet.status != Status.DONE:
@@ -70,7 +81,7 @@ BREED_CONFIDENCE = Case(
 )
 
 
-def model_answer(pet: PetImage) -> str:
+def model_answer(pet: Result) -> str:
     """What "correct" agrees with: ``NOT_A_PET`` for a not-a-pet verdict, else the first
     breed (the model's answer, or for "not sure" its closest guess); "" without a result."""
     if not pet.predicted_breed:
@@ -93,7 +104,7 @@ class VerdictDisplay:
     uploaded: str  # when the photo was uploaded, as the site writes dates (petsite.dates.when)
 
 
-def describe(pet: PetImage) -> VerdictDisplay:
+def describe(pet: Result) -> VerdictDisplay:
     """The words for ``pet``'s result (or its absence), the one source for every page."""
     verdict = verdict_of(pet)
     first = label_name(pet.predicted_breed) if pet.predicted_breed else ""

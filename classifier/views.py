@@ -9,7 +9,7 @@ from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from ml.breeds import BREEDS
 from registry import services as ml_services
 
-from . import explanations, formats, review, uploads
+from . import explanations, formats, review, serving, tasks, uploads
 from .filters import GalleryFilter, filter_fields_html, gallery_neighbours
 from .forms import FeedbackForm, SignupForm, UploadForm
 from .limits import limit_uploads, store_uploads_within_rate
@@ -84,6 +84,7 @@ def upload(request: HttpRequest) -> HttpResponse:
         return _upload_page(request, form, status=400 if form.errors else 200)
 
     outcomes = store_uploads_within_rate(request, form.cleaned_data["image"])
+    tasks.send_new_uploads(outcomes)
     stored = [outcome for outcome in outcomes if outcome.saved]
 
     if wants_json(request):
@@ -176,7 +177,6 @@ def _detail_page(request: HttpRequest, pet: PetImage, form: FeedbackForm, status
 @login_required
 def detail(request, pk: int):
     pet = _own_image(request, pk)
-    explanations.request_heatmap(pet)  # the first view of a result asks a worker for its heatmap
     initial = {"answer": "correct" if pet.is_correct else "wrong", "label": pet.true_breed} if pet.feedback_at else {}
     return _detail_page(request, pet, FeedbackForm(initial=initial, pet=pet))
 
@@ -215,10 +215,18 @@ def review_dashboard(request):
 @login_required
 @require_GET
 def status(request, pk: int):
-    """The photo page's poll: a result that arrives while the page is open asks for its heatmap too."""
+    """The photo page's poll. A read: it asks for nothing (the heatmap is asked for by :func:`explain`)."""
+    return JsonResponse(image_status(_own_image(request, pk)))
+
+
+@login_required
+@require_POST
+def explain(request: HttpRequest, pk: int) -> JsonResponse:
+    """Ask a worker for the photo's heatmap: the photo page's script POSTs here once it shows
+    an answer without one (``tasks.ask_for_heatmap``: 200 there already, 202 asked for, 409
+    nothing to explain yet), then polls :func:`status` for ``heatmap_url``."""
     pet = _own_image(request, pk)
-    explanations.request_heatmap(pet)
-    return JsonResponse(image_status(pet))
+    return JsonResponse(image_status(pet), status=tasks.ask_for_heatmap(pet))
 
 
 MAX_STATUS_IDS = 100  # more than a gallery page or an upload holds; a longer list is cut, not refused
@@ -244,38 +252,4 @@ def _is_id(word: str) -> bool:
 @login_required
 @require_GET
 def image_file(request, pk: int, kind: str):
-    return serve_image_file(request.user, pk, kind)
-
-
-def serve_image_file(user, pk: int, kind: str) -> HttpResponse:
-    """An image's file (``image``, ``thumbnail`` or ``heatmap``) for its owner, and for
-    reviewers, who may view every image; 404 to anyone else. The site's image URLs and
-    the API's (token clients) answer with this."""
-    may_view_all = user.has_perm("classifier.view_petimage")
-    images = PetImage.objects.all() if may_view_all else PetImage.objects.filter(owner=user)
-    field = getattr(get_object_or_404(images, pk=pk), kind)
-    if not field:
-        raise Http404("No such file.")
-    if not _on_local_disk(field):
-        # Object storage (S3): the browser fetches the private object itself, by a signed
-        # URL that expires; the redirect is cached for half that time, so a page shown
-        # again reuses the URL (and the browser's copy of the image).
-        response = redirect(field.url)
-        response["Cache-Control"] = f"private, max-age={settings.PETSITE_SIGNED_URL_SECONDS // 2}"
-        return response
-    try:
-        handle = field.open("rb")
-    except FileNotFoundError:
-        raise Http404("The file is missing from storage.") from None
-    response = FileResponse(handle, filename=None)
-    response["Cache-Control"] = "private, max-age=3600"
-    return response
-
-
-def _on_local_disk(field) -> bool:
-    """True for a file storage with paths (streamed by the site), False for object storage."""
-    try:
-        field.storage.path(field.name)
-    except NotImplementedError:
-        return False
-    return True
+    return serving.serve_image_file(request.user, pk, kind)

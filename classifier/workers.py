@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import psutil
+from celery import bootsteps
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
@@ -167,3 +168,28 @@ def queue_workers(queue: str, now: datetime | None = None) -> QueueWorkers:
         live=[worker for worker in rows if worker.last_seen >= since],
         last_seen=max((worker.last_seen for worker in rows), default=None),
     )
+
+
+class Heartbeat(bootsteps.StartStopStep):
+    """The worker's heartbeat row, written by a thread of the main process (:class:`HeartbeatThread`).
+
+    A thread, not a timer of Celery's event loop: a loop busy with a slow database, or
+    blocked, must not stop the heartbeat of a worker that still serves, and a heartbeat
+    that cannot reach the database must never stop the worker.
+    """
+
+    requires = {"celery.worker.components:Pool"}
+
+    def __init__(self, worker, **kwargs):
+        super().__init__(worker, **kwargs)
+        self.beat = None
+
+    def start(self, worker) -> None:
+        self.beat = HeartbeatThread(worker)
+        self.beat.start()
+
+    def stop(self, worker) -> None:
+        if self.beat is not None:
+            self.beat.stop()
+
+    terminate = stop  # a cold shutdown too: the worker did not die

@@ -12,6 +12,18 @@ from typing import NamedTuple
 CAT = "cat"
 DOG = "dog"
 
+# The label of a photo that shows no cat or dog (an owner's or a reviewer's answer), which is
+# also the verdict of a prediction that does not look like a pet.
+NOT_A_PET = "not_a_pet"
+NOT_A_PET_NAME = "Not a cat or dog"
+
+# The verdicts of a prediction (``ml.calibration`` decides them, the site shows them), in one
+# place for the whole project: here, beside the labels, because ``ml.calibration`` needs
+# PyTorch and the web tier, whose choices are derived from these names, must not load it.
+CONFIDENT = "confident"
+UNSURE = "unsure"
+VERDICTS = (CONFIDENT, UNSURE, NOT_A_PET)
+
 
 class Breed(NamedTuple):
     key: str  # as in the dataset's file names, e.g. "great_pyrenees", "British_Shorthair"

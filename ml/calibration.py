@@ -53,11 +53,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-# The three verdicts, in one place for the whole project.
-CONFIDENT = "confident"
-UNSURE = "unsure"
-NOT_A_PET = "not_a_pet"
-VERDICTS = (CONFIDENT, UNSURE, NOT_A_PET)
+from .breeds import CONFIDENT, NOT_A_PET, UNSURE, VERDICTS  # noqa: F401  the verdicts, defined once (no torch)
 
 # The out-of-distribution scores (higher = less like the training data).
 MAHALANOBIS = "mahalanobis"

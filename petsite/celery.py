@@ -7,14 +7,14 @@ What runs where, and why:
   count set, by the child's first task (:func:`_limit_torch_threads`), so a busy machine
   that takes 10 s to import it never gets a child killed and replaced forever.
 - The main process never imports PyTorch (children are forked from it); it re-sends what
-  dead workers of this host held when it starts, and writes the worker's heartbeat
-  (classifier/workers.py) from a thread of its own.
+  dead workers of this host held when it starts (classifier/tasks.py), and writes the
+  worker's heartbeat (classifier/workers.py) from a thread of its own.
 """
 import logging
 import os
 
-from celery import Celery, bootsteps
-from celery.signals import setup_logging, task_prerun, worker_ready
+from celery import Celery
+from celery.signals import setup_logging, task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "petsite.settings")
 
@@ -60,48 +60,6 @@ def _limit_torch_threads(**kwargs) -> None:
     torch.set_num_threads(torch_threads_per_child())
 
 
-@worker_ready.connect
-def _resend_what_was_stranded(**kwargs) -> None:
-    """A worker that starts sends again what a dead worker of this host held, and
-    anything else that waited too long, instead of waiting for the next beat run."""
-    from django.db import DatabaseError, connection
-
-    from classifier.classification import requeue_stale
-
-    try:
-        count = requeue_stale()
-        log.info("Worker start: re-sent %d stranded image(s)", count)
-    except DatabaseError:
-        log.warning("Worker start: the database is unreachable; the beat task re-sends stranded images later")
-    finally:
-        connection.close()  # the main process classifies nothing: hold no connection
-
-
-class Heartbeat(bootsteps.StartStopStep):
-    """The worker's heartbeat row, written by a thread of the main process (classifier/workers.py).
-
-    A thread, not a timer of Celery's event loop: a loop busy with a slow database, or
-    blocked, must not stop the heartbeat of a worker that still serves, and a heartbeat
-    that cannot reach the database must never stop the worker.
-    """
-
-    requires = {"celery.worker.components:Pool"}
-
-    def __init__(self, worker, **kwargs):
-        super().__init__(worker, **kwargs)
-        self.beat = None
-
-    def start(self, worker) -> None:
-        from classifier.workers import HeartbeatThread
-
-        self.beat = HeartbeatThread(worker)
-        self.beat.start()
-
-    def stop(self, worker) -> None:
-        if self.beat is not None:
-            self.beat.stop()
-
-    terminate = stop  # a cold shutdown too: the worker did not die
-
-
-app.steps["worker"].add(Heartbeat)
+# The worker's heartbeat (classifier/workers.py), named, not imported: this module imports
+# nothing of the apps, which import it (no import cycle). Celery loads a step by its name.
+app.steps["worker"].add("classifier.workers:Heartbeat")

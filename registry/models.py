@@ -4,16 +4,17 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from ml import breeds
 from ml.warmup import WARMUP_TIMEOUT
 
 
 class Verdict(models.TextChoices):
-    """What a prediction is worth, as the site shows it. The values are ml.calibration's
-    verdict names (a test keeps them equal; that module needs torch, this one must not)."""
+    """What a prediction is worth, as the site shows it: the verdict names of ``ml.breeds``
+    (which ``ml.calibration`` gives), with their words."""
 
-    CONFIDENT = "confident", "Confident"
-    UNSURE = "unsure", "Not sure"
-    NOT_A_PET = "not_a_pet", "Not a cat or dog"
+    CONFIDENT = breeds.CONFIDENT, "Confident"
+    UNSURE = breeds.UNSURE, "Not sure"
+    NOT_A_PET = breeds.NOT_A_PET, breeds.NOT_A_PET_NAME
 
 
 class ModelVersion(models.Model):

@@ -8,10 +8,9 @@ from unittest import mock
 
 import pytest
 
-from classifier import classification, tasks, uploads
-from classifier.validators import inspect_image
+from classifier import tasks
 from tests.conftest import WorkerProcess, worker_env
-from tests.helpers import upload
+from tests.helpers import store_photo, upload
 
 
 class AutoWorker(WorkerProcess):
@@ -40,8 +39,8 @@ def stored_photos(user, count: int, prefix: str = "pet") -> list[int]:
     """Uploads stored as the site stores them, their messages not sent yet (a test sends them
     to its own worker's queue)."""
     pks = []
-    with mock.patch.object(classification, "send", return_value=True):
+    with mock.patch.object(tasks, "send", return_value=True):
         for i in range(count):
             file = upload(f"{prefix}-{i}.jpg")
-            pks.append(uploads.create_pet_image(user, file, inspect_image(file)).pk)
+            pks.append(store_photo(user, file).pk)
     return pks

@@ -75,3 +75,15 @@ def stored_files(media_root) -> list:
 
     root = Path(media_root)
     return sorted(p for p in root.rglob("*") if p.is_file() and "models" not in p.parts) if root.exists() else []
+
+
+def store_photo(owner, file: SimpleUploadedFile | None = None):
+    """A photo of ``owner`` stored and sent to the workers the way an upload is (the upload
+    view's and the API's path: ``uploads.store_uploads``, then ``tasks.send_new_uploads``,
+    which sends once the test's transaction commits, if it does)."""
+    from classifier import tasks, uploads
+
+    outcomes = uploads.store_uploads(owner, [file or upload()])
+    tasks.send_new_uploads(outcomes)
+    assert outcomes[0].saved, outcomes[0].reason
+    return outcomes[0].image

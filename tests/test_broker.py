@@ -88,14 +88,12 @@ def test_commands_that_send_fail_soft_without_the_broker(
     from django.core.management import CommandError, call_command
     from django.utils import timezone
 
-    from classifier import uploads
     from classifier.models import PetImage
-    from classifier.validators import inspect_image
-    from tests.helpers import upload
+    from tests.helpers import store_photo, upload
 
     file = upload()
     with django_capture_on_commit_callbacks(execute=True):
-        pet = uploads.create_pet_image(user, file, inspect_image(file))
+        pet = store_photo(user, file)
     assert "the broker is unreachable" in caplog.text and "Traceback" not in caplog.text
     PetImage.objects.filter(pk=pet.pk).update(uploaded_at=timezone.now() - timedelta(hours=1))
     call_command("requeue_pending")

@@ -25,7 +25,7 @@ from api import tokens
 from classifier.models import PetImage
 from petsite import errors
 from petsite.outages import CACHE, DATABASE, unreachable_service
-from tests.helpers import stored_files, upload
+from tests.helpers import store_photo, stored_files, upload
 
 PROBLEM = "application/problem+json"
 
@@ -292,8 +292,6 @@ def test_403_page(client, user):
 
 
 def _stored_image(user) -> PetImage:
-    from classifier import uploads
-    from classifier.validators import inspect_image
 
     file = upload()
-    return uploads.create_pet_image(user, file, inspect_image(file))
+    return store_photo(user, file)

@@ -4,9 +4,7 @@ developers; under /api/ a 404 stays problem+json either way."""
 import pytest
 from django.urls import reverse
 
-from classifier import uploads
-from classifier.validators import inspect_image
-from tests.helpers import upload
+from tests.helpers import store_photo, upload
 
 SITE_PAGE = "We could not find that page"
 TECHNICAL = "Using the URLconf defined in"  # Django's technical 404 for an unknown address
@@ -16,7 +14,7 @@ TECHNICAL_RAISED = "Raised by:"  # … and for a view's Http404
 @pytest.fixture
 def others_photo(other_user):
     photo = upload()
-    return uploads.create_pet_image(other_user, photo, inspect_image(photo))
+    return store_photo(other_user, photo)
 
 
 @pytest.mark.parametrize("debug", [False, True], ids=["production", "debug"])

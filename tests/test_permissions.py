@@ -19,11 +19,9 @@ from django.core.files.storage import default_storage
 from django.urls import URLResolver, get_resolver, reverse
 from rest_framework.authtoken.models import TokenProxy
 
-from classifier import uploads
 from classifier.models import PetImage
-from classifier.validators import inspect_image
 from registry.models import ModelVersion
-from tests.helpers import image_bytes, upload
+from tests.helpers import image_bytes, store_photo, upload
 from training.models import TrainingRun
 
 LOGIN = "login page"
@@ -93,6 +91,7 @@ RULES: dict[str, Rule] = {
     "classifier:image_file": photo_file(),
     "classifier:thumbnail": photo_file(),
     "classifier:heatmap": photo_file(),
+    "classifier:explain": owner_only(409, method="post"),  # asks for the heatmap; the photo here has no result
     "classifier:review_dashboard": permission(),
     "registry:model_list": permission(),
     "registry:model_detail": permission(),
@@ -105,6 +104,7 @@ RULES: dict[str, Rule] = {
     "api:image-file": row(401, 200, 404, 404, 200, 200),  # as the site's photo files
     "api:image-thumbnail": row(401, 200, 404, 404, 200, 200),
     "api:image-heatmap": row(401, 200, 404, 404, 200, 200),
+    "api:image-explain": row(401, 409, 404, 404, 404, 404, method="post"),  # as classifier:explain
     "api:image-feedback": row(401, 200, 404, 404, 404, 404, method="post", data={"answer": "wrong", "label": "pug"}),
     "api:model-list": row(401, 403, 403, 403, 200, 200),  # the model pages' permission
     "api:model-detail": row(401, 403, 403, 403, 200, 200),
@@ -231,7 +231,7 @@ def objects(people) -> dict:
     from axes.models import AccessAttempt, AccessFailureLog, AccessLog
 
     photo = upload()
-    image = uploads.create_pet_image(people["owner"], photo, inspect_image(photo))
+    image = store_photo(people["owner"], photo)
     image.heatmap.save("heatmap.jpg", ContentFile(image_bytes()))
     figure = default_storage.save("models/perm-v1/figures/loss.png", ContentFile(image_bytes(fmt="PNG")))
     version = ModelVersion.objects.create(

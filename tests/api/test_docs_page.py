@@ -59,7 +59,7 @@ def test_every_endpoint_and_schema_is_on_the_page(page):
     schema = docs.openapi_schema()
     operations = [(method, path, op) for path, item in schema["paths"].items() for method, op in item.items()
                   if method in METHODS]
-    assert len(operations) == 10
+    assert len(operations) == 11  # with POST images/{id}/explain/
     for method, path, operation in operations:
         anchor = docs.anchor("op", operation["operationId"])
         assert anchor in parsed.ids and anchor in parsed.fragments, (method, path)  # in the contents too
@@ -95,7 +95,7 @@ def test_the_examples_call_each_endpoint_with_a_token(page):
     parsed, html = page
     text = "".join(parsed.text)
     base = "http://testserver"
-    assert text.count('-H "Authorization: Token $TOKEN"') == 10
+    assert text.count('-H "Authorization: Token $TOKEN"') == 11
     assert f'-F image=@rex.jpg \\\n  -F image=@tom.jpg \\\n  {base}/api/images/' in text  # upload: file parts
     assert f"""-H "Content-Type: application/json" \\\n  -d '{{"answer": "correct"}}' \\\n  """ \
            f"{base}/api/images/1/feedback/" in text  # the required field, an allowed value

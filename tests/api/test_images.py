@@ -406,8 +406,8 @@ def test_a_body_over_the_request_limit_is_a_json_413(owner, settings):
     assert response.status_code == 413 and "at most 1000 bytes" in response.json()["detail"]
 
 
-def test_reading_a_result_asks_for_its_heatmap_which_then_appears(owner, make_image,
-                                                                  django_capture_on_commit_callbacks):
+def test_reading_asks_for_nothing_a_post_asks_for_the_heatmap_which_then_appears(
+        owner, make_image, django_capture_on_commit_callbacks):
     from unittest import mock
 
     from classifier import explanations
@@ -416,6 +416,8 @@ def test_reading_a_result_asks_for_its_heatmap_which_then_appears(owner, make_im
     with mock.patch("classifier.tasks.make_heatmap.delay") as delay:
         with django_capture_on_commit_callbacks(execute=True):
             assert owner.get(detail(pet)).json()["files"]["heatmap"] is None
+        assert delay.call_count == 0  # a read sends nothing
+        assert owner.post(reverse("api:image-explain", args=[pet.pk])).status_code == 202
     assert [call.args for call in delay.call_args_list] == [(pet.pk,)]
 
     explanations.make_heatmap(pet.pk)  # what the worker does

@@ -26,12 +26,10 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from classifier import uploads
 from classifier.models import Classification, PetImage
-from classifier.validators import inspect_image
 from ml.breeds import BREED_KEYS, display_name
 from registry.models import ModelVersion
-from tests.helpers import image_bytes, upload
+from tests.helpers import image_bytes, store_photo, upload
 from training.models import TrainingRun
 
 from .conftest import TIMEOUT_MS
@@ -142,7 +140,7 @@ def data(people) -> dict:
 
     def photo(breed: str, confidence: float | None, verdict: str = "confident", **fields) -> PetImage:
         file = upload()
-        pet = uploads.create_pet_image(owner, file, inspect_image(file))
+        pet = store_photo(owner, file)
         if confidence is not None:
             others = [key for key in BREED_KEYS if key != breed][:4]
             top_k = [{"breed": breed, "probability": confidence}]

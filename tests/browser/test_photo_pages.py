@@ -16,12 +16,10 @@ import pytest
 from django.core.files.base import ContentFile
 from django.utils import timezone
 
-from classifier import uploads
 from classifier.models import PetImage
-from classifier.validators import inspect_image
 from ml.breeds import BREED_KEYS
 from registry.models import ModelVersion, Verdict
-from tests.helpers import image_bytes, upload
+from tests.helpers import image_bytes, store_photo, upload
 
 from .conftest import TIMEOUT_MS
 
@@ -60,7 +58,7 @@ _marks = iter(range(100, 4096))
 
 def new_photo(owner, name: str, **fields) -> PetImage:
     file = upload(name, image_bytes(size=(160, 120), mark=next(_marks)))
-    pet = uploads.create_pet_image(owner, file, inspect_image(file))
+    pet = store_photo(owner, file)
     PetImage.objects.filter(pk=pet.pk).update(**fields)
     pet.refresh_from_db()
     return pet

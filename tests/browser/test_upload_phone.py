@@ -16,11 +16,10 @@ import base64
 
 import pytest
 
-from classifier import classification, uploads
+from classifier import classification
 from classifier.models import PetImage
-from classifier.validators import inspect_image
 from tests.classifier.test_upload_phone import phone_photo
-from tests.helpers import image_bytes, upload
+from tests.helpers import image_bytes, store_photo, upload
 
 from .conftest import TIMEOUT_MS
 
@@ -64,7 +63,7 @@ def test_phone_photos_dropped_on_the_gallery_join_the_grid_and_update_live(
     browser, live_server, user, model_version, artifacts
 ):
     first = upload("first.jpg", image_bytes(mark=1))
-    existing = [uploads.create_pet_image(user, first, inspect_image(first)).pk]
+    existing = [store_photo(user, first).pk]
     context, page, errors = logged_in_page(browser, live_server)
     page.goto(f"{live_server.url}/")
     assert page.locator("[data-live-gallery] .tile").count() == 1

@@ -2,10 +2,8 @@
 import pytest
 from django.utils import timezone
 
-from classifier import uploads
 from classifier.models import PetImage
-from classifier.validators import inspect_image
-from tests.helpers import upload
+from tests.helpers import store_photo, upload
 
 
 @pytest.fixture
@@ -14,7 +12,7 @@ def make_image(user, model_version):
 
     def make(breed: str = "pug", confidence: float = 0.9, owner=None, **fields) -> PetImage:
         file = upload()
-        pet = uploads.create_pet_image(owner or user, file, inspect_image(file))
+        pet = store_photo(owner or user, file)
         values = {
             "status": PetImage.Status.DONE, "predicted_breed": breed, "confidence": confidence,
             "top_k": [{"breed": breed, "probability": confidence}], "model_version": model_version,

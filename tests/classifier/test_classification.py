@@ -16,17 +16,16 @@ from django.core.management import call_command
 from django.db import IntegrityError
 from django.utils import timezone
 
-from classifier import classification, uploads
+from classifier import classification, tasks
 from classifier.models import Classification, PetImage
-from classifier.validators import inspect_image
-from tests.helpers import upload
+from tests.helpers import store_photo, upload
 
 Status = PetImage.Status
 
 
 def new_image(user) -> PetImage:
     file = upload()
-    return uploads.create_pet_image(user, file, inspect_image(file))
+    return store_photo(user, file)
 
 
 @pytest.fixture
@@ -130,14 +129,16 @@ def test_unreadable_stored_image_fails_with_reason(pet, model_version):
     pet.image.storage.save(pet.image.name, ContentFile(b"garbage"))
     classification.classify(pet.pk)
     pet = _refresh(pet)
-    assert pet.status == Status.FAILED and "could not be read" in pet.error_message
+    assert pet.status == Status.FAILED and pet.error_code == PetImage.Error.UNREADABLE
+    assert "could not be read" in pet.error_message
     assert "could not be read" in pet.status_message() and pet.claim_token is None
 
 
 def test_no_model_keeps_it_pending_with_explanation(pet):
     classification.classify(pet.pk)
     pet = _refresh(pet)
-    assert pet.status == Status.PENDING and "No active model" in pet.error_message
+    assert pet.status == Status.PENDING and pet.error_code == PetImage.Error.NO_ACTIVE_MODEL
+    assert "No active model" in pet.error_message
     assert pet.status_message() == "Your photo is saved and will be classified as soon as the classifier is set up."
 
 
@@ -155,7 +156,8 @@ def test_an_image_that_keeps_killing_workers_fails_alone(user, model_version):
     with mock.patch.object(classification, "_classify_batch", wraps=classification._classify_batch) as batches:
         classification.classify_images([p.pk for p in pets], model_version.pk)
     assert [[p.pk for p in call.args[0]] for call in batches.call_args_list] == [[pets[0].pk], [pets[2].pk]]
-    assert _refresh(poison).status == Status.FAILED and "did not finish after 3 tries" in poison.error_message
+    assert _refresh(poison).status == Status.FAILED and poison.error_code == PetImage.Error.TOO_MANY_TRIES
+    assert "did not finish after 3 tries" in poison.error_message
     assert "a person will look at it" in poison.status_message()
     assert [_refresh(p).status for p in (pets[0], pets[2])] == [Status.DONE, Status.DONE]
 
@@ -172,7 +174,8 @@ def test_model_that_cannot_be_loaded_gives_the_images_back(pet, model_version):
     type(model_version).objects.filter(pk=model_version.pk).update(file="models/gone/model.pt")
     classification.classify(pet.pk)
     pet = _refresh(pet)
-    assert pet.status == Status.PENDING and "cannot be loaded" in pet.error_message and pet.claim_token is None
+    assert pet.status == Status.PENDING and pet.error_code == PetImage.Error.MODEL_UNLOADABLE
+    assert "cannot be loaded" in pet.error_message and pet.claim_token is None
 
 
 # --- re-sending ------------------------------------------------------------------------------
@@ -213,7 +216,7 @@ def test_requeue_goes_by_last_send_and_claim_never_by_upload_time(user, settings
     make(status=Status.PROCESSING, claimed_by="elsewhere:1", claimed_at=now)  # being classified
     make(status=Status.DONE, enqueued_at=long_ago)
 
-    assert classification.requeue_stale() == 2
+    assert tasks.requeue_stale() == 2
     assert sends() == sorted([lost, dead_claim])
     assert _refresh(PetImage.objects.get(pk=lost)).enqueue_count == 2
     assert resent_twice not in sends()
@@ -230,7 +233,7 @@ def test_broker_down_keeps_upload_pending_and_requeue_sends_it_later(
     a_while_ago = timezone.now() - timedelta(seconds=settings.PETSITE_REQUEUE_AFTER + 1)
     PetImage.objects.filter(pk=pet.pk).update(uploaded_at=a_while_ago)
     with mock.patch("classifier.tasks.classify_image.delay") as delay:
-        assert classification.requeue_stale() == 1
+        assert tasks.requeue_stale() == 1
     assert _sent(delay) == [pet.pk]
 
 
@@ -247,7 +250,7 @@ def test_activation_resends_what_waits_not_what_is_being_classified(
     busy = new_image(user)
     PetImage.objects.filter(pk=busy.pk).update(status=Status.PROCESSING, claimed_at=timezone.now(), claimed_by="w:1")
     with django_capture_on_commit_callbacks(execute=True):
-        classification.on_model_activated(sender=None, version=model_version)
+        tasks.on_model_activated(sender=None, version=model_version)
     assert sends() == [waiting.pk]
 
 

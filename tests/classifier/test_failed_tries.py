@@ -10,10 +10,9 @@ from unittest import mock
 import pytest
 from django.utils import timezone
 
-from classifier import classification, uploads
+from classifier import classification, tasks
 from classifier.models import Classification, PetImage
-from classifier.validators import inspect_image
-from tests.helpers import upload
+from tests.helpers import store_photo, upload
 
 Status = PetImage.Status
 pytestmark = pytest.mark.django_db
@@ -21,7 +20,7 @@ pytestmark = pytest.mark.django_db
 
 def new_images(user, count: int) -> list[PetImage]:
     files = [upload() for _ in range(count)]
-    return [uploads.create_pet_image(user, file, inspect_image(file)) for file in files]
+    return [store_photo(user, file) for file in files]
 
 
 class PoisonError(RuntimeError):
@@ -47,20 +46,24 @@ def test_a_try_that_raises_counts_and_the_third_fails_the_image_alone(user, mode
     pks = [p.pk for p in pets]
     with (
         mock.patch.object(classification, "_classify_batch", failing_for(poison.pk)),
-        mock.patch.object(classification, "send", return_value=True) as send,
+        mock.patch.object(tasks, "send", return_value=True) as send,
     ):
-        classification.classify_images(pks)  # one forward pass for all three: it raises
+        tasks.classify_batch(pks)  # the task: one forward pass for all three, which raises
         assert {p.status for p in PetImage.objects.filter(pk__in=pks)} == {Status.PENDING}
         assert set(PetImage.objects.filter(pk__in=pks).values_list("attempts", flat=True)) == {1}
-        assert send.call_args.args[0] == pks  # given back and sent again at once
-        assert "PoisonError" in PetImage.objects.get(pk=poison.pk).error_message
+        assert send.call_args.args[0] == pks  # given back, and the task sends them again at once
+        given_back = PetImage.objects.get(pk=poison.pk)
+        assert given_back.error_code == PetImage.Error.TRY_FAILED
+        assert "PoisonError" in given_back.error_message
 
-        classification.classify_images(pks)  # tried before: one at a time; the others are done
+        tasks.classify_batch(pks)  # tried before: one at a time; the others are done
         assert send.call_args.args[0] == [poison.pk]
-        classification.classify_images([poison.pk])
+        tasks.classify_batch([poison.pk])
+        assert send.call_args.args[0] == []  # failed for good: nothing to send again
 
     poison.refresh_from_db()
     assert (poison.status, poison.attempts, poison.claim_token) == (Status.FAILED, 3, None)
+    assert poison.error_code == PetImage.Error.TOO_MANY_TRIES
     assert poison.error_message == (
         "Classification did not finish after 3 tries. The last one failed with PoisonError: the forward pass failed.")
     assert list(PetImage.objects.filter(pk__in=pks).exclude(pk=poison.pk).values_list("status", flat=True)) == [

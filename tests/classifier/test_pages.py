@@ -152,7 +152,7 @@ def test_feedback_form_once_there_is_a_result(client, user, make_image):
 
 
 def test_no_feedback_form_for_a_failed_photo(client, user, make_image):
-    pet = make_image("", None, status="failed", predicted_breed="", top_k=[], error_message="could not be read")
+    pet = make_image("", None, status="failed", predicted_breed="", top_k=[], error_code=PetImage.Error.UNREADABLE)
     client.force_login(user)
     page = client.get(pet.get_absolute_url()).content.decode()
     assert 'id="feedback"' not in page

@@ -33,14 +33,13 @@ from django.conf import settings
 from django.db.models import Count
 from django.utils import timezone
 
-from classifier import classification, tasks, uploads, workers
+from classifier import classification, tasks, workers
 from classifier.models import Classification, PetImage, WorkerHeartbeat
-from classifier.validators import inspect_image
 from petsite.broker import RedisServer as EmbeddedBroker
 from petsite.broker import server_binary
 from petsite.celery import app
 from tests.conftest import BASE_DIR, WorkerProcess, worker_env
-from tests.helpers import upload, wait_for
+from tests.helpers import store_photo, upload, wait_for
 from tests.load import scaled
 
 from .faulty_app import CHILD_STARTED
@@ -81,10 +80,10 @@ def stored_images(user, count: int, names: tuple[str, ...] = ()) -> list[int]:
     """Uploads stored as the site stores them, whose messages were lost (never sent):
     a worker that starts sends them."""
     pks = []
-    with mock.patch.object(classification, "send", return_value=True):
+    with mock.patch.object(tasks, "send", return_value=True):
         for i in range(count):
             file = upload(names[i] if i < len(names) else f"pet-{i}.jpg")
-            pks.append(uploads.create_pet_image(user, file, inspect_image(file)).pk)
+            pks.append(store_photo(user, file).pk)
     PetImage.objects.filter(pk__in=pks).update(uploaded_at=timezone.now() - timedelta(minutes=10))
     return pks
 
@@ -223,7 +222,7 @@ def test_broker_restart_during_a_burst(user, model_version, start_worker, tmp_pa
             CELERY_BROKER_URL=redis.url, PETSITE_REQUEUE_INTERVAL="2", PETSITE_FAULT_SLOW_SECONDS="0.3",
             PETSITE_BATCH_SIZE="1",  # one image per message: messages lost in the restart are images waiting
         )
-        with mock.patch.object(classification, "send", return_value=True):
+        with mock.patch.object(tasks, "send", return_value=True):
             pks = [uploads_one(user, i) for i in range(30)]
         with app.connection_for_write(redis.url) as connection:
             for pk in pks:
@@ -247,7 +246,7 @@ def test_broker_restart_during_a_burst(user, model_version, start_worker, tmp_pa
 
 def uploads_one(user, i: int) -> int:
     file = upload(f"burst-{i}.jpg")
-    pet = uploads.create_pet_image(user, file, inspect_image(file))
+    pet = store_photo(user, file)
     PetImage.objects.filter(pk=pet.pk).update(enqueued_at=timezone.now(), enqueue_count=1)
     return pet.pk
 

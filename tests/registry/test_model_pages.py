@@ -7,11 +7,9 @@ import pytest
 from django.core.files.base import ContentFile
 from django.urls import reverse
 
-from classifier import uploads
 from classifier.models import PetImage
-from classifier.validators import inspect_image
 from registry.models import ModelVersion
-from tests.helpers import upload
+from tests.helpers import store_photo, upload
 
 MODELS = reverse("registry:model_list")
 COMMAND = re.compile(r"manage\.py|bin/manage|activate_model|import_model|--[a-z]")
@@ -81,7 +79,7 @@ def test_make_active_switches_and_sends_the_waiting_photos(
 ):
     other = imported()
     photo = upload()
-    waiting = uploads.create_pet_image(user, photo, inspect_image(photo))
+    waiting = store_photo(user, photo)
     PetImage.objects.filter(pk=waiting.pk).update(enqueue_count=0, enqueued_at=None)
     client.force_login(root)
     assert client.get(reverse("registry:model_activate", args=[other.name])).status_code == 405  # a button, not a link

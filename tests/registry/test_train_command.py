@@ -103,14 +103,13 @@ def test_train_with_the_quick_recipe_registers_a_version_with_everything(db, tin
 
 def test_fine_tune_from_a_version_on_exported_reviews(model_version, tiny_pets, tmp_path, user):
     """The loop back: reviewed uploads, exported, fine-tune the active version into a new one."""
-    from classifier import review, uploads
+    from classifier import review
     from classifier.models import PetImage
-    from classifier.validators import inspect_image
-    from tests.helpers import upload
+    from tests.helpers import store_photo, upload
 
     for label in ["pug", "Bengal", "beagle"]:
         file = upload()
-        pet = uploads.create_pet_image(user, file, inspect_image(file))
+        pet = store_photo(user, file)
         review.set_label(PetImage.objects.filter(pk=pet.pk), label, reviewer=user)
     call_command("export_reviewed", str(tmp_path / "reviewed"))
 

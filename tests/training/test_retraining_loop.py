@@ -3,12 +3,10 @@ import pytest
 from django.core.management import CommandError, call_command
 from torchvision.datasets import OxfordIIITPet
 
-from classifier import uploads
 from classifier.models import NOT_A_PET, Classification, PetImage
-from classifier.validators import inspect_image
 from ml.breeds import BREED_KEYS
 from ml.data import check_dataset, read_split
-from tests.helpers import upload, wait_for
+from tests.helpers import store_photo, upload, wait_for
 
 
 def test_export_writes_the_dataset_layout(tmp_path, make_image, capsys):
@@ -50,7 +48,7 @@ def test_export_since(tmp_path, make_image, capsys):
 def test_reclassify_through_the_worker_keeps_history(worker, user, model_version, other_checkpoint_file, capsys):
     for _ in range(3):  # uploads, classified by the worker with the active model
         file = upload()
-        uploads.create_pet_image(user, file, inspect_image(file))
+        store_photo(user, file)
     wait_for(lambda: PetImage.objects.filter(status="done").count() == 3, what="the first classification")
     assert Classification.objects.filter(model_version=model_version).count() == 3
 
@@ -84,7 +82,7 @@ def test_admin_rerun_action_uses_the_new_active_model(worker, user, model_versio
     from registry import services as ml_services
 
     file = upload()
-    pet = uploads.create_pet_image(user, file, inspect_image(file))
+    pet = store_photo(user, file)
     wait_for(lambda: PetImage.objects.get(pk=pet.pk).status == "done", what="the first classification")
 
     ml_services.register_model(other_checkpoint_file, name="v2", activate=True)

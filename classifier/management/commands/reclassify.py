@@ -3,7 +3,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from classifier import classification
+from classifier import tasks
 from classifier.management.arguments import since
 from classifier.models import PetImage
 from petsite.health import check_broker
@@ -45,7 +45,7 @@ class Command(BaseCommand):
             images = images.filter(status__in=status)
         if since:
             images = images.filter(uploaded_at__gte=since)
-        chunks = classification.reclassify(images, version, chunk_size=chunk_size)
+        chunks = tasks.reclassify(images, version, chunk_size=chunk_size)
         pks = [pk for chunk in chunks for pk in chunk]
         self.stdout.write(f"Sent {len(pks)} image(s) in {len(chunks)} chunk(s) to be classified by {version.name}.")
         if wait and pks:

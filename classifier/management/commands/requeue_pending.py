@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from classifier import classification
+from classifier import tasks
 
 
 class Command(BaseCommand):
@@ -13,5 +13,5 @@ class Command(BaseCommand):
         parser.add_argument("--all", action="store_true", help="send every pending image now, whatever its age")
 
     def handle(self, all, **options):
-        count = classification.send_pending_now() if all else classification.requeue_stale()
+        count = tasks.send_pending_now() if all else tasks.requeue_stale()
         self.stdout.write(self.style.SUCCESS(f"Re-sent {count} image(s) to the workers."))

@@ -6,7 +6,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('classifier', '0007_worker_heartbeats'),
+        ('classifier', '0008_error_codes'),
         ('training', '0001_initial'),
     ]
 
