@@ -1,17 +1,17 @@
 """Real-browser fixtures: Debian's Chromium driven by Playwright, axe-core, screenshots.
 
-Where Chromium (``/usr/bin/chromium`` or ``PETSITE_CHROMIUM``), Playwright or axe-core
-is missing, the browser tests skip and say why; with ``PETSITE_REQUIRE_BROWSER=1`` (CI,
-see ``.ci/run``) they fail instead, so CI never skips them silently.
+Where Chromium (``/usr/bin/chromium`` or ``PETSITE_CHROMIUM``) or Playwright is missing,
+the browser tests skip and say why; with ``PETSITE_REQUIRE_BROWSER=1`` (CI, see ``.ci/run``)
+they fail instead, so CI never skips them silently.
 
-axe-core comes from npm, installed once into a cache outside the clone
-(``~/.cache/petsite/axe-core``, or under ``XDG_CACHE_HOME``).
+axe-core is vendored (``tests/browser/vendor/axe-core/``, version and licence in its README):
+the tests are hermetic and fetch nothing.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -77,32 +77,18 @@ def browser(chromium_executable):
             os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
-def _cache_dir() -> Path:
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "petsite" / "axe-core"
+AXE_SCRIPT = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"
+AXE_SHA256 = "29348999450cdf2849a8e70b7912fc2da85a849da39c0d0d5394f51d4a9ed95c"  # axe-core 4.14.1
 
 
 @pytest.fixture(scope="session")
 def axe_script() -> Path:
-    """axe.min.js from the npm package axe-core@4, installed once into the cache."""
-    cache = _cache_dir()
-    script = cache / "node_modules" / "axe-core" / "axe.min.js"
-    if script.is_file():
-        return script
-    npm = shutil.which("npm")
-    if npm is None:
-        unavailable("npm is not installed, so axe-core (the accessibility checker) cannot be installed")
-    cache.mkdir(parents=True, exist_ok=True)
-    try:
-        result = subprocess.run(
-            [npm, "install", "--prefix", str(cache), "--no-audit", "--no-fund", "--loglevel", "error", "axe-core@4"],
-            capture_output=True, text=True, timeout=300,
-        )
-    except subprocess.TimeoutExpired:
-        unavailable("npm install axe-core@4 took more than 5 minutes (is the npm registry reachable?)")
-    if result.returncode != 0 or not script.is_file():
-        unavailable(f"npm install axe-core@4 failed (is the npm registry reachable?): {result.stderr.strip()[-500:]}")
-    return script
+    """The vendored axe.min.js, checked against its digest: a truncated or edited copy
+    would check nothing and pass, so it fails here instead (a missing one too: it is part
+    of the repository, not of the machine)."""
+    digest = hashlib.sha256(AXE_SCRIPT.read_bytes()).hexdigest()
+    assert digest == AXE_SHA256, f"{AXE_SCRIPT} is not axe-core 4.14.1 (sha256 {digest}); see its README"
+    return AXE_SCRIPT
 
 
 @pytest.fixture
