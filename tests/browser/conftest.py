@@ -25,6 +25,47 @@ ARTIFACTS = Path(settings.BASE_DIR) / "var" / "test-artifacts" / "browser"
 TIMEOUT_MS = 60_000  # generous: the machine is shared and slow; waits end as soon as their condition holds
 
 
+class PageProblems(AssertionError):
+    """What the pages of a step did wrong (axe-core, sideways scrolling, JavaScript errors,
+    policy violations): the step fails, but the pages work, so the steps after it still run."""
+
+
+# --- ordered steps: a class with ``ordered_steps = True`` is one walk per parameter, each
+# test one step that goes on from where the one before stopped. When a step fails, the
+# steps after it (of that parameter) are skipped and name it: they would fail for its
+# reason, not theirs. A step that fails with PageProblems does not stop the walk.
+_stopped: dict[tuple, str] = {}
+
+
+def _walk_key(item) -> tuple | None:
+    if not getattr(item.cls, "ordered_steps", False):
+        return None
+    callspec = getattr(item, "callspec", None)
+    return (item.cls, callspec.id if callspec else "")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+    """Ordered walks run last: they keep the database for a whole walk and flush it at the
+    end, as a transactional test does after each test (and pytest-django runs those after
+    the tests that need the migrations' rows)."""
+    items.sort(key=lambda item: _walk_key(item) is not None)
+
+
+def pytest_runtest_setup(item):
+    key = _walk_key(item)
+    if key in _stopped:
+        pytest.skip(f"the walk stopped at {_stopped[key]}")
+
+
+def pytest_runtest_makereport(item, call):
+    key = _walk_key(item)
+    if key is None or call.excinfo is None or call.when == "teardown":
+        return
+    if not call.excinfo.errisinstance((pytest.skip.Exception, PageProblems)):
+        _stopped.setdefault(key, item.name)
+
+
 def browser_required() -> bool:
     return os.environ.get("PETSITE_REQUIRE_BROWSER", "") == "1"
 
