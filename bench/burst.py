@@ -71,7 +71,22 @@ def upload_all(stack: Stack, photos: list[bytes], clients: int) -> tuple[list[in
     return pks, time.monotonic() - start
 
 
-def main() -> None:
+def raw_predictor(stack: Stack, checkpoint, worker, args: argparse.Namespace):
+    """A Predictor in this process as the worker's one child has it (backend, threads), and that child."""
+    import torch
+
+    from ml.inference import Predictor
+
+    torch.set_num_threads(args.threads or psutil.cpu_count())  # as the worker's one child
+    (child,) = children(worker)
+    predictor = Predictor(checkpoint, backend=args.backend,
+                          backend_cache_dir=Path(stack.env["PETSITE_VAR_DIR"]) / "cache" / "backends")
+    print(f"worker child {child.pid}: backend {predictor.backend.name}, torch threads here "
+          f"{torch.get_num_threads()}, RSS {rss_mib(child.pid):.0f} MiB")
+    return predictor, child
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--clients", type=int, default=4, help="threads uploading at once")
@@ -80,7 +95,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0,
                         help="PETSITE_TORCH_THREADS for the worker, and the raw Predictor's threads (0: cores)")
     parser.add_argument("--timeout", type=float, default=300)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
 
     photos = [photo(seed) for seed in range(args.images)]
     print(f"start: {machine_load()}")
@@ -95,16 +114,7 @@ def main() -> None:
         warm = [site.upload(f"warm-{i}.jpg", photo(10_000 + i)) for i in range(3)]
         stack.wait_done(warm, timeout=args.timeout)  # model loaded, backend chosen and cached
 
-        import torch
-
-        from ml.inference import Predictor
-
-        torch.set_num_threads(args.threads or psutil.cpu_count())  # as the worker's one child
-        (child,) = children(worker)
-        predictor = Predictor(checkpoint, backend=args.backend,
-                              backend_cache_dir=Path(stack.env["PETSITE_VAR_DIR"]) / "cache" / "backends")
-        print(f"worker child {child.pid}: backend {predictor.backend.name}, torch threads here "
-              f"{torch.get_num_threads()}, RSS {rss_mib(child.pid):.0f} MiB")
+        predictor, child = raw_predictor(stack, checkpoint, worker, args)
         rate_before, cpu_before_raw = raw_throughput(predictor, photos, args.batch_size)
         raw, raw_cpu = [rate_before], [cpu_before_raw]
 

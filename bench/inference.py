@@ -43,22 +43,46 @@ def timed(predictor: Predictor, tensors: list[torch.Tensor]) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
+def print_machine() -> None:
+    info = backends.cpu_info()
+    flags = backends.cpu_flags(info)
+    print(f"CPU: {info['model']}; torch {torch.__version__}, capability {info['torch_capability']}, "
+          f"{torch.get_num_threads()} threads")
+    print("CPU flags: " + ", ".join(f"{flag} {'yes' if present else 'no'}" for flag, present in flags.items()))
+
+
+def measure(predictors: dict[str, Predictor], batch: list[torch.Tensor], rounds_1: int,
+            rounds_16: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Seconds of each batch-1 and batch-16 pass per backend, the backends interleaved (and
+    their order reversed every round) so that a change in the machine's load hits all alike."""
+    single: dict[str, list[float]] = {name: [] for name in predictors}
+    sixteen: dict[str, list[float]] = {name: [] for name in predictors}
+    for i in range(max(rounds_1, rounds_16)):
+        order = list(predictors) if i % 2 == 0 else list(reversed(predictors))
+        for name in order:
+            if i < rounds_1:
+                single[name].append(timed(predictors[name], batch[i % 16:i % 16 + 1]))
+            if i < rounds_16:
+                sixteen[name].append(timed(predictors[name], batch))
+    return single, sixteen
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--rounds-1", type=int, default=30, help="timed batch-1 passes per backend")
     parser.add_argument("--rounds-16", type=int, default=8, help="timed batch-16 passes per backend")
     parser.add_argument("--no-compile", action="store_true", help="leave torch.compile out (it compiles ~1 min)")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    info = backends.cpu_info()
-    flags = backends.cpu_flags(info)
-    print(f"CPU: {info['model']}; torch {torch.__version__}, capability {info['torch_capability']}, "
-          f"{torch.get_num_threads()} threads")
-    print("CPU flags: " + ", ".join(f"{flag} {'yes' if present else 'no'}" for flag, present in flags.items()))
+    print_machine()
 
     names = [n for n in backends.available_backends() if not (args.no_compile and n == backends.COMPILE)]
     skipped = [n for n in backends.BACKENDS if n not in names]
@@ -94,15 +118,7 @@ def main() -> None:
             timed(predictor, tensors)
         print(f"warm-up {name}: {time.perf_counter() - start:.1f} s")
 
-    single: dict[str, list[float]] = {name: [] for name in predictors}
-    sixteen: dict[str, list[float]] = {name: [] for name in predictors}
-    for i in range(max(args.rounds_1, args.rounds_16)):
-        order = list(predictors) if i % 2 == 0 else list(reversed(predictors))
-        for name in order:
-            if i < args.rounds_1:
-                single[name].append(timed(predictors[name], batch[i % 16:i % 16 + 1]))
-            if i < args.rounds_16:
-                sixteen[name].append(timed(predictors[name], batch))
+    single, sixteen = measure(predictors, batch, args.rounds_1, args.rounds_16)
 
     eager_1, eager_16 = statistics.median(single["eager"]), statistics.median(sixteen["eager"])
     rates = {name: 16 / statistics.median(values) for name, values in sixteen.items()}

@@ -40,72 +40,91 @@ def main() -> None:
     parser.add_argument("--pixels", type=int, default=18_000_000, help="the pixel limit (PETSITE_MAX_IMAGE_PIXELS)")
     args = parser.parse_args()
 
-    results = []
     peak = Peak()
     # A Redis server of its own: the third fault restarts it.
     with Stack("live", postgres=args.postgres, redis="own", keep=True) as stack:
-        stack.model(image_size=224)
-        stack.users("owner")
-        web = stack.web(workers=2)
-        workers = {"w1": stack.worker("w1"), "w2": stack.worker("w2")}
-        stack.beat()
-        site = stack.site("owner")
-        for child in psutil.Process(web.pid).children():
-            peak.watch(f"gunicorn {child.pid}", child.pid)
-
-        def duplicates() -> int:
-            return stack.db.execute(
-                "SELECT count(*) FROM (SELECT 1 FROM classifier_classification GROUP BY image_id, model_version_id"
-                " HAVING count(*) > 1) AS d"
-            ).fetchone()[0]
-
-        def burst(label: str, fault) -> None:
-            for name, process in workers.items():
-                for child in psutil.Process(process.pid).children():
-                    peak.watch(f"{name} child {child.pid}", child.pid)
-            seed = int(time.time())
-            pks = [site.upload(f"{label}-{i}.jpg", photo(seed + i)) for i in range(args.burst)]
-            fault_at = time.monotonic()
-            fault()
-            while stack.unfinished(pks) and time.monotonic() - fault_at < args.timeout:
-                time.sleep(1)
-            results.append((label, round(time.monotonic() - fault_at, 1), stack.unfinished(pks), duplicates()))
-
-        def kill_child() -> None:
-            (child,) = psutil.Process(workers["w1"].pid).children()
-            os.kill(child.pid, signal.SIGKILL)
-
-        def kill_worker() -> None:
-            os.killpg(workers["w2"].pid, signal.SIGKILL)
-            workers["w2"].wait()
-            time.sleep(2)
-            workers["w2"] = stack.worker("w2", wait=False)
-
-        def restart_redis() -> None:
-            stack.redis.kill()
-            time.sleep(2)
-            stack.redis.start()
-
+        run = FaultRun(stack, peak, args)
         try:
-            burst("worker child SIGKILLed mid-batch", kill_child)
-            burst("whole worker SIGKILLed, started again", kill_worker)
-            burst("Redis restarted empty during a burst", restart_redis)
-            burst_peaks = dict(peak.peaks)
-            worst = worst_allowed_upload(site, peak, web, workers, args.pixels)
+            run.all()
         finally:
             peak.running = False
-    print("| fault | seconds until all finished | images lost | duplicate history rows |")
-    print("|---|---|---|---|")
-    for row in results:
-        print("| " + " | ".join(str(x) for x in row) + " |")
-    print(f"\nburst of {args.burst} uploads of 1024x768 JPEGs; peak RSS (MiB):")
-    for label, rss in sorted(locals().get("burst_peaks", peak.peaks).items()):
-        print(f"  {label}: {rss / 2**20:.0f}")
-    if "worst" in locals():
-        print(f"\nworst allowed upload ({args.pixels:,} px RGBA PNG), peak RSS above the process before it (MiB):")
-        for label, rise in worst.items():
-            print(f"  {label}: {rise:.0f}")
+    run.report()
     print(f"logs: {stack.scratch}")
+
+
+class FaultRun:
+    """The four faults against one running stack, and what each left behind."""
+
+    def __init__(self, stack: Stack, peak: Peak, args: argparse.Namespace):
+        self.stack, self.peak, self.args = stack, peak, args
+        self.results: list[tuple[str, float, int, int]] = []
+        self.burst_peaks: dict[str, int] | None = None
+        self.worst: dict[str, float] | None = None
+        stack.model(image_size=224)
+        stack.users("owner")
+        self.web = stack.web(workers=2)
+        self.workers = {"w1": stack.worker("w1"), "w2": stack.worker("w2")}
+        stack.beat()
+        self.site = stack.site("owner")
+        for child in psutil.Process(self.web.pid).children():
+            peak.watch(f"gunicorn {child.pid}", child.pid)
+
+    def all(self) -> None:
+        self.burst("worker child SIGKILLed mid-batch", self.kill_child)
+        self.burst("whole worker SIGKILLed, started again", self.kill_worker)
+        self.burst("Redis restarted empty during a burst", self.restart_redis)
+        self.burst_peaks = dict(self.peak.peaks)
+        self.worst = worst_allowed_upload(self.site, self.peak, self.web, self.workers, self.args.pixels)
+
+    def duplicates(self) -> int:
+        return self.stack.db.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM classifier_classification GROUP BY image_id, model_version_id"
+            " HAVING count(*) > 1) AS d"
+        ).fetchone()[0]
+
+    def burst(self, label: str, fault) -> None:
+        for name, process in self.workers.items():
+            for child in psutil.Process(process.pid).children():
+                self.peak.watch(f"{name} child {child.pid}", child.pid)
+        seed = int(time.time())
+        pks = [self.site.upload(f"{label}-{i}.jpg", photo(seed + i)) for i in range(self.args.burst)]
+        fault_at = time.monotonic()
+        fault()
+        while self.stack.unfinished(pks) and time.monotonic() - fault_at < self.args.timeout:
+            time.sleep(1)
+        self.results.append(
+            (label, round(time.monotonic() - fault_at, 1), self.stack.unfinished(pks), self.duplicates())
+        )
+
+    def kill_child(self) -> None:
+        (child,) = psutil.Process(self.workers["w1"].pid).children()
+        os.kill(child.pid, signal.SIGKILL)
+
+    def kill_worker(self) -> None:
+        os.killpg(self.workers["w2"].pid, signal.SIGKILL)
+        self.workers["w2"].wait()
+        time.sleep(2)
+        self.workers["w2"] = self.stack.worker("w2", wait=False)
+
+    def restart_redis(self) -> None:
+        self.stack.redis.kill()
+        time.sleep(2)
+        self.stack.redis.start()
+
+    def report(self) -> None:
+        print("| fault | seconds until all finished | images lost | duplicate history rows |")
+        print("|---|---|---|---|")
+        for row in self.results:
+            print("| " + " | ".join(str(x) for x in row) + " |")
+        print(f"\nburst of {self.args.burst} uploads of 1024x768 JPEGs; peak RSS (MiB):")
+        peaks = self.burst_peaks if self.burst_peaks is not None else self.peak.peaks
+        for label, rss in sorted(peaks.items()):
+            print(f"  {label}: {rss / 2**20:.0f}")
+        if self.worst is not None:
+            print(f"\nworst allowed upload ({self.args.pixels:,} px RGBA PNG), peak RSS above the process before it "
+                  "(MiB):")
+            for label, rise in self.worst.items():
+                print(f"  {label}: {rise:.0f}")
 
 
 def worst_allowed_upload(site: Site, peak: Peak, web, workers, pixels: int) -> dict[str, float]:

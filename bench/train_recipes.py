@@ -59,7 +59,7 @@ def timed(run, config, out_dir: Path) -> dict:
             "top5_accuracy": result.metrics["top5_accuracy"], "features": result.history.get("features")}
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", help="an Oxford-IIIT Pet folder (default: generated breeds)")
     parser.add_argument("--images-per-class", type=int, default=80, help="generated data: images per breed")
@@ -81,7 +81,11 @@ def main() -> None:
                              "(default: FP32 for both, so that they compare alike)")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--save-full", help="copy the full recipe's checkpoint here (a body for --weights)")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     weights = None if args.weights in (None, "none") else args.weights
     pretrained = weights is not None
 

@@ -90,7 +90,34 @@ def images_per_second(loop, initial_model, loader, device, channels_last: bool =
     return len(loader) * loader.batch_size / (time.perf_counter() - start)
 
 
-def main() -> None:
+def report(args: argparse.Namespace, device: torch.device, results: dict[str, list[float]]) -> None:
+    print(
+        f"device {device}, threads {torch.get_num_threads()}, image size {args.image_size}, "
+        f"batch size {args.batch_size}, {args.steps} steps x {args.repeats} runs per loop, "
+        f"channels_last {'on' if args.channels_last else 'off'}"
+    )
+    print("CPU flags: " + ", ".join(f"{flag} {'yes' if on else 'no'}" for flag, on in cpu_flags().items()))
+    if args.compare == "precision":
+        for name, values in results.items():
+            print(f"{name:>5}: best {max(values):7.1f} images/s, median {statistics.median(values):7.1f}  "
+                  f"(runs: {', '.join(f'{v:.1f}' for v in values)})")
+        print(f"ratio BF16 autocast / FP32: {max(results['bf16']) / max(results['fp32']):.2f} (best runs), "
+              f"{statistics.median(results['bf16']) / statistics.median(results['fp32']):.2f} (medians)")
+        return
+    # Best run per loop, as timeit does: background load only ever slows a run down.
+    bare, project = max(results["bare"]), max(results["project"])
+    for name, values in results.items():
+        print(
+            f"{name:>8} loop: best {max(values):7.1f} images/s, median {statistics.median(values):7.1f}  "
+            f"(runs: {', '.join(f'{v:.1f}' for v in values)})"
+        )
+    print(
+        f"ratio project/bare: {project / bare:.3f} (best runs), "
+        f"{statistics.median(results['project']) / statistics.median(results['bare']):.3f} (medians); goal >= 0.9"
+    )
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -102,7 +129,11 @@ def main() -> None:
     parser.add_argument("--compare", choices=["loop", "precision"], default="loop",
                         help="project loop vs bare loop, or FP32 vs BF16 autocast (project loop)")
     parser.add_argument("--channels-last", action="store_true", help="model and images in NHWC order")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -140,31 +171,7 @@ def main() -> None:
             for name in order:
                 results[name].append(images_per_second(loops[name], model, loader, device, args.channels_last))
 
-    print(
-        f"device {device}, threads {torch.get_num_threads()}, image size {args.image_size}, "
-        f"batch size {args.batch_size}, {args.steps} steps x {args.repeats} runs per loop, "
-        f"channels_last {'on' if args.channels_last else 'off'}"
-    )
-    print("CPU flags: " + ", ".join(f"{flag} {'yes' if on else 'no'}" for flag, on in cpu_flags().items()))
-    if args.compare == "precision":
-        for name, values in results.items():
-            print(f"{name:>5}: best {max(values):7.1f} images/s, median {statistics.median(values):7.1f}  "
-                  f"(runs: {', '.join(f'{v:.1f}' for v in values)})")
-        print(f"ratio BF16 autocast / FP32: {max(results['bf16']) / max(results['fp32']):.2f} (best runs), "
-              f"{statistics.median(results['bf16']) / statistics.median(results['fp32']):.2f} (medians)")
-        return
-    # Best run per loop, as timeit does: background load only ever slows a run down.
-    bare, project = max(results["bare"]), max(results["project"])
-    for name, values in results.items():
-        print(
-            f"{name:>8} loop: best {max(values):7.1f} images/s, median {statistics.median(values):7.1f}  "
-            f"(runs: {', '.join(f'{v:.1f}' for v in values)})"
-        )
-    print(
-        f"ratio project/bare: {project / bare:.3f} (best runs), "
-        f"{statistics.median(results['project']) / statistics.median(results['bare']):.3f} (medians); goal >= 0.9"
-    )
-
+    report(args, device, results)
 
 if __name__ == "__main__":
     main()

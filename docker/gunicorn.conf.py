@@ -14,7 +14,9 @@ timeout = 60  # an upload of 20 photos is checked and stored within the request
 graceful_timeout = 30
 max_requests = 2000  # processes are replaced now and then: memory stays bounded
 max_requests_jitter = 200
-worker_tmp_dir = "/dev/shm"  # heartbeats off the (possibly slow) container disk
+# Heartbeats off the (possibly slow) container disk: gunicorn's documented advice for Docker;
+# /dev/shm is the container's own tmpfs, and gunicorn makes unique files in it.
+worker_tmp_dir = "/dev/shm"  # noqa: S108
 # forwarded_allow_ips stays gunicorn's default (127.0.0.1): gunicorn does not act on
 # a proxy's X-Forwarded-Proto itself; Django decides whether to trust it
 # (PETSITE_PROXY_SSL_HEADER).

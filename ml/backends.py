@@ -277,7 +277,8 @@ def export_onnx_in_subprocess(model: nn.Module, path: str | os.PathLike, timeout
         torch.save(model, module_file)  # the whole module: architecture and weights
         root = Path(__file__).resolve().parent.parent
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
-        done = subprocess.run([sys.executable, "-m", "ml.backends", "export", str(module_file), str(path)],
+        # Safe to run (the noqa below): a fixed argv, this interpreter on our own module and temporary files.
+        done = subprocess.run([sys.executable, "-m", "ml.backends", "export", str(module_file), str(path)],  # noqa: S603
                               cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
         raise RuntimeError(f"the ONNX export failed: {done.stderr.strip()[-1000:]}")
@@ -763,5 +764,6 @@ def resolve_backend(
 
 if __name__ == "__main__":  # python -m ml.backends export MODULE_FILE OUT.onnx (export_onnx_in_subprocess)
     _, command, module_file, out = sys.argv
-    assert command == "export", command
+    if command != "export":
+        raise SystemExit(f"unknown command {command!r}: python -m ml.backends export MODULE_FILE OUT.onnx")
     export_onnx(torch.load(module_file, weights_only=False).eval(), out)

@@ -203,7 +203,8 @@ def run_in_subprocess(
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
     try:
-        done = subprocess.run(command(checkpoint_path, backend, cache_dir=cache_dir, device=device, threads=threads),
+        # Safe to run (the noqa below): command() is a fixed argv, this interpreter (sys.executable) running ml.warmup.
+        done = subprocess.run(command(checkpoint_path, backend, cache_dir=cache_dir, device=device, threads=threads),  # noqa: S603
                               cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise WarmupFailed(f"the warm-up did not finish within {timeout:.0f} s") from None

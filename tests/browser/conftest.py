@@ -1,17 +1,17 @@
 """Real-browser fixtures: Debian's Chromium driven by Playwright, axe-core, screenshots.
 
-Where Chromium (``/usr/bin/chromium`` or ``PETSITE_CHROMIUM``), Playwright or axe-core
-is missing, the browser tests skip and say why; with ``PETSITE_REQUIRE_BROWSER=1`` (CI,
-see ``.ci/run``) they fail instead, so CI never skips them silently.
+Where Chromium (``/usr/bin/chromium`` or ``PETSITE_CHROMIUM``) or Playwright is missing,
+the browser tests skip and say why; with ``PETSITE_REQUIRE_BROWSER=1`` (CI, see ``.ci/run``)
+they fail instead, so CI never skips them silently.
 
-axe-core comes from npm, installed once into a cache outside the clone
-(``~/.cache/petsite/axe-core``, or under ``XDG_CACHE_HOME``).
+axe-core is vendored (``tests/browser/vendor/axe-core/``, version and licence in its README):
+the tests are hermetic and fetch nothing.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -23,6 +23,47 @@ CHROMIUM_ARGS = [
 ]
 ARTIFACTS = Path(settings.BASE_DIR) / "var" / "test-artifacts" / "browser"
 TIMEOUT_MS = 60_000  # generous: the machine is shared and slow; waits end as soon as their condition holds
+
+
+class PageProblems(AssertionError):
+    """What the pages of a step did wrong (axe-core, sideways scrolling, JavaScript errors,
+    policy violations): the step fails, but the pages work, so the steps after it still run."""
+
+
+# --- ordered steps: a class with ``ordered_steps = True`` is one walk per parameter, each
+# test one step that goes on from where the one before stopped. When a step fails, the
+# steps after it (of that parameter) are skipped and name it: they would fail for its
+# reason, not theirs. A step that fails with PageProblems does not stop the walk.
+_stopped: dict[tuple, str] = {}
+
+
+def _walk_key(item) -> tuple | None:
+    if not getattr(item.cls, "ordered_steps", False):
+        return None
+    callspec = getattr(item, "callspec", None)
+    return (item.cls, callspec.id if callspec else "")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+    """Ordered walks run last: they keep the database for a whole walk and flush it at the
+    end, as a transactional test does after each test (and pytest-django runs those after
+    the tests that need the migrations' rows)."""
+    items.sort(key=lambda item: _walk_key(item) is not None)
+
+
+def pytest_runtest_setup(item):
+    key = _walk_key(item)
+    if key in _stopped:
+        pytest.skip(f"the walk stopped at {_stopped[key]}")
+
+
+def pytest_runtest_makereport(item, call):
+    key = _walk_key(item)
+    if key is None or call.excinfo is None or call.when == "teardown":
+        return
+    if not call.excinfo.errisinstance((pytest.skip.Exception, PageProblems)):
+        _stopped.setdefault(key, item.name)
 
 
 def browser_required() -> bool:
@@ -77,32 +118,18 @@ def browser(chromium_executable):
             os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
-def _cache_dir() -> Path:
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "petsite" / "axe-core"
+AXE_SCRIPT = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"
+AXE_SHA256 = "29348999450cdf2849a8e70b7912fc2da85a849da39c0d0d5394f51d4a9ed95c"  # axe-core 4.14.1
 
 
 @pytest.fixture(scope="session")
 def axe_script() -> Path:
-    """axe.min.js from the npm package axe-core@4, installed once into the cache."""
-    cache = _cache_dir()
-    script = cache / "node_modules" / "axe-core" / "axe.min.js"
-    if script.is_file():
-        return script
-    npm = shutil.which("npm")
-    if npm is None:
-        unavailable("npm is not installed, so axe-core (the accessibility checker) cannot be installed")
-    cache.mkdir(parents=True, exist_ok=True)
-    try:
-        result = subprocess.run(
-            [npm, "install", "--prefix", str(cache), "--no-audit", "--no-fund", "--loglevel", "error", "axe-core@4"],
-            capture_output=True, text=True, timeout=300,
-        )
-    except subprocess.TimeoutExpired:
-        unavailable("npm install axe-core@4 took more than 5 minutes (is the npm registry reachable?)")
-    if result.returncode != 0 or not script.is_file():
-        unavailable(f"npm install axe-core@4 failed (is the npm registry reachable?): {result.stderr.strip()[-500:]}")
-    return script
+    """The vendored axe.min.js, checked against its digest: a truncated or edited copy
+    would check nothing and pass, so it fails here instead (a missing one too: it is part
+    of the repository, not of the machine)."""
+    digest = hashlib.sha256(AXE_SCRIPT.read_bytes()).hexdigest()
+    assert digest == AXE_SHA256, f"{AXE_SCRIPT} is not axe-core 4.14.1 (sha256 {digest}); see its README"
+    return AXE_SCRIPT
 
 
 @pytest.fixture

@@ -88,7 +88,22 @@ def test_training_pages(width, browser, axe_script, artifacts, live_server, sett
     page = pages.new_page(context)
     log_in(page, staff.username)
 
-    # --- no dataset: said on the page, and a run is refused before it is queued --------------------
+    no_dataset_is_said_and_refused(page, pages, missing)
+    run = TrainingRun.objects.create(requested_by=staff, base_version=model_version, recipe="quick", image_size=128,
+                                     state=TrainingRun.State.RUNNING, started_at=timezone.now(),
+                                     heartbeat_at=timezone.now())
+    a_running_run_follows_live(page, pages, run)
+    a_failed_runs_message_wraps(page, pages, run, missing, width)
+    promoting_a_worse_run_needs_the_tick(page, pages, model_version, other_version)
+
+    context.close()
+    pages.assert_clean()
+
+
+def no_dataset_is_said_and_refused(page, pages: Pages, missing: Path) -> None:
+    """No dataset: said on the page, and a run is refused before it is queued."""
+    from playwright.sync_api import expect
+
     page.goto("/training/")
     notice = page.locator("#dataset-missing")
     expect(notice).to_contain_text("the training images are not ready on the server")
@@ -101,13 +116,15 @@ def test_training_pages(width, browser, axe_script, artifacts, live_server, sett
     expect(page).to_have_url(re.compile(r"#training-needs$"))
     expect(page.locator("#training-needs")).to_be_in_viewport()
     expect(page.locator("#training-needs")).to_contain_text("Oxford-IIIT Pet dataset")
-    assert "celery" not in page.content() and "--download" not in page.content()
+    assert "celery" not in page.content()
+    assert "--download" not in page.content()
     pages.check(page, "training-refused")
 
-    # --- a running run: its stages, epochs and steps follow live, without a reload ----------------
-    run = TrainingRun.objects.create(requested_by=staff, base_version=model_version, recipe="quick", image_size=128,
-                                     state=TrainingRun.State.RUNNING, started_at=timezone.now(),
-                                     heartbeat_at=timezone.now())
+
+def a_running_run_follows_live(page, pages: Pages, run: TrainingRun) -> None:
+    """A running run: its stages, epochs and steps follow live, without a reload."""
+    from playwright.sync_api import expect
+
     page.goto(run.get_absolute_url())
     page.evaluate("window.__notReloaded = true")
     updates = [
@@ -131,7 +148,11 @@ def test_training_pages(width, browser, axe_script, artifacts, live_server, sett
     assert page.evaluate("window.__notReloaded === true")
     pages.check(page, "training-run-live")
 
-    # --- it fails on the dataset: the long message wraps at 390 px -------------------------------------
+
+def a_failed_runs_message_wraps(page, pages: Pages, run: TrainingRun, missing: Path, width: int) -> None:
+    """It fails on the dataset: the long message wraps at 390 px."""
+    from playwright.sync_api import expect
+
     problems = layout.dataset_problems(missing)
     message = f"The run failed. {training_services.failure_words(layout.DatasetError('gone', problems))} " \
               "No model was registered."
@@ -144,7 +165,11 @@ def test_training_pages(width, browser, axe_script, artifacts, live_server, sett
     assert width_of_message <= width, f"the failure text is {width_of_message} px wide at {width} px"
     pages.check(page, "training-run-failed")
 
-    # --- a finished run that did worse: promote without the tick says why, beside the box ----------
+
+def promoting_a_worse_run_needs_the_tick(page, pages: Pages, model_version, other_version) -> None:
+    """A finished run that did worse: promote without the tick says why, beside the box."""
+    from playwright.sync_api import expect
+
     worse = TrainingRun.objects.create(state=TrainingRun.State.SUCCEEDED, is_current=False, result=other_version,
                                        base_version=model_version, message="Finished.",
                                        comparison={"recommended": False, "champion": model_version.name, "sets": {}})
@@ -161,6 +186,3 @@ def test_training_pages(width, browser, axe_script, artifacts, live_server, sett
     page.get_by_role("button", name=f"Promote {other_version.name}").click()
     expect(page.locator("#promotion")).to_contain_text(f"{other_version.name} is the active model")
     assert ModelVersion.objects.get(is_active=True) == other_version
-
-    context.close()
-    pages.assert_clean()

@@ -87,7 +87,8 @@ def test_phone_photos_dropped_on_the_gallery_join_the_grid_and_update_live(
     assert sorted(stored) == ["IMG_0042.HEIC", "pixel.avif", "rex.jpg"]
     assert all(pet.image.name.endswith(".jpg") for pet in stored.values())
     ids_in_grid = page.eval_on_selector_all("[data-live-gallery] .tile", "ts => ts.map(t => Number(t.dataset.id))")
-    assert sorted(ids_in_grid[:3]) == sorted(pet.pk for pet in stored.values()) and ids_in_grid[3] == existing[0]
+    assert sorted(ids_in_grid[:3]) == sorted(pet.pk for pet in stored.values())
+    assert ids_in_grid[3] == existing[0]
     for name in ("IMG_0042.HEIC", "pixel.avif"):  # the thumbnail of a phone photo shows in the browser
         image = page.locator(f"[data-live-gallery] .tile[data-id='{stored[name].pk}'] img")
         image.scroll_into_view_if_needed()
@@ -99,7 +100,8 @@ def test_phone_photos_dropped_on_the_gallery_join_the_grid_and_update_live(
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=card_image.element_handle())
     heic = stored["IMG_0042.HEIC"]
     tile = page.locator(f"[data-live-gallery] .tile[data-id='{heic.pk}']")
-    assert tile.get_attribute("data-finished") == "false" and "Waiting" in tile.inner_text()
+    assert tile.get_attribute("data-finished") == "false"
+    assert "Waiting" in tile.inner_text()
     classification.classify(heic.pk)  # the worker's own code, on the stored JPEG
     heic.refresh_from_db()
     assert heic.status == PetImage.Status.DONE
@@ -120,7 +122,8 @@ def test_the_first_photos_dropped_on_an_empty_gallery_make_its_grid(browser, liv
     tile = page.locator("[data-live-gallery] .tile")
     tile.wait_for()
     assert tile.get_attribute("data-id") == str(PetImage.objects.get(owner=user).pk)
-    assert page.locator("[data-live-gallery]").is_visible() and page.evaluate(MARKER)
+    assert page.locator("[data-live-gallery]").is_visible()
+    assert page.evaluate(MARKER)
     assert "No photos yet." not in page.locator("main").inner_text()
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=tile.locator("img").element_handle())
     page.screenshot(path=artifacts / "01-first-photo.png", full_page=True)
@@ -171,7 +174,8 @@ def test_twenty_at_a_time_with_javascript_the_others_wait_then_follow(browser, l
         ".filter(s => s.querySelector('a')).length === 22"
     )
     assert sorted(PetImage.objects.values_list("original_name", flat=True)) == [f"p{n:02}.jpg" for n in range(1, 23)]
-    assert waiting.count() == 0 and not errors, errors
+    assert not errors, errors
+    assert waiting.count() == 0
     context.close()
 
 
