@@ -107,6 +107,33 @@ def assert_unavailable(response: requests.Response, api: bool) -> None:
         assert "Petsite is briefly unavailable" in response.text and "safe" not in response.text
 
 
+def _everything_answers_503(server, visitor, program, pet: int) -> tuple[list[tuple[str, int]], float]:
+    """Pages, API endpoints, uploads and a log-in while the database is away, twice (the
+    second round meets processes that have seen the outage already): each a 503 with
+    Retry-After. Returns (path, status) of every page and endpoint, and the slowest page."""
+    pages = [reverse("classifier:gallery"), reverse("classifier:upload"), reverse("classifier:detail", args=[pet]),
+             reverse("classifier:statuses") + f"?ids={pet}", reverse("classifier:status", args=[pet]),
+             reverse("classifier:review_dashboard"), reverse("registry:model_list"), reverse("api:token")]
+    endpoints = [reverse("api:image-list"), reverse("api:image-detail", args=[pet]), reverse("api:model-list")]
+    slowest = 0.0
+    answers: list[tuple[str, int]] = []
+    for round_ in range(2):
+        for path in pages:
+            started = time.monotonic()
+            response = visitor.get(path)
+            slowest = max(slowest, time.monotonic() - started)
+            answers.append((path, response.status_code))
+            assert_unavailable(response, api=False)
+        for path in endpoints:
+            response = program.get(path)
+            answers.append((path, response.status_code))
+            assert_unavailable(response, api=True)
+        assert_unavailable(visitor.upload(f"during-{round_}.jpg", mark=100 + round_), api=False)
+        assert_unavailable(program.upload(f"during-api-{round_}.jpg", mark=110 + round_), api=True)
+        assert_unavailable(Visitor(server.url).log_in("alice", "pw-alice-123"), api=False)
+    return answers, slowest
+
+
 @pytest.mark.skipif(not POSTGRESQL, reason="needs a database server to lose (PostgreSQL); SQLite is a file")
 def test_database_cut_under_gunicorn_answers_503_and_loses_nothing(user, cpu_load, record_property):
     db = settings.DATABASES["default"]
@@ -128,26 +155,7 @@ def test_database_cut_under_gunicorn_answers_503_and_loses_nothing(user, cpu_loa
 
         proxy.cut()
         cut_at = time.monotonic()
-        pages = [reverse("classifier:gallery"), reverse("classifier:upload"), reverse("classifier:detail", args=[pet]),
-                 reverse("classifier:statuses") + f"?ids={pet}", reverse("classifier:status", args=[pet]),
-                 reverse("classifier:review_dashboard"), reverse("registry:model_list"), reverse("api:token")]
-        endpoints = [reverse("api:image-list"), reverse("api:image-detail", args=[pet]), reverse("api:model-list")]
-        slowest = 0.0
-        answers: list[tuple[str, int]] = []
-        for round_ in range(2):  # the second round meets processes that have seen the outage already
-            for path in pages:
-                started = time.monotonic()
-                response = visitor.get(path)
-                slowest = max(slowest, time.monotonic() - started)
-                answers.append((path, response.status_code))
-                assert_unavailable(response, api=False)
-            for path in endpoints:
-                response = program.get(path)
-                answers.append((path, response.status_code))
-                assert_unavailable(response, api=True)
-            assert_unavailable(visitor.upload(f"during-{round_}.jpg", mark=100 + round_), api=False)
-            assert_unavailable(program.upload(f"during-api-{round_}.jpg", mark=110 + round_), api=True)
-            assert_unavailable(Visitor(server.url).log_in("alice", "pw-alice-123"), api=False)
+        answers, slowest = _everything_answers_503(server, visitor, program, pet)
         assert 500 not in {status for _, status in answers}
         assert slowest < scaled(10), f"an answer took {slowest:.1f} s during the outage"
 

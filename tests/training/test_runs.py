@@ -181,15 +181,76 @@ def test_training_pages(client, staff, model_version, dataset, django_capture_on
     assert run.cancel_requested and run.state == State.RUNNING  # the worker stops it at its next step
 
 
+def _owners_upload_and_correct(client, user, breeds: list[int]) -> None:
+    """Owners upload photos of known breeds and say what each really is."""
+    import numpy as np
+
+    from ml.breeds import BREED_KEYS
+    from ml.synthetic import render_pet
+    from tests.helpers import encoded, upload, wait_for
+
+    rng = np.random.default_rng(7)
+    client.force_login(user)
+    for index in breeds:
+        photo = encoded(render_pet(index, rng, 96), "JPEG", quality=92)
+        assert client.post(reverse("classifier:upload"), {"image": upload(content=photo)}).status_code == 302
+    wait_for(lambda: user.pet_images.filter(status="done").count() == len(breeds), what="classification")
+    for pet, index in zip(user.pet_images.order_by("pk"), breeds, strict=True):
+        client.post(reverse("classifier:feedback", args=[pet.pk]), {"answer": "wrong", "label": BREED_KEYS[index]})
+
+
+def _staff_train_from_the_page(client, reviewer, trainer, runs, reviewed: int, check: set[int]) -> TrainingRun:
+    """Staff start a run from the page; the training worker runs it, never on the check set."""
+    from tests.helpers import wait_for
+
+    client.force_login(reviewer)
+    response = client.post(reverse("training:run_list"),
+                           {"start_from": "active", "recipe": "auto", "epochs": "", "image_size": 128})
+    run = TrainingRun.objects.get()
+    assert response.status_code == 302, response.content.decode()
+    wait_for(lambda: TrainingRun.objects.get(pk=run.pk).finished, timeout=300, what="the training run")
+    run.refresh_from_db()
+    assert run.state == State.SUCCEEDED, run.message + trainer.log()
+    assert run.num_reviewed_images == reviewed - len(check)
+    assert run.settings["recipe"] == "quick"  # auto, on a CPU
+    assert len(run.progress["history"]) == run.settings["head_epochs"] == 40  # the recipe's own: epochs left empty
+    reviewed_dir = runs / f"site-run-{run.pk}" / "reviewed"
+    exported = {int(name.rsplit("_", 1)[1]) for name, _ in read_split(reviewed_dir, "trainval")}
+    assert exported
+    assert not exported & check  # the check set never reaches training
+    return run
+
+
+def _promote_then_classify_with_it(client, user, run: TrainingRun, old_version: ModelVersion) -> None:
+    """Promotion (confirmed in case the tiny run compared worse); a new photo uses the new
+    model, and the photos classified before are classified again by it, history kept."""
+    from django.core.management import call_command
+
+    from tests.helpers import upload, wait_for
+
+    client.post(reverse("training:run_promote", args=[run.pk]), {"confirm": "on"})
+    assert ModelVersion.objects.get(is_active=True) == run.result
+    client.force_login(user)
+    client.post(reverse("classifier:upload"), {"image": upload()})
+    newest = user.pet_images.latest("pk")
+    wait_for(lambda: user.pet_images.get(pk=newest.pk).status == "done", what="classification by the new model")
+    assert user.pet_images.get(pk=newest.pk).model_version == run.result
+
+    call_command("reclassify", "--model", run.result.name, "--wait", "--timeout", "120")
+    for pet in user.pet_images.all():
+        assert pet.model_version == run.result
+        assert pet.classifications.filter(model_version=run.result).count() == 1
+    assert all(pet.classifications.filter(model_version=old_version).exists()
+               for pet in user.pet_images.exclude(pk=newest.pk))
+
+
 @pytest.mark.slow
 def test_the_whole_loop_from_feedback_to_promotion(worker, client, user, model_version, tmp_path_factory,
                                                    django_user_model, settings):
     """Owners correct predictions, a reviewer accepts them, staff train from the page on a
     real worker of the training queue, compare, promote; new photos use the new model."""
-    from ml.breeds import BREED_KEYS
-    from ml.synthetic import render_pet
+    from classifier import review
     from tests.conftest import WorkerProcess, worker_env
-    from tests.helpers import encoded, upload, wait_for
 
     dataset = make_fake_pets(tmp_path_factory.mktemp("pets"), images_per_class=4, image_size=64)
     settings.PETSITE_DATASET_DIR = dataset  # checked here, before the run is queued
@@ -198,69 +259,26 @@ def test_the_whole_loop_from_feedback_to_promotion(worker, client, user, model_v
                             args=("-Q", "training", "--pool", "solo", "-n", "trainer@%h"))
     try:
         assert trainer.ready.wait(timeout=90), trainer.log()
-        # 1. Owners upload photos of known breeds and say what each really is.
-        import numpy as np
-
-        rng = np.random.default_rng(7)
         breeds = [0, 1, 2, 3, 4] * 2
-        client.force_login(user)
-        for index in breeds:
-            photo = encoded(render_pet(index, rng, 96), "JPEG", quality=92)
-            assert client.post(reverse("classifier:upload"), {"image": upload(content=photo)}).status_code == 302
-        wait_for(lambda: user.pet_images.filter(status="done").count() == len(breeds), what="classification")
-        for pet, index in zip(user.pet_images.order_by("pk"), breeds, strict=True):
-            client.post(reverse("classifier:feedback", args=[pet.pk]), {"answer": "wrong", "label": BREED_KEYS[index]})
-
-        # 2. A reviewer accepts the owners' answers.
-        from classifier import review
+        _owners_upload_and_correct(client, user, breeds)
 
         reviewer = django_user_model.objects.create_superuser("boss", password="pw")
         assert review.accept_owner_answers(user.pet_images.all(), reviewer) == len(breeds)
         check = set(training_services.check_set().values_list("pk", flat=True))
         assert 1 <= len(check) < len(breeds)
 
-        # 3. Staff start a run from the page; the training worker runs it.
-        client.force_login(reviewer)
-        response = client.post(reverse("training:run_list"),
-                               {"start_from": "active", "recipe": "auto", "epochs": "", "image_size": 128})
-        run = TrainingRun.objects.get()
-        assert response.status_code == 302, response.content.decode()
-        wait_for(lambda: TrainingRun.objects.get(pk=run.pk).finished, timeout=300, what="the training run")
-        run.refresh_from_db()
-        assert run.state == State.SUCCEEDED, run.message + trainer.log()
-        assert run.num_reviewed_images == len(breeds) - len(check)
-        assert run.settings["recipe"] == "quick"  # auto, on a CPU
-        assert len(run.progress["history"]) == run.settings["head_epochs"] == 40  # the recipe's own: epochs left empty
-        exported = {int(name.rsplit("_", 1)[1]) for name, _ in read_split(runs / f"site-run-{run.pk}" / "reviewed",
-                                                                          "trainval")}
-        assert exported and not exported & check  # the check set never reaches training
-
-        # 4. The comparison, on the check set and the dataset's test split.
-        assert run.result is not None and not run.result.is_active
+        run = _staff_train_from_the_page(client, reviewer, trainer, runs, len(breeds), check)
+        # The comparison, on the check set and the dataset's test split.
+        assert run.result is not None
+        assert not run.result.is_active
         assert run.comparison["champion"] == model_version.name
         assert run.comparison["sets"]["check"]["num_images"] == len(check)
         assert run.comparison["sets"]["test"]["num_images"] == 2 * 37
         page = client.get(run.get_absolute_url()).content.decode()
-        assert "Check set (reviewed photos)" in page and f"Promote {run.result.name}" in page
+        assert "Check set (reviewed photos)" in page
+        assert f"Promote {run.result.name}" in page
 
-        # 5. Promotion (confirmed in case the tiny run compared worse), then a new photo uses the new model.
-        client.post(reverse("training:run_promote", args=[run.pk]), {"confirm": "on"})
-        assert ModelVersion.objects.get(is_active=True) == run.result
-        client.force_login(user)
-        client.post(reverse("classifier:upload"), {"image": upload()})
-        newest = user.pet_images.latest("pk")
-        wait_for(lambda: user.pet_images.get(pk=newest.pk).status == "done", what="classification by the new model")
-        assert user.pet_images.get(pk=newest.pk).model_version == run.result
-
-        # 6. The photos classified before are classified again by the promoted model, history kept.
-        from django.core.management import call_command
-
-        call_command("reclassify", "--model", run.result.name, "--wait", "--timeout", "120")
-        for pet in user.pet_images.all():
-            assert pet.model_version == run.result
-            assert pet.classifications.filter(model_version=run.result).count() == 1
-        assert all(pet.classifications.filter(model_version=model_version).exists()
-                   for pet in user.pet_images.exclude(pk=newest.pk))
+        _promote_then_classify_with_it(client, user, run, model_version)
     finally:
         trainer.stop()
 
