@@ -40,9 +40,9 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
-from .calibration import features_and_logits
 from .data import IMAGENET_MEAN, IMAGENET_STD, eval_transform, open_image, resize_size_for, train_transform
 from .files import atomic_path
+from .model import features_and_logits
 
 CACHE_FORMAT = 1  # bump when what a cached file means changes
 EVAL_VIEW, FLIP_VIEW = 0, 1
