@@ -5,7 +5,7 @@ the worker's path, softmax, top-k and verdicts included) on the same ResNet34 ch
 (37 classes, random weights, 224 px) and the same images. The backends take turns, one
 pass each per round, so that a change in machine load hits all of them; medians and p95
 per backend, ratios to eager FP32 from this run. ``auto`` is a Predictor that chose its
-backend itself (``ml.backends.choose_backend``, with an empty cache: the time to choose
+backend itself (``ml.backend_choice.choose_backend``, with an empty cache: the time to choose
 is printed). Goal (issue 9): ``auto`` >= 0.9 x the best backend of the run.
 
     python bench/inference.py                           # ~2-3 minutes on 2 cores, torch.compile included
@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ml import backends  # noqa: E402
+from ml import backend_choice, backends, machine  # noqa: E402
 from ml.breeds import BREED_KEYS  # noqa: E402
 from ml.checkpoints import load_checkpoint, save_checkpoint  # noqa: E402
 from ml.inference import Predictor  # noqa: E402
@@ -54,8 +54,8 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    info = backends.cpu_info()
-    flags = backends.cpu_flags(info)
+    info = machine.cpu_info()
+    flags = machine.cpu_flags(info)
     print(f"CPU: {info['model']}; torch {torch.__version__}, capability {info['torch_capability']}, "
           f"{torch.get_num_threads()} threads")
     print("CPU flags: " + ", ".join(f"{flag} {'yes' if present else 'no'}" for flag, present in flags.items()))
@@ -83,7 +83,7 @@ def main() -> None:
     report = auto.backend_report
     print(f"auto chose {auto.backend.name!r} in {choose_s:.1f} s (a second Predictor, from the cache: "
           f"{cached_s:.1f} s, checkpoint hash included)")
-    print("  " + backends.summary(report).replace("; ", "\n  "))
+    print("  " + backend_choice.summary(report).replace("; ", "\n  "))
     predictors["auto"] = auto
 
     generator = torch.Generator().manual_seed(0)

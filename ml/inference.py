@@ -19,9 +19,11 @@ from typing import Any, BinaryIO, NamedTuple
 import torch
 
 from . import calibration as calibration_
-from .backends import AUTO, make_backend, resolve_backend, weights_key
+from .backend_choice import resolve_backend
+from .backends import AUTO, make_backend
 from .checkpoints import Checkpoint, load_checkpoint
 from .data import ImageSource, eval_transform, open_image
+from .machine import weights_key
 
 
 class Prediction(NamedTuple):

@@ -20,7 +20,7 @@ from ml.breeds import BREED_KEYS
 from ml.checkpoints import load_checkpoint, save_checkpoint
 from ml.data import DATASET_DIR, read_split
 from ml.inference import Predictor
-from ml.model import build_resnet34
+from ml.model import build_resnet34, features_and_logits
 from ml.synthetic import make_fake_pets, make_non_pets
 
 IMAGE_SIZE = 64
@@ -52,7 +52,7 @@ def trained_checkpoint(tmp_path_factory):
     def features(rows):
         tensors = torch.stack([predictor.preprocess(p) for p, _ in rows])
         with torch.no_grad():
-            feats, _ = calibration.features_and_logits(model, tensors)
+            feats, _ = features_and_logits(model, tensors)
         return feats, torch.tensor([label for _, label in rows])
 
     train_x, train_y = features(train)

@@ -21,6 +21,7 @@ from ml.calibration import CONFIDENT, ENERGY, MAHALANOBIS, NOT_A_PET, UNSURE, VE
 from ml.checkpoints import FORMAT, CheckpointError, load_checkpoint, save_checkpoint
 from ml.data import read_split
 from ml.inference import Predictor, Result
+from ml.model import features_and_logits
 from ml.synthetic import NON_PET_KINDS, make_non_pets
 from ml.training import TrainConfig, run_evaluation, run_training
 from tests.helpers import image_bytes
@@ -178,7 +179,7 @@ def _model_calibration(model, image_size=64, images=24, seed=0):
     """A calibration fitted on a random model's outputs for a few images (shapes are what matter)."""
     g = torch.Generator().manual_seed(seed)
     with torch.inference_mode():
-        features, logits = cal.features_and_logits(model.eval(), torch.randn(images, 3, image_size, image_size,
+        features, logits = features_and_logits(model.eval(), torch.randn(images, 3, image_size, image_size,
                                                                               generator=g))
     return cal.fit_calibration(features, logits, torch.arange(images) % logits.shape[1])
 
@@ -268,7 +269,7 @@ def trained(fake_pets, tmp_path_factory):
 
     def outputs(images):
         with torch.inference_mode():
-            return cal.features_and_logits(predictor.model, torch.stack([predictor.preprocess(i) for i in images]))
+            return features_and_logits(predictor.model, torch.stack([predictor.preprocess(i) for i in images]))
 
     return {
         "result": result, "predictor": predictor, "labels": [BREED_KEYS[label] for _, label in rows],

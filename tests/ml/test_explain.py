@@ -14,10 +14,9 @@ import pytest
 import torch
 from PIL import Image
 
-from ml.calibration import features_and_logits
 from ml.explain import explain_image, grad_cam, overlay
 from ml.inference import Predictor
-from ml.model import build_resnet34
+from ml.model import build_resnet34, features_and_logits
 from tests.helpers import image_bytes
 
 SIZE = 224

@@ -109,7 +109,7 @@ def test_a_second_extraction_reads_everything_from_the_cache(tiny_pets, tmp_path
     # what the model itself computes for an image: the cached value is the fc input
     path, digest, view = items[1]
     with torch.inference_mode():
-        from ml.calibration import features_and_logits
+        from ml.model import features_and_logits
         direct, _ = features_and_logits(model.eval(), views(path, digest, view)[None])
     assert torch.allclose(second[1], direct[0], atol=1e-5)
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from filelock import FileLock
 
-from ml import backends, warmup
+from ml import backend_choice, backends, machine, onnx_export, warmup
 from ml.checkpoints import load_checkpoint
 from ml.inference import Predictor
 from tests.helpers import image_bytes, wait_for
@@ -68,12 +68,13 @@ def test_warm_up_writes_the_choice_and_the_export_under_the_lock(checkpoint_file
 
     assert first["exported"] and first["threads"] == 1 and first["choice"]["cached"] is False
     checkpoint = load_checkpoint(checkpoint_file)
-    model_key = backends.weights_key(checkpoint.state_dict)
-    onnx_file = backends.onnx_path(checkpoint.build_model(), tmp_path, model_key)
+    model_key = machine.weights_key(checkpoint.state_dict)
+    onnx_file = onnx_export.onnx_path(checkpoint.build_model(), tmp_path, model_key)
     assert list((tmp_path / "onnx").iterdir()) == [onnx_file]  # the export, and no temporary file
     with one_thread():  # the cache key holds the thread count: look up as a 1-thread child would
-        assert backends.cached_choice(model_key, checkpoint.image_size, cache_dir=tmp_path) == (
-            first["backend"], {**first["choice"], "cached": True, "cache_file": str(tmp_path / backends.CACHE_FILE)})
+        cache_file = str(tmp_path / backend_choice.CACHE_FILE)
+        assert backend_choice.cached_choice(model_key, checkpoint.image_size, cache_dir=tmp_path) == (
+            first["backend"], {**first["choice"], "cached": True, "cache_file": cache_file})
     candidates = first["choice"]["candidates"]
     assert set(candidates) == set(backends.AUTO_CANDIDATES)
     assert candidates[first["backend"]]["accepted"] and candidates[backends.ONNX]["accepted"]
@@ -94,7 +95,7 @@ def test_two_warm_ups_of_one_model_at_once_export_once(checkpoint_file, tmp_path
     assert second["backend"] == first["backend"]
     assert second["waited_s"] >= first["seconds"] - first["waited_s"] - 1  # waited for the whole of the first
     assert len(list((tmp_path / "onnx").iterdir())) == 1
-    assert len(json.loads((tmp_path / backends.CACHE_FILE).read_text())["choices"]) == 1
+    assert len(json.loads((tmp_path / backend_choice.CACHE_FILE).read_text())["choices"]) == 1
 
 
 @pytest.mark.slow
@@ -135,5 +136,5 @@ def test_the_onnx_backend_waits_for_its_export(checkpoint_file, tmp_path):
 
     done = result(start(checkpoint_file, tmp_path, backend=warmup.ONNX))
     assert done["backend"] == backends.ONNX and done["exported"] and done["choice"] is None
-    assert not (tmp_path / backends.CACHE_FILE).exists()  # an export only: nothing timed
+    assert not (tmp_path / backend_choice.CACHE_FILE).exists()  # an export only: nothing timed
     assert switch.poll() and predictor.backend.name == backends.ONNX
