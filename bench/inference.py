@@ -1,6 +1,6 @@
 """Batch-1 latency and batch-16 throughput of every inference backend, and of ``auto``, in one run.
 
-Each backend runs inside its own ``ml.inference.Predictor`` (``classify_preprocessed``:
+Each backend runs inside its own ``ml.inference.Predictor`` (``classify_batch``:
 the worker's path, softmax, top-k and verdicts included) on the same ResNet34 checkpoint
 (37 classes, random weights, 224 px) and the same images. The backends take turns, one
 pass each per round, so that a change in machine load hits all of them; medians and p95
@@ -39,7 +39,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def timed(predictor: Predictor, tensors: list[torch.Tensor]) -> float:
     start = time.perf_counter()
-    predictor.classify_preprocessed(tensors)
+    predictor.classify_batch(tensors, batch_size=len(tensors))
     return time.perf_counter() - start
 
 

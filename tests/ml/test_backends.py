@@ -40,7 +40,7 @@ def reference(checkpoint):
     tensors = [predictor.preprocess(io.BytesIO(photo)) for photo in photos]
     with torch.inference_mode():
         features, logits = predictor.backend(torch.stack(tensors))
-    return tensors, predictor.classify_preprocessed(tensors, k=37), features, logits
+    return tensors, predictor.classify_batch(tensors, k=37), features, logits
 
 
 def test_default_backend_is_eager_fp32(checkpoint):
@@ -63,7 +63,7 @@ def test_every_available_backend_agrees_with_eager_fp32(checkpoint, reference, n
     tolerance = BF16_TOLERANCE if name == backends.BF16 else FP32_TOLERANCE
     assert torch.allclose(features, ref_features, rtol=tolerance * 10, atol=tolerance * 10)
 
-    results = predictor.classify_preprocessed(tensors, k=37)
+    results = predictor.classify_batch(tensors, k=37)
     for got, want in zip(results, expected, strict=True):
         assert got.top_k[0].label == want.top_k[0].label
         got_p, want_p = dict(got.top_k), dict(want.top_k)
@@ -71,7 +71,7 @@ def test_every_available_backend_agrees_with_eager_fp32(checkpoint, reference, n
         assert got.verdict == want.verdict
     assert [r.top_k[:5] for r in results] == [[(p.label, pytest.approx(p.probability, abs=tolerance))
                                                 for p in r.top_k[:5]] for r in expected]
-    assert predictor.predict_preprocessed(tensors[:1], k=3)[0][0].label == expected[0].top_k[0].label
+    assert predictor.classify(tensors[0], k=3).top_k[0].label == expected[0].top_k[0].label
 
 
 def test_unknown_backend_is_a_clear_error(checkpoint):
@@ -208,7 +208,7 @@ def test_predictor_auto_uses_the_measured_choice(checkpoint, reference, cache_di
     assert predictor.backend.name == report["chosen"]
     assert set(report["candidates"]) == set(AUTO_CANDIDATES)
     assert report["candidates"][report["chosen"]]["accepted"]
-    results = predictor.classify_preprocessed(tensors, k=5)
+    results = predictor.classify_batch(tensors, k=5)
     assert [r.top_k[0].label for r in results] == [r.top_k[0].label for r in expected]
 
     second = Predictor(checkpoint, backend="auto", backend_cache_dir=cache_dir)
@@ -268,7 +268,7 @@ def test_predictor_changes_backend_in_place(checkpoint, reference, cache_dir):
     predictor = Predictor(checkpoint, backend_cache_dir=cache_dir)
     predictor.use_backend(backends.CHANNELS_LAST, {"chosen": backends.CHANNELS_LAST})
     assert predictor.backend.name == backends.CHANNELS_LAST and predictor.backend_report["chosen"] == "channels_last"
-    results = predictor.classify_preprocessed(tensors, k=5)
+    results = predictor.classify_batch(tensors, k=5)
     assert [r.top_k[0].label for r in results] == [r.top_k[0].label for r in expected]
     with pytest.raises(ValueError, match="Unknown inference backend"):
         predictor.use_backend("tensorrt")

@@ -107,21 +107,21 @@ def test_a_predictor_serves_eager_while_the_warm_up_runs_then_switches(checkpoin
         predictor = Predictor(data, backend_cache_dir=tmp_path)
         switch = warmup.BackendSwitch(predictor, warmup.AUTO, tmp_path, key)
         photos = [predictor.preprocess(io.BytesIO(image_bytes(mark=i))) for i in range(3)]
-        expected = [r.top_k[0].label for r in predictor.classify_preprocessed(photos)]
+        expected = [r.top_k[0].label for r in predictor.classify_batch(photos)]
 
         with FileLock(warmup.lock_path(tmp_path, key)):  # another warm-up of this model holds the lock
             process = start(checkpoint_file, tmp_path)
             assert switch.warming_up()
             for _ in range(3):  # batch after batch: eager FP32, nothing waits
                 assert not switch.poll() and predictor.backend.name == backends.EAGER
-                assert [r.top_k[0].label for r in predictor.classify_preprocessed(photos)] == expected
+                assert [r.top_k[0].label for r in predictor.classify_batch(photos)] == expected
             assert process.poll() is None  # the warm-up waits for the lock, it did not go ahead
         done = result(process)
         assert not switch.warming_up()
 
         assert switch.poll() and switch.done
         assert predictor.backend.name == done["backend"] and predictor.backend_report["cached"]
-        assert [r.top_k[0].label for r in predictor.classify_preprocessed(photos)] == expected
+        assert [r.top_k[0].label for r in predictor.classify_batch(photos)] == expected
         assert not switch.poll()  # once switched, it stays
 
 

@@ -9,7 +9,7 @@ from ml import services
 from ml.checkpoints import CheckpointError
 from ml.data import DatasetError
 from ml.models import ModelVersion
-from ml.training import run_evaluation
+from ml.outputs import run_evaluation
 
 
 class Command(BaseCommand):
