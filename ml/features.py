@@ -167,6 +167,20 @@ class _Views(Dataset):
         return self.views(path, digest, view), index
 
 
+def _read_cached(items: Sequence[tuple[Path, str, int]], views: ImageViews,
+                 cache: FeatureCache) -> tuple[dict[int, np.ndarray], list[int]]:
+    """({item index: its cached features}, the indexes of the items not in the cache)."""
+    found: dict[int, np.ndarray] = {}
+    missing: list[int] = []
+    for i, (_, digest, view) in enumerate(items):
+        features = cache.get(digest, views.description(view))
+        if features is None:
+            missing.append(i)
+        else:
+            found[i] = features
+    return found, missing
+
+
 def extract_features(
     model: nn.Module,
     items: Sequence[tuple[Path, str, int]],
@@ -191,14 +205,7 @@ def extract_features(
     then after each stored batch: a training run's progress, which a cancelled run stops.
     """
     stats = stats if stats is not None else CacheStats()
-    found: dict[int, np.ndarray] = {}
-    missing: list[int] = []
-    for i, (_, digest, view) in enumerate(items):
-        features = cache.get(digest, views.description(view))
-        if features is None:
-            missing.append(i)
-        else:
-            found[i] = features
+    found, missing = _read_cached(items, views, cache)
     stats.cached += len(found)
     if on_batch is not None:
         on_batch(0, len(missing))
