@@ -54,7 +54,7 @@ def bare_loop(model, loader, device) -> None:
 
 
 def project_loop(model, loader, device, precision: str | None = None) -> None:
-    """Stage 2 of ml.training.fit: what a real training run executes per step."""
+    """Stage 2 of ml.recipes.full.fit: what a real training run executes per step."""
     lrs = stage_lrs(2e-3, UNFROZEN)
     optimizer = make_optimizer(model, lrs, weight_decay=0.01)
     scheduler = make_scheduler(optimizer, lrs, len(loader), UNFROZEN)

@@ -1,6 +1,6 @@
 """Pooled body features on disk: the frozen network runs once per image and view, ever.
 
-The quick recipe (``ml.recipes``) trains only the classification layer on the features a
+The quick recipe (``ml.recipes.quick``) trains only the classification layer on the features a
 frozen ResNet34 body gives (the 512 numbers ``model.fc`` reads). Computing them is the
 expensive part, so every result is kept in a cache folder, one small ``.npy`` file per
 (image, view), under a path made of three keys:

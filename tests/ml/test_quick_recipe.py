@@ -1,4 +1,4 @@
-"""The quick recipe (ml.recipes) and its feature cache (ml.features).
+"""The quick recipe (ml.recipes.quick) and its feature cache (ml.features).
 
 No ImageNet weights exist here, so the body is a seeded random ResNet34: its pooled
 features still carry colour and some texture, which a linear head turns into a model
