@@ -186,6 +186,7 @@ class CompiledBackend(Backend):
         features, logits = self._compiled(images)
         return features.float(), logits.float()
 
+
 class OnnxBackend(Backend):
     """ONNX Runtime on the exported model (FP32): one session, with as many intra-op threads
     as torch uses (``PETSITE_TORCH_THREADS`` in a worker), so that switching backends does not

@@ -44,11 +44,13 @@ class RunResult:
     history: dict[str, Any]
     figures: dict[str, Path]
 
+
 def finish_work(valid_images: int) -> dict[str, float]:
     """The work of :func:`finish_run`'s stages."""
     figures = len(plots.FIGURES) * progress_.FIGURE_COST
     return {progress_.CALIBRATING: valid_images * progress_.CALIBRATION_COST, progress_.FIGURES: figures,
             progress_.SAVING: progress_.SAVING_COST}
+
 
 def verdict_metrics(calibration: dict[str, Any], evaluation: Evaluation, split: str) -> dict[str, Any]:
     """``metrics["verdicts"]``: how many images of the evaluated split get each verdict;
@@ -65,6 +67,7 @@ def verdict_metrics(calibration: dict[str, Any], evaluation: Evaluation, split: 
         report = calibration_.verdict_report([r.verdict for r in results], evaluation.predictions == evaluation.targets)
     summary = {**calibration_.summary(calibration), "accuracy_by_verdict": report["accuracy"]}
     return {"verdicts": report["verdicts"], "calibration": summary}
+
 
 def finish_run(
     out_dir: Path,
@@ -117,6 +120,7 @@ def finish_run(
         f"({calibration['ood_score']} score over {calibration['ood_threshold']:.3g} is not a pet, "
         f"top probability under {calibration['probability_threshold']:.3g} unsure); wrote {checkpoint}")
     return RunResult(out_dir, checkpoint, metrics, history, figures)
+
 
 def run_evaluation(
     checkpoint_path: str | os.PathLike,

@@ -62,7 +62,9 @@ def initial_model(config: RunConfig) -> nn.Module:
         return checkpoint.build_model()
     return build_resnet34(NUM_CLASSES, weights=config.weights, download=config.download)
 
+
 def resolve_device(name: str = "auto") -> torch.device:
+    """The torch device for ``--device``: ``auto`` is CUDA where there is a GPU, else the CPU."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
@@ -112,6 +114,7 @@ def make_scheduler(optimizer: torch.optim.Optimizer, lrs: list[float], total_ste
         optimizer, max_lr=lrs, total_steps=max(total_steps, 2),
         pct_start=0.99 if frozen else 0.3, div_factor=25.0 if frozen else 5.0, final_div_factor=1e5 / 25,
     )
+
 
 @dataclass
 class History:
@@ -204,6 +207,7 @@ class StageSteps:
 
     def on_valid_batch(self, done: int, _batches: int) -> None:
         self.report.step(self._offset() + self.train_batches + done, self.steps)
+
 
 def epoch_row(epoch: int, stage: str, train_loss: float, train_accuracy: float, valid_logits: torch.Tensor,
               valid_targets: torch.Tensor, seconds: float) -> dict[str, Any]:
