@@ -35,8 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ml.data import load_pet_datasets, make_loader  # noqa: E402
 from ml.machine import cpu_flags  # noqa: E402
 from ml.model import build_resnet34  # noqa: E402
+from ml.progress import UNFROZEN  # noqa: E402
 from ml.synthetic import make_fake_pets  # noqa: E402
-from ml.training import UNFROZEN, History, make_optimizer, make_scheduler, resolve_device, stage_lrs, train_one_epoch  # noqa: E402
+from ml.training import History, make_optimizer, make_scheduler, resolve_device, stage_lrs, train_one_epoch  # noqa: E402
 
 
 def bare_loop(model, loader, device) -> None:
