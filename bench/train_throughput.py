@@ -91,7 +91,7 @@ def images_per_second(loop, initial_model, loader, device, channels_last: bool =
     return len(loader) * loader.batch_size / (time.perf_counter() - start)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -103,11 +103,11 @@ def main() -> None:
     parser.add_argument("--compare", choices=["loop", "precision"], default="loop",
                         help="project loop vs bare loop, or FP32 vs BF16 autocast (project loop)")
     parser.add_argument("--channels-last", action="store_true", help="model and images in NHWC order")
-    args = parser.parse_args()
+    return parser.parse_args()
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
+
+def measure(args: argparse.Namespace, device: torch.device) -> dict[str, list[float]]:
+    """Images/s of each compared loop, per measured run, the loops taking turns."""
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         per_class = -(-args.batch_size * args.steps * 10 // 8 // 37)  # enough after the validation split
@@ -140,7 +140,15 @@ def main() -> None:
             order = [first, second] if repeat % 2 == 0 else [second, first]  # no first-mover bias
             for name in order:
                 results[name].append(images_per_second(loops[name], model, loader, device, args.channels_last))
+    return results
 
+
+def main() -> None:
+    args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    results = measure(args, device)
     print(
         f"device {device}, threads {torch.get_num_threads()}, image size {args.image_size}, "
         f"batch size {args.batch_size}, {args.steps} steps x {args.repeats} runs per loop, "
