@@ -1,7 +1,7 @@
 """Time to a trained model, quick recipe against full recipe, on the same data and machine.
 
-Each recipe runs end to end as ``train`` runs it (``ml.recipes.run_quick``,
-``ml.training.run_training``): data, training, evaluation, calibration, figures, the
+Each recipe runs end to end as ``train`` runs it (``ml.runs.run``, recipe ``quick`` or
+``full``): data, training, evaluation, calibration, figures, the
 checkpoint. The quick recipe runs twice, first with an empty feature cache (a first
 run) and then with the cache the first run filled (every later run on the same images
 and body, e.g. with other head settings). Reported: seconds, the test accuracy of each
@@ -35,9 +35,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ml.recipes import QuickConfig, run_quick  # noqa: E402
+from ml.config import FullOptions, QuickOptions, RunConfig  # noqa: E402
+from ml.runs import run  # noqa: E402
 from ml.synthetic import make_fake_pets  # noqa: E402
-from ml.training import TrainConfig, run_training  # noqa: E402
 
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 
@@ -51,9 +51,9 @@ def cpu_flags() -> list[str]:
     return [flag for flag in CPU_FLAGS if flag in flags]
 
 
-def timed(run, config, out_dir: Path) -> dict:
+def timed(recipe: str, config: RunConfig, out_dir: Path) -> dict:
     start = time.perf_counter()
-    result = run(config, out_dir, log=lambda line: print("   ", line, flush=True))
+    result = run(recipe, config, out_dir, log=lambda line: print("   ", line, flush=True))
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "accuracy": result.metrics["accuracy"], "split": result.metrics["split"],
             "top5_accuracy": result.metrics["top5_accuracy"], "features": result.history.get("features")}
@@ -66,8 +66,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--data-seed", type=int, default=0, help="generated data: its seed")
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--weights", default=None, help="imagenet, a .pth file, or none (seeded random body)")
-    parser.add_argument("--views", type=int, default=QuickConfig(data="").views)
-    parser.add_argument("--head-epochs", type=int, default=QuickConfig(data="").head_epochs)
+    parser.add_argument("--views", type=int, default=QuickOptions().views)
+    parser.add_argument("--head-epochs", type=int, default=QuickOptions().head_epochs)
     parser.add_argument("--epochs", type=int, default=4, help="full recipe: unfrozen epochs")
     parser.add_argument("--freeze-epochs", type=int, default=1, help="full recipe: frozen epochs")
     parser.add_argument("--lr", type=float, help="full recipe's peak lr (default: 8e-3 random body, else 2e-3)")
@@ -84,35 +84,45 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def configs(args: argparse.Namespace, data: str, weights: str | None, cache_dir: Path) -> dict[str, RunConfig]:
+    """The configuration of each recipe: the same base, but for the full recipe's crop and
+    precision on a random body (the learning test's settings, tests/ml/test_training.py)."""
+    pretrained = weights is not None
+    common = dict(data=data, image_size=args.image_size, batch_size=args.batch_size, workers=args.workers,
+                  threads=args.threads, device=args.device, seed=0, weights=weights, progress=False)
+    quick = QuickOptions(cache_dir=str(cache_dir), views=args.views, head_epochs=args.head_epochs,
+                         backend="bf16" if args.bf16 else "eager")
+    full = FullOptions(epochs=args.epochs, freeze_epochs=args.freeze_epochs,
+                       lr=args.lr or (2e-3 if pretrained else 8e-3),
+                       lr_mult=args.lr_mult or (100.0 if pretrained else 3.0))
+    return {
+        "quick": RunConfig(**common, quick=quick),
+        "full": RunConfig(**common, full=full, crop_scale=(0.35, 1.0) if pretrained else (0.7, 1.0),
+                          precision="bf16" if args.bf16 else "fp32"),
+    }
+
+
 def main() -> None:
     args = parse_args()
     weights = None if args.weights in (None, "none") else args.weights
-    pretrained = weights is not None
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         data = args.data or str(make_fake_pets(tmp / "pets", images_per_class=args.images_per_class, image_size=64,
                                                seed=args.data_seed, test_fraction=0.2))
-        common = dict(data=data, image_size=args.image_size, batch_size=args.batch_size, workers=args.workers,
-                      threads=args.threads, device=args.device, seed=0, weights=weights, progress=False)
-        quick = QuickConfig(**common, cache_dir=str(tmp / "feature-cache"), views=args.views,
-                            head_epochs=args.head_epochs, backend="bf16" if args.bf16 else "eager")
-        # The learning test's settings for a random body (tests/ml/test_training.py), fastai's otherwise.
-        full = TrainConfig(**common, epochs=args.epochs, freeze_epochs=args.freeze_epochs,
-                           lr=args.lr or (2e-3 if pretrained else 8e-3),
-                           lr_mult=args.lr_mult or (100.0 if pretrained else 3.0),
-                           crop_scale=(0.35, 1.0) if pretrained else (0.7, 1.0),
-                           precision="bf16" if args.bf16 else "fp32")
+        config = configs(args, data, weights, tmp / "feature-cache")
         load_before = os.getloadavg()
         results = {}
-        for name, run, config in [("quick (empty cache)", run_quick, quick), ("quick (cache filled)", run_quick, quick),
-                                  ("full", run_training, full)]:
+        for name, recipe in [("quick (empty cache)", "quick"), ("quick (cache filled)", "quick"), ("full", "full")]:
             print(f"{name} ...", flush=True)
-            results[name] = timed(run, config, tmp / name.split()[0].strip("()") / str(len(results)))
+            results[name] = timed(recipe, config[recipe], tmp / name.split()[0].strip("()") / str(len(results)))
         if args.save_full:
             shutil.copy(tmp / "full" / "2" / "model.pt", args.save_full)
         load_after = os.getloadavg()
+    report(args, weights, results, load_before, load_after)
 
+
+def report(args: argparse.Namespace, weights: str | None, results: dict, load_before: tuple, load_after: tuple) -> None:
     full_s = results["full"]["seconds"]
     print()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, flags {cpu_flags()}, "

@@ -32,11 +32,12 @@ from torch.utils.data import Subset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ml.backends import cpu_flags  # noqa: E402
 from ml.data import load_pet_datasets, make_loader  # noqa: E402
+from ml.machine import cpu_flags  # noqa: E402
 from ml.model import build_resnet34  # noqa: E402
+from ml.progress import UNFROZEN  # noqa: E402
 from ml.synthetic import make_fake_pets  # noqa: E402
-from ml.training import UNFROZEN, History, make_optimizer, make_scheduler, resolve_device, stage_lrs, train_one_epoch  # noqa: E402
+from ml.training import History, make_optimizer, make_scheduler, resolve_device, stage_lrs, train_one_epoch  # noqa: E402
 
 
 def bare_loop(model, loader, device) -> None:
@@ -54,7 +55,7 @@ def bare_loop(model, loader, device) -> None:
 
 
 def project_loop(model, loader, device, precision: str | None = None) -> None:
-    """Stage 2 of ml.training.fit: what a real training run executes per step."""
+    """Stage 2 of ml.recipes.full.fit: what a real training run executes per step."""
     lrs = stage_lrs(2e-3, UNFROZEN)
     optimizer = make_optimizer(model, lrs, weight_decay=0.01)
     scheduler = make_scheduler(optimizer, lrs, len(loader), UNFROZEN)
@@ -90,33 +91,6 @@ def images_per_second(loop, initial_model, loader, device, channels_last: bool =
     return len(loader) * loader.batch_size / (time.perf_counter() - start)
 
 
-def report(args: argparse.Namespace, device: torch.device, results: dict[str, list[float]]) -> None:
-    print(
-        f"device {device}, threads {torch.get_num_threads()}, image size {args.image_size}, "
-        f"batch size {args.batch_size}, {args.steps} steps x {args.repeats} runs per loop, "
-        f"channels_last {'on' if args.channels_last else 'off'}"
-    )
-    print("CPU flags: " + ", ".join(f"{flag} {'yes' if on else 'no'}" for flag, on in cpu_flags().items()))
-    if args.compare == "precision":
-        for name, values in results.items():
-            print(f"{name:>5}: best {max(values):7.1f} images/s, median {statistics.median(values):7.1f}  "
-                  f"(runs: {', '.join(f'{v:.1f}' for v in values)})")
-        print(f"ratio BF16 autocast / FP32: {max(results['bf16']) / max(results['fp32']):.2f} (best runs), "
-              f"{statistics.median(results['bf16']) / statistics.median(results['fp32']):.2f} (medians)")
-        return
-    # Best run per loop, as timeit does: background load only ever slows a run down.
-    bare, project = max(results["bare"]), max(results["project"])
-    for name, values in results.items():
-        print(
-            f"{name:>8} loop: best {max(values):7.1f} images/s, median {statistics.median(values):7.1f}  "
-            f"(runs: {', '.join(f'{v:.1f}' for v in values)})"
-        )
-    print(
-        f"ratio project/bare: {project / bare:.3f} (best runs), "
-        f"{statistics.median(results['project']) / statistics.median(results['bare']):.3f} (medians); goal >= 0.9"
-    )
-
-
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--image-size", type=int, default=32)
@@ -132,12 +106,8 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def main() -> None:
-    args = parse_args()
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
+def measure(args: argparse.Namespace, device: torch.device) -> dict[str, list[float]]:
+    """Images/s of each compared loop, per measured run, the loops taking turns."""
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         per_class = -(-args.batch_size * args.steps * 10 // 8 // 37)  # enough after the validation split
@@ -170,8 +140,40 @@ def main() -> None:
             order = [first, second] if repeat % 2 == 0 else [second, first]  # no first-mover bias
             for name in order:
                 results[name].append(images_per_second(loops[name], model, loader, device, args.channels_last))
+    return results
 
-    report(args, device, results)
+
+def main() -> None:
+    args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    results = measure(args, device)
+    print(
+        f"device {device}, threads {torch.get_num_threads()}, image size {args.image_size}, "
+        f"batch size {args.batch_size}, {args.steps} steps x {args.repeats} runs per loop, "
+        f"channels_last {'on' if args.channels_last else 'off'}"
+    )
+    print("CPU flags: " + ", ".join(f"{flag} {'yes' if on else 'no'}" for flag, on in cpu_flags().items()))
+    if args.compare == "precision":
+        for name, values in results.items():
+            print(f"{name:>5}: best {max(values):7.1f} images/s, median {statistics.median(values):7.1f}  "
+                  f"(runs: {', '.join(f'{v:.1f}' for v in values)})")
+        print(f"ratio BF16 autocast / FP32: {max(results['bf16']) / max(results['fp32']):.2f} (best runs), "
+              f"{statistics.median(results['bf16']) / statistics.median(results['fp32']):.2f} (medians)")
+        return
+    # Best run per loop, as timeit does: background load only ever slows a run down.
+    bare, project = max(results["bare"]), max(results["project"])
+    for name, values in results.items():
+        print(
+            f"{name:>8} loop: best {max(values):7.1f} images/s, median {statistics.median(values):7.1f}  "
+            f"(runs: {', '.join(f'{v:.1f}' for v in values)})"
+        )
+    print(
+        f"ratio project/bare: {project / bare:.3f} (best runs), "
+        f"{statistics.median(results['project']) / statistics.median(results['bare']):.3f} (medians); goal >= 0.9"
+    )
+
 
 if __name__ == "__main__":
     main()

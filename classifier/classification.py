@@ -240,7 +240,7 @@ def _classify_batch(pets: Sequence[PetImage], token: uuid.UUID, version: ModelVe
                   classified_at=timezone.now(), attempts=0)
     if not readable:
         return
-    results = predictor.classify_preprocessed(tensors, k=settings.PETSITE_TOP_K)
+    results = predictor.classify_batch(tensors, k=settings.PETSITE_TOP_K, batch_size=len(tensors))
     now = timezone.now()
     for pet, result in zip(readable, results, strict=True):
         if not record_prediction(pet, token, version, _prediction(result), now):

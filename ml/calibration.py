@@ -51,7 +51,6 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import torch
-from torch import nn
 
 from .breeds import CONFIDENT, NOT_A_PET, UNSURE, VERDICTS  # noqa: F401  the verdicts, defined once (no torch)
 
@@ -64,24 +63,6 @@ DEFAULT_OOD_SCORE = MAHALANOBIS
 DEFAULT_KEEP = 0.95
 DEFAULT_PROBABILITY_THRESHOLD = 0.5
 CALIBRATION_VERSION = 1
-
-
-# --- features ---------------------------------------------------------------------------------
-
-def features_and_logits(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(penultimate features, logits) of ``images`` in one forward pass.
-
-    The features are the input of the classification layer ``model.fc`` (ResNet's
-    pooled, flattened 512 numbers), caught by a forward pre-hook that is removed again
-    whatever happens, so the model is left exactly as it was.
-    """
-    caught: list[torch.Tensor] = []
-    handle = model.fc.register_forward_pre_hook(lambda _module, inputs: caught.append(inputs[0]))
-    try:
-        logits = model(images)
-    finally:
-        handle.remove()
-    return caught[0], logits
 
 
 # --- out-of-distribution scores --------------------------------------------------------------
@@ -245,7 +226,7 @@ def fit_calibration(
     """The verdict thresholds and Mahalanobis statistics, fitted on validation outputs.
 
     ``features`` (N x D penultimate features), ``logits`` (N x C) and ``targets`` (N)
-    come from one pass over the validation images (:func:`features_and_logits`). The
+    come from one pass over the validation images (:func:`ml.model.features_and_logits`). The
     result goes into the checkpoint as its ``calibration``; :func:`verdicts` applies it.
     Its ``"validation"`` entry tells how the validation images fare, with out-of-fold
     Mahalanobis scores (what a new image would get).

@@ -23,8 +23,8 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .breeds import display_name
-from .calibration import features_and_logits
 from .files import atomic_path
+from .model import features_and_logits
 
 
 @torch.inference_mode()

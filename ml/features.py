@@ -1,6 +1,6 @@
 """Pooled body features on disk: the frozen network runs once per image and view, ever.
 
-The quick recipe (``ml.recipes``) trains only the classification layer on the features a
+The quick recipe (``ml.recipes.quick``) trains only the classification layer on the features a
 frozen ResNet34 body gives (the 512 numbers ``model.fc`` reads). Computing them is the
 expensive part, so every result is kept in a cache folder, one small ``.npy`` file per
 (image, view), under a path made of three keys:
@@ -40,9 +40,9 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
-from .calibration import features_and_logits
 from .data import IMAGENET_MEAN, IMAGENET_STD, eval_transform, open_image, resize_size_for, train_transform
 from .files import atomic_path
+from .model import features_and_logits
 
 CACHE_FORMAT = 1  # bump when what a cached file means changes
 EVAL_VIEW, FLIP_VIEW = 0, 1
@@ -167,6 +167,20 @@ class _Views(Dataset):
         return self.views(path, digest, view), index
 
 
+def _read_cached(items: Sequence[tuple[Path, str, int]], views: ImageViews,
+                 cache: FeatureCache) -> tuple[dict[int, np.ndarray], list[int]]:
+    """({item index: its cached features}, the indexes of the items not in the cache)."""
+    found: dict[int, np.ndarray] = {}
+    missing: list[int] = []
+    for i, (_, digest, view) in enumerate(items):
+        features = cache.get(digest, views.description(view))
+        if features is None:
+            missing.append(i)
+        else:
+            found[i] = features
+    return found, missing
+
+
 def extract_features(
     model: nn.Module,
     items: Sequence[tuple[Path, str, int]],
@@ -191,14 +205,7 @@ def extract_features(
     then after each stored batch: a training run's progress, which a cancelled run stops.
     """
     stats = stats if stats is not None else CacheStats()
-    found: dict[int, np.ndarray] = {}
-    missing: list[int] = []
-    for i, (_, digest, view) in enumerate(items):
-        features = cache.get(digest, views.description(view))
-        if features is None:
-            missing.append(i)
-        else:
-            found[i] = features
+    found, missing = _read_cached(items, views, cache)
     stats.cached += len(found)
     if on_batch is not None:
         on_batch(0, len(missing))

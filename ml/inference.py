@@ -6,9 +6,10 @@ machine (measured once per model and machine, then cached). A worker builds its
 Predictor on eager FP32 and switches (:meth:`Predictor.use_backend`) once ``ml.warmup``
 has chosen and exported off the path of a user's photo.
 
-``classify*`` gives each image its top-k, a verdict (``ml.calibration.CONFIDENT``,
-``UNSURE`` or ``NOT_A_PET``) and the scores behind it, from the same single forward
-pass that gives the top-k; ``predict*`` gives the top-k alone.
+``classify`` and ``classify_batch`` give each image its top-k, a verdict
+(``ml.calibration.CONFIDENT``, ``UNSURE`` or ``NOT_A_PET``) and the scores behind it, from
+the same single forward pass that gives the top-k; ``preprocess`` is the model's input for
+one image, for callers that read images themselves.
 """
 from __future__ import annotations
 
@@ -19,9 +20,11 @@ from typing import Any, BinaryIO, NamedTuple
 import torch
 
 from . import calibration as calibration_
-from .backends import AUTO, make_backend, resolve_backend, weights_key
+from .backend_choice import resolve_backend
+from .backends import AUTO, make_backend
 from .checkpoints import Checkpoint, load_checkpoint
 from .data import ImageSource, eval_transform, open_image
+from .machine import weights_key
 
 
 class Prediction(NamedTuple):
@@ -42,7 +45,7 @@ class Result(NamedTuple):
 class Predictor:
     """Holds one model in eval mode with the preprocessing it was trained with.
 
-    Build it once per process (it costs a checkpoint read) and reuse it: ``predict``
+    Build it once per process (it costs a checkpoint read) and reuse it: ``classify``
     runs under ``torch.inference_mode()`` and never touches the weights.
 
     ``backend`` is an ``ml.backends`` name (``"eager"``, ``"channels_last"``, ``"bf16"``,
@@ -89,44 +92,28 @@ class Predictor:
         transform needs (``open_image``'s ``min_size``): memory stays small for huge photos."""
         return self.transform(open_image(image, min_size=self.checkpoint.resize_size))
 
-    def predict(self, image: ImageSource, k: int = 5) -> list[Prediction]:
-        """The ``k`` most likely classes, most likely first."""
-        return self.predict_batch([image], k=k)[0]
-
-    def predict_batch(self, images: Sequence[ImageSource], k: int = 5, batch_size: int = 32) -> list[list[Prediction]]:
-        """Top-``k`` for each image, in input order, ``batch_size`` images per forward pass."""
-        results: list[list[Prediction]] = []
-        for start in range(0, len(images), batch_size):
-            tensors = [self.preprocess(image) for image in images[start:start + batch_size]]
-            results.extend(self.predict_preprocessed(tensors, k=k))
-        return results
-
-    def predict_preprocessed(self, tensors: Sequence[torch.Tensor], k: int = 5) -> list[list[Prediction]]:
-        """Top-``k`` for images already through :meth:`preprocess`, in one forward pass.
-
-        Callers that must survive unreadable images preprocess one by one themselves,
-        then send the good ones here together.
-        """
-        return [result.top_k for result in self.classify_preprocessed(tensors, k=k)]
-
-    def classify(self, image: ImageSource, k: int = 5) -> Result:
-        """Top-``k``, verdict and scores of one image."""
+    def classify(self, image: ImageSource | torch.Tensor, k: int = 5) -> Result:
+        """Top-``k`` (most likely first), verdict and scores of one image."""
         return self.classify_batch([image], k=k)[0]
 
-    def classify_batch(self, images: Sequence[ImageSource], k: int = 5, batch_size: int = 32) -> list[Result]:
-        """:meth:`classify` for many images, in input order, ``batch_size`` per forward pass."""
+    def classify_batch(self, images: Sequence[ImageSource | torch.Tensor], k: int = 5,
+                       batch_size: int = 32) -> list[Result]:
+        """:meth:`classify` for many images, in input order, ``batch_size`` per forward pass.
+
+        An image may be a tensor already through :meth:`preprocess`: callers that must
+        survive unreadable images preprocess one by one themselves, then send the good
+        ones here together.
+        """
         results: list[Result] = []
         for start in range(0, len(images), batch_size):
-            tensors = [self.preprocess(image) for image in images[start:start + batch_size]]
-            results.extend(self.classify_preprocessed(tensors, k=k))
+            tensors = [image if isinstance(image, torch.Tensor) else self.preprocess(image)
+                       for image in images[start:start + batch_size]]
+            results.extend(self._classify_tensors(tensors, k))
         return results
 
-    def classify_preprocessed(self, tensors: Sequence[torch.Tensor], k: int = 5) -> list[Result]:
-        """Top-``k``, verdict and scores for images already through :meth:`preprocess`.
-
-        One forward pass gives both the logits and the penultimate features that the
-        out-of-distribution score may need (``ml.calibration.features_and_logits``).
-        """
+    def _classify_tensors(self, tensors: Sequence[torch.Tensor], k: int) -> list[Result]:
+        """One forward pass gives both the logits and the penultimate features that the
+        out-of-distribution score may need (``ml.model.features_and_logits``)."""
         k = min(k, len(self.classes))
         with torch.inference_mode():
             features, logits = self.backend(torch.stack(list(tensors)).to(self.device))

@@ -110,6 +110,29 @@ def build_resnet34(
     return model
 
 
+def body_map(model: ResNet, images: torch.Tensor) -> torch.Tensor:
+    """The body's last feature map (N x 512 x h x w): torchvision's ``ResNet._forward_impl`` up
+    to ``layer4``. Written out once here, rather than caught by a hook, so that
+    ``torch.compile`` and the ONNX exporter see one plain graph, and a backend can run the
+    body under its own precision (``ml.backends``)."""
+    m = model
+    x = m.maxpool(m.relu(m.bn1(m.conv1(images))))
+    return m.layer4(m.layer3(m.layer2(m.layer1(x))))
+
+
+def pool_and_classify(model: ResNet, feature_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features, logits) from the body's last feature map: the pooled, flattened 512 numbers
+    that ``model.fc`` receives (what ``ml.calibration`` fits its statistics on), and its output."""
+    features = torch.flatten(model.avgpool(feature_map), 1)
+    return features, model.fc(features)
+
+
+def features_and_logits(model: ResNet, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(penultimate features, logits) of ``images`` in one forward pass: the ResNet's forward
+    pass, the same operations as ``model(images)``, with the input of ``model.fc`` kept."""
+    return pool_and_classify(model, body_map(model, images))
+
+
 def layer_groups(model: ResNet) -> list[list[nn.Parameter]]:
     """Parameters split as fastai splits a ResNet: early body, late body, head.
 

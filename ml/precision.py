@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backends import cpu_flags
+from .machine import cpu_flags
 
 AUTO, FP32, BF16, FP16 = "auto", "fp32", "bf16", "fp16"
 PRECISIONS = (AUTO, FP32, BF16, FP16)

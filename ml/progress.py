@@ -1,6 +1,6 @@
 """A training run's progress: the stages it goes through, what staff read for each, and the time left.
 
-One source for stage names: the run functions (``ml.training``, ``ml.recipes``) and the
+One source for stage names: the run functions (``ml.recipes.full``, ``ml.recipes.quick``) and the
 site's training runs (``training.services``) report stage *codes* from here, and pages
 show :data:`LABELS`. Neither torch nor Django is imported: the web process reads the labels.
 

@@ -111,7 +111,7 @@ def warm_up(
 ) -> dict[str, Any]:
     """Make ``backend`` ready for the checkpoint in ``cache_dir``, in this process: the
     ONNX export if a candidate needs it, and for ``auto`` the measured choice
-    (``ml.backends.choose_backend``, cached in ``backends.json``).
+    (``ml.backend_choice.choose_backend``, cached in ``backends.json``).
 
     ``threads``: torch's threads, as the worker children have them (the choice is cached
     per thread count, and is timed with it). Holds the model's lock throughout: a second
@@ -125,24 +125,24 @@ def warm_up(
         waited = time.monotonic() - started
         import torch
 
-        from . import backends
+        from . import backend_choice, machine
         from .checkpoints import load_checkpoint
 
         if threads:
             torch.set_num_threads(threads)
         checkpoint = load_checkpoint(checkpoint_path)
         model = checkpoint.build_model().to(device)
-        model_key = backends.weights_key(checkpoint.state_dict)
+        model_key = machine.weights_key(checkpoint.state_dict)
         export_s = None
         if backend == ONNX:
             export_s = _export_if_missing(model, cache_dir, model_key)
             chosen, report = ONNX, None
         elif backend == AUTO:
-            cached = backends.cached_choice(model_key, checkpoint.image_size, device, cache_dir)
+            cached = backend_choice.cached_choice(model_key, checkpoint.image_size, device, cache_dir)
             if cached is None or cached[0] == ONNX:  # about to time the ONNX candidate, or to use it
                 export_s = _export_if_missing(model, cache_dir, model_key)
-            chosen, report = backends.choose_backend(model, checkpoint.image_size, cache_dir=cache_dir,
-                                                     model_key=model_key)
+            chosen, report = backend_choice.choose_backend(model, checkpoint.image_size, cache_dir=cache_dir,
+                                                           model_key=model_key)
         else:
             raise ValueError(f"Backend {backend!r} needs no warm-up; only {' and '.join(NEEDS_WARM_UP)} do.")
     return {
@@ -160,19 +160,19 @@ def warm_up(
 def _export_if_missing(model, cache_dir: str | os.PathLike, model_key: str) -> float | None:
     """Export ``model`` to its cached ONNX file unless it is there or ONNX Runtime cannot run
     here; the seconds it took, or None if not exported."""
-    from . import backends
+    from . import backends, onnx_export
 
     device = next(model.parameters()).device
     can_run, why = backends.OnnxBackend.available(device)
     if not can_run:
         logger.info("No ONNX export: %s", why)
         return None
-    path = backends.onnx_path(model, cache_dir, model_key)
+    path = onnx_export.onnx_path(model, cache_dir, model_key)
     if path.exists():
         return None
     started = time.monotonic()
     try:
-        backends.export_onnx(copy.deepcopy(model), path)  # in this process: it ends after the warm-up
+        onnx_export.export_onnx(copy.deepcopy(model), path)  # in this process: it ends after the warm-up
     except Exception as exc:  # the other candidates are still worth choosing among (ONNX's reports the failure)
         logger.warning("The ONNX export failed: %r", exc)
         return None
@@ -223,15 +223,15 @@ class BackendSwitch:
     """
 
     def __init__(self, predictor: Predictor, backend: str, cache_dir: str | os.PathLike, checkpoint_key: str):
-        from . import backends
+        from . import backend_choice, machine, onnx_export
 
         if not needs_warm_up(backend):
             raise ValueError(f"Backend {backend!r} needs no warm-up to wait for.")
         self.predictor, self.backend = predictor, backend
         self.cache_dir, self.checkpoint_key = Path(cache_dir), checkpoint_key
-        self.model_key = backends.weights_key(predictor.checkpoint.state_dict)
-        self._onnx = backends.onnx_path(predictor.model, cache_dir, self.model_key)
-        self._watched = self._onnx if backend == ONNX else self.cache_dir / backends.CACHE_FILE
+        self.model_key = machine.weights_key(predictor.checkpoint.state_dict)
+        self._onnx = onnx_export.onnx_path(predictor.model, cache_dir, self.model_key)
+        self._watched = self._onnx if backend == ONNX else self.cache_dir / backend_choice.CACHE_FILE
         self._seen: int | None = None
         self.done = False  # switched, or gave up (the chosen backend failed to build: eager stays)
 
@@ -263,12 +263,12 @@ class BackendSwitch:
         return True
 
     def _ready_choice(self) -> tuple[str, dict[str, Any] | None] | None:
-        from . import backends
+        from . import backend_choice
 
         if self.backend == ONNX:
             return ONNX, None  # the file exists: its stat succeeded
-        choice = backends.cached_choice(self.model_key, self.predictor.checkpoint.image_size, self.predictor.device,
-                                        self.cache_dir)
+        choice = backend_choice.cached_choice(self.model_key, self.predictor.checkpoint.image_size,
+                                              self.predictor.device, self.cache_dir)
         if choice is not None and choice[0] == ONNX and not self._onnx.exists():
             return None  # chosen, but its file is gone: never export here, while photos wait
         return choice

@@ -94,7 +94,7 @@ class ModelWarmup(models.Model):
         return next((c["speedup"] for c in self.candidates() if c["name"] == self.backend), None)
 
     def candidates(self) -> list[dict]:
-        """Each candidate of the choice (``ml.backends.choose_backend``'s report): its name,
+        """Each candidate of the choice (``ml.backend_choice.choose_backend``'s report): its name,
         speed-up over eager FP32 (None when not timed) and why it was not timed or not taken."""
         measured = (self.report.get("choice") or {}).get("candidates", {})
         return [

@@ -335,8 +335,8 @@ def _finish(run: TrainingRun, state: str, message: str) -> None:
 
 def _train_compare_register(run: TrainingRun, run_dir: Path, progress: Callable[[dict], None]) -> None:
     from classifier.exports import export_reviewed  # imports ml.data, hence torch: the worker's only
-    from ml.recipes import FULL, QuickConfig, choose_recipe, run_quick
-    from ml.training import TrainConfig, resolve_device, run_training
+    from ml.config import FullOptions, QuickOptions, RunConfig
+    from ml.runs import run as run_recipe
 
     report = progress_.Reporter(progress)
     champion = ml_services.active_version()
@@ -354,25 +354,24 @@ def _train_compare_register(run: TrainingRun, run_dir: Path, progress: Callable[
     TrainingRun.objects.filter(pk=run.pk).update(num_reviewed_images=run.num_reviewed_images)
 
     report.stage(progress_.PREPARING)  # the recipe's own preparation goes on with it
-    recipe, why = choose_recipe(run.recipe, resolve_device("auto"))
     dataset_dir = Path(settings.PETSITE_DATASET_DIR)
-    options = dict(data=str(dataset_dir), extra_data=[str(reviewed_dir)] if counts else [], image_size=run.image_size,
-                   workers=settings.PETSITE_TRAINING_LOADER_WORKERS, progress=False)
-    if recipe == FULL:
-        make_config, train = TrainConfig, run_training
-        options.update({"epochs": run.epochs} if run.epochs else {})
-    else:
-        make_config, train = QuickConfig, run_quick
-        options.update(cache_dir=str(settings.PETSITE_FEATURE_CACHE_DIR), backend="auto",
-                       backend_cache_dir=str(settings.PETSITE_BACKEND_CACHE_DIR))
-        options.update({"head_epochs": run.epochs} if run.epochs else {})
+    epochs = {"epochs": run.epochs} if run.epochs else {}
+    head_epochs = {"head_epochs": run.epochs} if run.epochs else {}
+    config = RunConfig(
+        data=str(dataset_dir), extra_data=[str(reviewed_dir)] if counts else [], image_size=run.image_size,
+        workers=settings.PETSITE_TRAINING_LOADER_WORKERS, progress=False, full=FullOptions(**epochs),
+        quick=QuickOptions(cache_dir=str(settings.PETSITE_FEATURE_CACHE_DIR), backend="auto",
+                           backend_cache_dir=str(settings.PETSITE_BACKEND_CACHE_DIR), **head_epochs),
+    )
     base = run.base_version if run.start_from == TrainingRun.Start.ACTIVE else None
     if run.start_from == TrainingRun.Start.ACTIVE and base is None:
         raise TrainingError("the model it was to start from no longer exists.", TrainingError.NO_ACTIVE_MODEL)
     with ml_services.local_checkpoint(base) if base else contextlib.nullcontext() as base_path:
-        config = make_config(**options, **({"init_checkpoint": str(base_path)} if base_path else {}))
-        TrainingRun.objects.filter(pk=run.pk).update(settings={**config.to_dict(), "recipe": recipe, "why": why})
-        result = train(config, run_dir / "train", log=log.info, on_progress=progress)
+        config.init_checkpoint = str(base_path) if base_path else None
+        result = run_recipe(
+            run.recipe, config, run_dir / "train", log=log.info, on_progress=progress,
+            on_start=lambda settings_: TrainingRun.objects.filter(pk=run.pk).update(settings=settings_),
+        )
 
     champion = ml_services.active_version()
     comparison = compare(result.checkpoint, champion, dataset_dir, run_dir / "compare", on_progress=progress)
@@ -434,7 +433,7 @@ def compare(challenger_path: Path, champion: ModelVersion | None, dataset_dir: P
     """
     from ml.data import DatasetError
     from ml.inference import Predictor
-    from ml.training import run_evaluation
+    from ml.outputs import run_evaluation
 
     report = progress_.Reporter(on_progress)
     images = list(check_set().order_by("pk"))
@@ -486,7 +485,7 @@ def _compare_on_check_set(models: dict, images: list[PetImage],
         top1 = top5 = 0
         for pet in images:
             with pet.image.open("rb") as f:
-                labels = [p.label for p in predictor.predict(f, k=5)]
+                labels = [p.label for p in predictor.classify(f, k=5).top_k]
             right[role][pet.pk] = labels[0] == pet.reviewed_label
             top1 += right[role][pet.pk]
             top5 += pet.reviewed_label in labels

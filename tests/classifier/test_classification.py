@@ -91,14 +91,14 @@ def test_result_lands_only_for_the_claim_that_made_it(pet, model_version):
     """A worker that lost its claim (it was too slow, another took over) writes nothing."""
     real_predict = None
 
-    def steal_then_predict(self, tensors, k):
+    def steal_then_predict(self, tensors, k, batch_size):
         PetImage.objects.filter(pk=pet.pk).update(claim_token=None, claimed_by="other:1")  # taken over
-        return real_predict(self, tensors, k)
+        return real_predict(self, tensors, k, batch_size)
 
     from ml.inference import Predictor
 
-    real_predict = Predictor.classify_preprocessed
-    with mock.patch.object(Predictor, "classify_preprocessed", steal_then_predict):
+    real_predict = Predictor.classify_batch
+    with mock.patch.object(Predictor, "classify_batch", steal_then_predict):
         classification.classify(pet.pk)
     assert _refresh(pet).status == Status.PROCESSING and pet.predicted_breed == ""
     assert not Classification.objects.exists()

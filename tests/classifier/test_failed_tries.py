@@ -34,7 +34,7 @@ def failing_for(poison_pk: int):
     def classify_batch(pets, token, version, predictor):
         if any(pet.pk == poison_pk for pet in pets):
             predictor = mock.Mock(preprocess=predictor.preprocess,
-                                  classify_preprocessed=mock.Mock(side_effect=PoisonError("the forward pass failed")))
+                                  classify_batch=mock.Mock(side_effect=PoisonError("the forward pass failed")))
         return real(pets, token, version, predictor)
 
     return classify_batch

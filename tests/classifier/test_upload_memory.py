@@ -247,8 +247,8 @@ def test_reduced_decoding_keeps_the_top_1(predictor_224):
         predictor.model.fc.weight[: len(files)] = 20 * features
         predictor.model.fc.bias[: len(files)] = 0.0
 
-    before = predictor.predict_preprocessed(full)
-    after = predictor.predict_preprocessed(reduced)
+    before = [r.top_k for r in predictor.classify_batch(full)]
+    after = [r.top_k for r in predictor.classify_batch(reduced)]
     classes = predictor.classes
     assert [p[0].label for p in before] == classes[: len(files)]  # the head works as meant
     assert min(p[0].probability - p[1].probability for p in before) > 0.2  # no near-ties

@@ -30,7 +30,7 @@ def test_upload_is_classified_and_shown(client, user, model_version, worker, che
     assert data["status"] == "done", worker.log()
 
     # The worker's answer is what the same checkpoint says in this process.
-    expected = Predictor(checkpoint_file).predict(pet.image.open("rb"), k=5)
+    expected = Predictor(checkpoint_file).classify(pet.image.open("rb"), k=5).top_k
     assert [row["breed"] for row in data["top_k"]] == [p.label for p in expected]
     assert data["predicted_breed"] == expected[0].label
     assert data["confidence"] == pytest.approx(expected[0].probability, abs=1e-4)

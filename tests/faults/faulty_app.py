@@ -38,7 +38,7 @@ class _FaultyPredictor:
         self.predictor, self.slow, self.poison_mode = predictor, slow, poison_mode
         self.preprocess = predictor.preprocess
 
-    def classify_preprocessed(self, tensors, k):
+    def classify_batch(self, tensors, k, batch_size):
         time.sleep(self.slow)
         if self.poison_mode == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
@@ -46,7 +46,7 @@ class _FaultyPredictor:
             raise PoisonError("the forward pass failed on a poison image")
         elif self.poison_mode == "hang":
             time.sleep(3600)
-        return self.predictor.classify_preprocessed(tensors, k)
+        return self.predictor.classify_batch(tensors, k, batch_size)
 
 
 @worker_process_init.connect

@@ -20,7 +20,7 @@ from ml.breeds import BREED_KEYS
 from ml.checkpoints import load_checkpoint, save_checkpoint
 from ml.data import DATASET_DIR, read_split
 from ml.inference import Predictor
-from ml.model import build_resnet34
+from ml.model import build_resnet34, features_and_logits
 from ml.synthetic import make_fake_pets, make_non_pets
 
 IMAGE_SIZE = 64
@@ -52,7 +52,7 @@ def trained_checkpoint(tmp_path_factory):
     def features(rows):
         tensors = torch.stack([predictor.preprocess(p) for p, _ in rows])
         with torch.no_grad():
-            feats, _ = calibration.features_and_logits(model, tensors)
+            feats, _ = features_and_logits(model, tensors)
         return feats, torch.tensor([label for _, label in rows])
 
     train_x, train_y = features(train)
@@ -98,7 +98,7 @@ def reference(trained_checkpoint, photos):
     for photo in photos:
         if isinstance(photo, io.BytesIO):
             photo.seek(0)
-    return tensors, predictor.classify_preprocessed(tensors, k=len(BREED_KEYS))
+    return tensors, predictor.classify_batch(tensors, k=len(BREED_KEYS))
 
 
 def test_the_model_is_trained(trained_checkpoint, reference):
@@ -117,7 +117,7 @@ def test_backend_agrees_with_eager_fp32_on_a_trained_model(trained_checkpoint, r
     tolerance = predictor.backend.tolerance
     assert tolerance == (backends.BF16_TOLERANCE if name == backends.BF16 else backends.FP32_TOLERANCE)
 
-    results = predictor.classify_preprocessed(tensors, k=len(BREED_KEYS))
+    results = predictor.classify_batch(tensors, k=len(BREED_KEYS))
     worst = 0.0
     for got, want in zip(results, expected, strict=True):
         assert got.top_k[0].label == want.top_k[0].label

@@ -7,7 +7,7 @@ import threading
 import pytest
 import torch
 
-from ml import backends
+from ml import backend_choice, backends, machine, onnx_export
 from ml.backends import AUTO_CANDIDATES, BF16_TOLERANCE, EAGER, FP32_TOLERANCE, Backend, EagerBackend
 from ml.checkpoints import load_checkpoint
 from ml.inference import Predictor
@@ -40,7 +40,7 @@ def reference(checkpoint):
     tensors = [predictor.preprocess(io.BytesIO(photo)) for photo in photos]
     with torch.inference_mode():
         features, logits = predictor.backend(torch.stack(tensors))
-    return tensors, predictor.classify_preprocessed(tensors, k=37), features, logits
+    return tensors, predictor.classify_batch(tensors, k=37), features, logits
 
 
 def test_default_backend_is_eager_fp32(checkpoint):
@@ -63,7 +63,7 @@ def test_every_available_backend_agrees_with_eager_fp32(checkpoint, reference, n
     tolerance = BF16_TOLERANCE if name == backends.BF16 else FP32_TOLERANCE
     assert torch.allclose(features, ref_features, rtol=tolerance * 10, atol=tolerance * 10)
 
-    results = predictor.classify_preprocessed(tensors, k=37)
+    results = predictor.classify_batch(tensors, k=37)
     for got, want in zip(results, expected, strict=True):
         assert got.top_k[0].label == want.top_k[0].label
         got_p, want_p = dict(got.top_k), dict(want.top_k)
@@ -71,7 +71,7 @@ def test_every_available_backend_agrees_with_eager_fp32(checkpoint, reference, n
         assert got.verdict == want.verdict
     assert [r.top_k[:5] for r in results] == [[(p.label, pytest.approx(p.probability, abs=tolerance))
                                                 for p in r.top_k[:5]] for r in expected]
-    assert predictor.predict_preprocessed(tensors[:1], k=3)[0][0].label == expected[0].top_k[0].label
+    assert predictor.classify(tensors[0], k=3).top_k[0].label == expected[0].top_k[0].label
 
 
 def test_unknown_backend_is_a_clear_error(checkpoint):
@@ -92,7 +92,7 @@ def test_onnx_export_is_cached_per_weights(checkpoint, tmp_path):
 
     with torch.no_grad():
         model.fc.bias[0] += 1e-3
-    assert backends.onnx_path(model, tmp_path) != first.path  # other weights: another export
+    assert onnx_export.onnx_path(model, tmp_path) != first.path  # other weights: another export
 
 
 def test_onnx_without_onnxruntime_is_left_out_with_a_reason(checkpoint, tmp_path, monkeypatch):
@@ -102,7 +102,7 @@ def test_onnx_without_onnxruntime_is_left_out_with_a_reason(checkpoint, tmp_path
     with pytest.raises(ValueError, match="'onnx' cannot run here: onnxruntime does not import"):
         backends.make_backend(backends.ONNX, checkpoint.build_model(), tmp_path)
     candidates = {EAGER: EagerBackend, backends.ONNX: backends.OnnxBackend}
-    name, report = backends.choose_backend(checkpoint.build_model(), 32, candidates=candidates, batch_sizes=(2,),
+    name, report = backend_choice.choose_backend(checkpoint.build_model(), 32, candidates=candidates, batch_sizes=(2,),
                                            cache_dir=tmp_path, repeats=1)
     assert name == EAGER
     assert report["candidates"][backends.ONNX] == {"accepted": False, "reason": f"unavailable: {why}"}
@@ -147,9 +147,9 @@ def test_auto_rejects_wrong_backends_and_caches_its_choice(checkpoint, tmp_path,
     model = checkpoint.build_model()
     counted = {name: Counted(backends.FACTORIES[name]) for name in (EAGER, backends.CHANNELS_LAST)}
     counted["wrong"], counted["slightly_off"] = Counted(WrongBackend), Counted(SlightlyOffBackend)
-    caplog.set_level("INFO", logger="ml.backends")
+    caplog.set_level("INFO", logger="ml.backend_choice")
 
-    name, report = backends.choose_backend(model, 64, candidates=counted, batch_sizes=(1, 4), cache_dir=tmp_path,
+    name, report = backend_choice.choose_backend(model, 64, candidates=counted, batch_sizes=(1, 4), cache_dir=tmp_path,
                                            repeats=1)
 
     assert name in (EAGER, backends.CHANNELS_LAST)
@@ -170,33 +170,33 @@ def test_auto_rejects_wrong_backends_and_caches_its_choice(checkpoint, tmp_path,
     cache = json.loads((tmp_path / "backends.json").read_text())
     assert [entry["backend"] for entry in cache["choices"].values()] == [name]
 
-    again, cached_report = backends.choose_backend(model, 64, candidates=counted, batch_sizes=(1, 4),
+    again, cached_report = backend_choice.choose_backend(model, 64, candidates=counted, batch_sizes=(1, 4),
                                                    cache_dir=tmp_path)
     assert again == name and cached_report["cached"] is True
     assert all(c.calls == 1 for c in counted.values())  # nothing measured a second time
 
     # Another input size is another choice: measured again.
-    backends.choose_backend(model, 32, candidates=counted, batch_sizes=(1, 4), cache_dir=tmp_path, repeats=1)
+    backend_choice.choose_backend(model, 32, candidates=counted, batch_sizes=(1, 4), cache_dir=tmp_path, repeats=1)
     assert all(c.calls == 2 for c in counted.values())
 
 
 def test_cache_key_changes_with_the_weights(checkpoint, tmp_path):
     state = checkpoint.state_dict
-    key = backends.weights_key(state)
-    assert backends.weights_key(dict(state)) == key
+    key = machine.weights_key(state)
+    assert machine.weights_key(dict(state)) == key
     changed = dict(state)
     changed["fc.bias"] = state["fc.bias"].clone()
     changed["fc.bias"][0] += 1e-3
-    assert backends.weights_key(changed) != key
+    assert machine.weights_key(changed) != key
 
     model = checkpoint.build_model()
     counted = {EAGER: Counted(EagerBackend)}
-    backends.choose_backend(model, 32, candidates=counted, batch_sizes=(2,), cache_dir=tmp_path, repeats=1)
-    backends.choose_backend(model, 32, candidates=counted, batch_sizes=(2,), cache_dir=tmp_path, repeats=1)
+    backend_choice.choose_backend(model, 32, candidates=counted, batch_sizes=(2,), cache_dir=tmp_path, repeats=1)
+    backend_choice.choose_backend(model, 32, candidates=counted, batch_sizes=(2,), cache_dir=tmp_path, repeats=1)
     assert counted[EAGER].calls == 1
     with torch.no_grad():
         model.fc.bias[0] += 1e-3
-    backends.choose_backend(model, 32, candidates=counted, batch_sizes=(2,), cache_dir=tmp_path, repeats=1)
+    backend_choice.choose_backend(model, 32, candidates=counted, batch_sizes=(2,), cache_dir=tmp_path, repeats=1)
     assert counted[EAGER].calls == 2
     assert len(json.loads((tmp_path / "backends.json").read_text())["choices"]) == 2
 
@@ -208,7 +208,7 @@ def test_predictor_auto_uses_the_measured_choice(checkpoint, reference, cache_di
     assert predictor.backend.name == report["chosen"]
     assert set(report["candidates"]) == set(AUTO_CANDIDATES)
     assert report["candidates"][report["chosen"]]["accepted"]
-    results = predictor.classify_preprocessed(tensors, k=5)
+    results = predictor.classify_batch(tensors, k=5)
     assert [r.top_k[0].label for r in results] == [r.top_k[0].label for r in expected]
 
     second = Predictor(checkpoint, backend="auto", backend_cache_dir=cache_dir)
@@ -224,7 +224,7 @@ WITH_AMX = {"model": "a CPU with AMX", "flags": ["avx", "avx2", "amx_bf16", "amx
 def test_bf16_is_not_timed_on_a_cpu_without_native_bf16(checkpoint, tmp_path):
     model = checkpoint.build_model()
     candidates = [EAGER, backends.BF16]
-    name, report = backends.choose_backend(model, 32, candidates=candidates, batch_sizes=(2,), cache_dir=tmp_path,
+    name, report = backend_choice.choose_backend(model, 32, candidates=candidates, batch_sizes=(2,), cache_dir=tmp_path,
                                            repeats=1, cpu=AVX2_ONLY)
     bf16 = report["candidates"][backends.BF16]
     assert bf16 == {"accepted": False, "reason": bf16["reason"]}  # never built, run nor timed
@@ -233,7 +233,7 @@ def test_bf16_is_not_timed_on_a_cpu_without_native_bf16(checkpoint, tmp_path):
     assert report["machine"]["cpu"] == AVX2_ONLY["model"] and not report["machine"]["cpu_flags"]["avx512_bf16"]
 
     # With AMX (or AVX-512 BF16: test_bf16_can_win_by_cpu_flags...) BF16 is a candidate: timed.
-    _, report = backends.choose_backend(model, 32, candidates=candidates, batch_sizes=(2,), cache_dir=tmp_path,
+    _, report = backend_choice.choose_backend(model, 32, candidates=candidates, batch_sizes=(2,), cache_dir=tmp_path,
                                         repeats=1, cpu=WITH_AMX)
     assert report["cached"] is False  # another CPU: another choice, not the AVX2 one from the cache
     assert report["candidates"][backends.BF16]["accepted"] and "timings" in report["candidates"][backends.BF16]
@@ -252,15 +252,15 @@ def test_bf16_can_win_by_cpu_flags_on_cpus_and_always_on_gpus():
 def test_cached_choice_finds_what_the_automatic_choice_cached(checkpoint, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # no export: this test is about the lookup
     model = checkpoint.build_model()
-    key = backends.weights_key(checkpoint.state_dict)
-    assert backends.cached_choice(key, 32, cache_dir=tmp_path, cpu=AVX2_ONLY) is None
+    key = machine.weights_key(checkpoint.state_dict)
+    assert backend_choice.cached_choice(key, 32, cache_dir=tmp_path, cpu=AVX2_ONLY) is None
 
-    name, report = backends.choose_backend(model, 32, cache_dir=tmp_path, model_key=key, repeats=1, cpu=AVX2_ONLY)
-    found, cached = backends.cached_choice(key, 32, cache_dir=tmp_path, cpu=AVX2_ONLY)
+    name, report = backend_choice.choose_backend(model, 32, cache_dir=tmp_path, model_key=key, repeats=1, cpu=AVX2_ONLY)
+    found, cached = backend_choice.cached_choice(key, 32, cache_dir=tmp_path, cpu=AVX2_ONLY)
     assert found == name and cached["cached"] is True and cached["candidates"] == report["candidates"]
-    assert backends.cached_choice(key, 32, cache_dir=tmp_path, cpu=WITH_BF16) is None  # another machine
-    assert backends.cached_choice(key, 64, cache_dir=tmp_path, cpu=AVX2_ONLY) is None  # another input size
-    assert backends.cached_choice("other weights", 32, cache_dir=tmp_path, cpu=AVX2_ONLY) is None
+    assert backend_choice.cached_choice(key, 32, cache_dir=tmp_path, cpu=WITH_BF16) is None  # another machine
+    assert backend_choice.cached_choice(key, 64, cache_dir=tmp_path, cpu=AVX2_ONLY) is None  # another input size
+    assert backend_choice.cached_choice("other weights", 32, cache_dir=tmp_path, cpu=AVX2_ONLY) is None
 
 
 def test_predictor_changes_backend_in_place(checkpoint, reference, cache_dir):
@@ -268,7 +268,7 @@ def test_predictor_changes_backend_in_place(checkpoint, reference, cache_dir):
     predictor = Predictor(checkpoint, backend_cache_dir=cache_dir)
     predictor.use_backend(backends.CHANNELS_LAST, {"chosen": backends.CHANNELS_LAST})
     assert predictor.backend.name == backends.CHANNELS_LAST and predictor.backend_report["chosen"] == "channels_last"
-    results = predictor.classify_preprocessed(tensors, k=5)
+    results = predictor.classify_batch(tensors, k=5)
     assert [r.top_k[0].label for r in results] == [r.top_k[0].label for r in expected]
     with pytest.raises(ValueError, match="Unknown inference backend"):
         predictor.use_backend("tensorrt")
@@ -277,11 +277,11 @@ def test_predictor_changes_backend_in_place(checkpoint, reference, cache_dir):
 
 def test_choices_written_at_once_for_different_models_are_all_kept(tmp_path):
     """Two warm-ups of different models may finish together: neither may drop the other's choice."""
-    path = tmp_path / backends.CACHE_FILE
+    path = tmp_path / backend_choice.CACHE_FILE
 
     def write(writer: int) -> None:
         for i in range(15):
-            backends._write_cache(path, f"model-{writer}-{i}", {"backend": EAGER, "report": {}})
+            backend_choice._write_cache(path, f"model-{writer}-{i}", {"backend": EAGER, "report": {}})
 
     threads = [threading.Thread(target=write, args=(n,)) for n in range(6)]
     for thread in threads:

@@ -21,11 +21,13 @@ from ml.calibration import CONFIDENT, ENERGY, MAHALANOBIS, NOT_A_PET, UNSURE, VE
 from ml.checkpoints import FORMAT, CheckpointError, load_checkpoint, save_checkpoint
 from ml.data import read_split
 from ml.inference import Predictor, Result
+from ml.model import features_and_logits
+from ml.outputs import run_evaluation
+from ml.recipes.full import run_full
 from ml.synthetic import NON_PET_KINDS, make_non_pets
-from ml.training import TrainConfig, run_evaluation, run_training
 from tests.helpers import image_bytes
 
-from .test_training import LEARNING_CONFIG
+from .test_training import LEARNING_CONFIG, full_config
 
 slow = pytest.mark.slow
 
@@ -178,7 +180,7 @@ def _model_calibration(model, image_size=64, images=24, seed=0):
     """A calibration fitted on a random model's outputs for a few images (shapes are what matter)."""
     g = torch.Generator().manual_seed(seed)
     with torch.inference_mode():
-        features, logits = cal.features_and_logits(model.eval(), torch.randn(images, 3, image_size, image_size,
+        features, logits = features_and_logits(model.eval(), torch.randn(images, 3, image_size, image_size,
                                                                               generator=g))
     return cal.fit_calibration(features, logits, torch.arange(images) % logits.shape[1])
 
@@ -234,23 +236,23 @@ def test_checkpoint_from_before_calibration_loads_and_never_says_not_a_pet(check
     assert all(r.scores["ood_score"] is None and r.scores["probability_threshold"] == 0.5 for r in results)
 
 
-def test_classify_is_one_forward_pass_agreeing_with_predict(calibrated_file):
+def test_classify_is_one_forward_pass_agreeing_with_one_by_one(calibrated_file):
     predictor = Predictor(calibrated_file)
     tensors = [predictor.preprocess(source) for source in _image_sources()]
     calls = []
-    counter = predictor.model.register_forward_hook(lambda *_: calls.append(1))
+    counter = predictor.model.conv1.register_forward_hook(lambda *_: calls.append(1))  # once per forward pass
     try:
-        results = predictor.classify_preprocessed(tensors, k=4)
+        results = predictor.classify_batch(tensors, k=4)
     finally:
         counter.remove()
     assert len(calls) == 1
     assert all(isinstance(r, Result) and r.verdict in VERDICTS and len(r.top_k) == 4 for r in results)
     assert all(r.scores["ood_method"] == cal.DEFAULT_OOD_SCORE for r in results)
-    top_k = predictor.predict_preprocessed(tensors, k=4)
+    top_k = [predictor.classify(source, k=4).top_k for source in _image_sources()]  # each read and preprocessed
     for result, predictions in zip(results, top_k, strict=True):
         assert [p.label for p in result.top_k] == [p.label for p in predictions]
         assert result.scores["top_probability"] == pytest.approx(predictions[0].probability)
-    assert not predictor.model.fc._forward_pre_hooks and not predictor.model._forward_hooks
+    assert not predictor.model.fc._forward_pre_hooks and not predictor.model.conv1._forward_hooks
 
 
 # --- one real run: generated pets and non-pets --------------------------------------------------
@@ -259,7 +261,7 @@ def test_classify_is_one_forward_pass_agreeing_with_predict(calibrated_file):
 def trained(fake_pets, tmp_path_factory):
     """LEARNING_CONFIG (ResNet34 from scratch, 32 px, 1 + 4 epochs), as test_training trains it."""
     start = time.perf_counter()
-    result = run_training(TrainConfig(data=str(fake_pets), **{**LEARNING_CONFIG, "progress": False}),
+    result = run_full(full_config(fake_pets, **{**LEARNING_CONFIG, "progress": False}),
                           tmp_path_factory.mktemp("calibrated-run"), log=lambda _: None)
     predictor = Predictor(result.checkpoint)
     rows = read_split(fake_pets, "test")
@@ -268,7 +270,7 @@ def trained(fake_pets, tmp_path_factory):
 
     def outputs(images):
         with torch.inference_mode():
-            return cal.features_and_logits(predictor.model, torch.stack([predictor.preprocess(i) for i in images]))
+            return features_and_logits(predictor.model, torch.stack([predictor.preprocess(i) for i in images]))
 
     return {
         "result": result, "predictor": predictor, "labels": [BREED_KEYS[label] for _, label in rows],

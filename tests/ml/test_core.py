@@ -91,13 +91,13 @@ def predictor(checkpoint_file):
 
 
 def test_predictor_top_k_is_sorted_probabilities(predictor):
-    predictions = predictor.predict(io.BytesIO(image_bytes()), k=5)
+    predictions = predictor.classify(io.BytesIO(image_bytes()), k=5).top_k
     assert len(predictions) == 5
     probabilities = [p.probability for p in predictions]
     assert probabilities == sorted(probabilities, reverse=True)
     assert all(0 <= p <= 1 for p in probabilities) and sum(probabilities) <= 1 + 1e-6
     assert all(p.label in breeds.BREED_KEYS for p in predictions)
-    all_37 = predictor.predict(io.BytesIO(image_bytes()), k=100)
+    all_37 = predictor.classify(io.BytesIO(image_bytes()), k=100).top_k
     assert len(all_37) == 37 and sum(p.probability for p in all_37) == pytest.approx(1, abs=1e-5)
 
 
@@ -105,9 +105,9 @@ def test_batch_equals_one_by_one(predictor):
     images = [
         Image.open(io.BytesIO(image_bytes(size=(64 + 16 * i, 80), color=(40 * i, 90, 200 - 30 * i)))) for i in range(5)
     ]
-    batch = predictor.predict_batch(images, k=3, batch_size=2)
+    batch = [r.top_k for r in predictor.classify_batch(images, k=3, batch_size=2)]
     for image, batched in zip(images, batch, strict=True):
-        single = predictor.predict(image, k=3)
+        single = predictor.classify(image, k=3).top_k
         assert [p.label for p in single] == [p.label for p in batched]
         assert [p.probability for p in single] == pytest.approx([p.probability for p in batched], abs=1e-5)
 

@@ -14,10 +14,9 @@ import pytest
 import torch
 from PIL import Image
 
-from ml.calibration import features_and_logits
 from ml.explain import explain_image, grad_cam, overlay
 from ml.inference import Predictor
-from ml.model import build_resnet34
+from ml.model import build_resnet34, features_and_logits
 from tests.helpers import image_bytes
 
 SIZE = 224
@@ -132,6 +131,6 @@ def test_explain_image_through_a_predictor(checkpoint_file):
     explanation, shown = explain_image(predictor, io.BytesIO(photo))
     size = predictor.checkpoint.image_size
     assert explanation.heatmap.shape == (size, size) and shown.size == (size, size) and shown.mode == "RGB"
-    top = predictor.predict(io.BytesIO(photo), k=1)[0]
+    top = predictor.classify(io.BytesIO(photo), k=1).top_k[0]
     assert predictor.classes[explanation.class_index] == top.label
     assert explanation.probability == pytest.approx(top.probability, abs=1e-5)

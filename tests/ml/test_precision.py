@@ -11,7 +11,9 @@ from torch.utils.data import Subset
 from ml import precision
 from ml.data import load_pet_datasets, make_loader
 from ml.model import build_resnet34
-from ml.training import FROZEN, History, fit, make_optimizer, make_scheduler, stage_lrs, train_one_epoch
+from ml.progress import FROZEN
+from ml.recipes.full import fit
+from ml.training import History, make_optimizer, make_scheduler, stage_lrs, train_one_epoch
 
 CPU = torch.device("cpu")
 

@@ -1,4 +1,4 @@
-"""The quick recipe (ml.recipes) and its feature cache (ml.features).
+"""The quick recipe (ml.recipes.quick) and its feature cache (ml.features).
 
 No ImageNet weights exist here, so the body is a seeded random ResNet34: its pooled
 features still carry colour and some texture, which a linear head turns into a model
@@ -7,6 +7,7 @@ far above chance on the generated breeds. Not-slow tests use a handful of images
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -19,13 +20,16 @@ from ml import model as model_
 from ml import progress
 from ml.breeds import BREED_KEYS, NUM_CLASSES
 from ml.checkpoints import load_checkpoint
+from ml.config import FULL, QUICK, QuickOptions, RunConfig
 from ml.data import load_pet_datasets, load_pet_files, read_split
 from ml.features import CacheStats, FeatureCache, ImageViews, body_fingerprint, extract_features, file_digest
 from ml.inference import Predictor
 from ml.model import WeightsUnavailableError, build_resnet34
 from ml.plots import FIGURES
-from ml.recipes import FULL, LATE, QUICK, QuickConfig, choose_recipe, run_quick, train_head
-from ml.training import FROZEN, History
+from ml.progress import FROZEN, LATE
+from ml.recipes.quick import run_quick, train_head
+from ml.runs import choose_recipe
+from ml.training import History
 
 slow = pytest.mark.slow
 
@@ -109,7 +113,7 @@ def test_a_second_extraction_reads_everything_from_the_cache(tiny_pets, tmp_path
     # what the model itself computes for an image: the cached value is the fc input
     path, digest, view = items[1]
     with torch.inference_mode():
-        from ml.calibration import features_and_logits
+        from ml.model import features_and_logits
         direct, _ = features_and_logits(model.eval(), views(path, digest, view)[None])
     assert torch.allclose(second[1], direct[0], atol=1e-5)
 
@@ -254,9 +258,16 @@ def test_cached_imagenet_weights_load_without_download(no_cached_weights, tmp_pa
     assert model_.fetch_imagenet_weights() == path
 
 
+def quick_config(data, **options) -> RunConfig:
+    """A RunConfig from flat options: those of the quick part (QuickOptions) go there."""
+    names = {f.name for f in dataclasses.fields(QuickOptions)}
+    part = {name: options.pop(name) for name in list(options) if name in names}
+    return RunConfig(data=str(data), **options, quick=QuickOptions(**part))
+
+
 def test_a_quick_run_without_weights_stops_before_any_work(no_cached_weights, tiny_pets, tmp_path):
-    config = QuickConfig(data=str(tiny_pets), cache_dir=str(tmp_path / "cache"), image_size=32, workers=0,
-                         progress=False)
+    config = quick_config(tiny_pets, cache_dir=str(tmp_path / "cache"), image_size=32, workers=0,
+                          progress=False)
     with pytest.raises(WeightsUnavailableError, match="--download"):
         run_quick(config, tmp_path / "out", log=lambda _: None)
     assert no_cached_weights == [] and not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
@@ -272,7 +283,7 @@ QUICK_LEARNING = dict(weights=None, image_size=64, views=2, head_epochs=30, work
 def quick_runs(fake_pets, tmp_path_factory):
     """The same quick run twice on the shared generated dataset, sharing one feature cache."""
     cache = tmp_path_factory.mktemp("feature-cache")
-    config = QuickConfig(data=str(fake_pets), cache_dir=str(cache), **QUICK_LEARNING)
+    config = quick_config(fake_pets, cache_dir=str(cache), **QUICK_LEARNING)
     first = run_quick(config, tmp_path_factory.mktemp("quick1"), log=lambda _: None)
     lines: list[str] = []
     second = run_quick(config, tmp_path_factory.mktemp("quick2"), log=lines.append)
@@ -286,7 +297,7 @@ def test_the_quick_recipe_learns(quick_runs):
     assert first.metrics["split"] == "test" and first.metrics["accuracy"] >= 0.4 > 10 * chance, first.metrics
     assert first.metrics["top5_accuracy"] >= 0.75
     assert first.metrics["valid"]["accuracy"] == pytest.approx(first.history["epochs"][-1]["accuracy"])
-    assert len(first.history["epochs"]) == config.head_epochs
+    assert len(first.history["epochs"]) == config.quick.head_epochs
     assert first.history["epochs"][-1]["valid_loss"] < first.history["epochs"][0]["valid_loss"]
 
 
@@ -294,7 +305,7 @@ def test_the_quick_recipe_learns(quick_runs):
 def test_a_second_run_does_no_body_passes_and_gives_the_same_model(quick_runs, fake_pets):
     config, first, second, lines = quick_runs
     files = load_pet_files(fake_pets, seed=config.seed)
-    n_features = len(files.train) * config.views + len(files.valid) + len(files.test)
+    n_features = len(files.train) * config.quick.views + len(files.valid) + len(files.test)
     assert first.history["features"] == {"cached": 0, "computed": n_features}
     assert second.history["features"] == {"cached": n_features, "computed": 0}
     assert any(f"body features: 0 computed, {n_features} read from the cache" in line for line in lines)
@@ -319,14 +330,14 @@ def test_the_quick_run_writes_what_a_full_run_writes(quick_runs, fake_pets):
 
     # The checkpoint as the Predictor runs it agrees with the run's own test numbers.
     test = load_pet_files(fake_pets).test[::4]
-    predictions = Predictor(first.checkpoint).predict_batch([path for path, _ in test], k=1)
+    predictions = [r.top_k for r in Predictor(first.checkpoint).classify_batch([path for path, _ in test], k=1)]
     hits = sum(top[0].label == BREED_KEYS[label] for top, (_, label) in zip(predictions, test, strict=True))
     assert hits / len(test) >= 0.4
 
 
 @slow
 def test_late_layers_fine_tune_moves_only_the_late_body(tiny_pets, tmp_path):
-    config = QuickConfig(data=str(tiny_pets), cache_dir=str(tmp_path / "cache"), finetune_epochs=1,
+    config = quick_config(tiny_pets, cache_dir=str(tmp_path / "cache"), finetune_epochs=1,
                          batch_size=16, evaluate_test=False, precision="bf16",
                          **{**QUICK_LEARNING, "head_epochs": 3, "image_size": 32})
     updates = []
@@ -423,7 +434,7 @@ def test_an_exception_from_progress_leaves_no_model(tiny_pets, tmp_path):
         if update.get("stage") == progress.EVALUATING:
             raise RuntimeError("cancelled")
 
-    config = QuickConfig(data=str(tiny_pets), cache_dir=str(tmp_path / "cache"),
+    config = quick_config(tiny_pets, cache_dir=str(tmp_path / "cache"),
                          **{**QUICK_LEARNING, "image_size": 32, "head_epochs": 2})
     with pytest.raises(RuntimeError, match="cancelled"):
         run_quick(config, tmp_path / "out", log=lambda _: None, on_progress=cancel)

@@ -6,6 +6,7 @@ it produces is checked by the tests that use it.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -16,21 +17,17 @@ from torch.utils.data import Subset
 from ml import training
 from ml.breeds import BREED_KEYS
 from ml.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from ml.config import FullOptions, RunConfig
 from ml.data import load_pet_datasets, make_loader, read_split
 from ml.evaluation import collect_logits
 from ml.inference import Predictor
 from ml.model import WeightsUnavailableError, build_resnet34, layer_groups
+from ml.outputs import run_evaluation
 from ml.plots import FIGURES
-from ml.training import (
-    FROZEN,
-    UNFROZEN,
-    TrainConfig,
-    fit,
-    make_optimizer,
-    run_evaluation,
-    run_training,
-    stage_lrs,
-)
+from ml.progress import FROZEN, UNFROZEN
+from ml.recipes import full
+from ml.recipes.full import fit, run_full
+from ml.training import make_optimizer, stage_lrs
 
 from .test_evaluation import assert_valid_png
 
@@ -45,11 +42,19 @@ LEARNING_CONFIG = dict(
 )
 
 
+
+def full_config(data, **options) -> RunConfig:
+    """A RunConfig from flat options: those of the full part (FullOptions) go there."""
+    names = {f.name for f in dataclasses.fields(FullOptions)}
+    part = {name: options.pop(name) for name in list(options) if name in names}
+    return RunConfig(data=str(data), **options, full=FullOptions(**part))
+
+
 @pytest.fixture(scope="module")
 def run(fake_pets, tmp_path_factory):
-    config = TrainConfig(data=str(fake_pets), **LEARNING_CONFIG)
+    config = full_config(fake_pets, **LEARNING_CONFIG)
     lines: list[str] = []
-    result = run_training(config, tmp_path_factory.mktemp("run"), log=lines.append)
+    result = run_full(config, tmp_path_factory.mktemp("run"), log=lines.append)
     return config, result, lines
 
 
@@ -117,12 +122,12 @@ def test_checkpoint_loads_in_the_predictor_and_agrees_with_the_evaluation(run, f
     assert checkpoint.classes == BREED_KEYS and checkpoint.image_size == 32
     assert checkpoint.metrics == result.metrics
     assert checkpoint.training_args["weights"] is None and checkpoint.training_args["seed"] == 0
-    assert {k: checkpoint.training_args[k] for k in config.to_dict()} == config.to_dict()
+    assert {k: checkpoint.training_args[k] for k in config.to_dict("full")} == config.to_dict("full")
 
     predictor = Predictor(checkpoint)
     rows = read_split(fake_pets, "test")
     images = [fake_pets / "oxford-iiit-pet" / "images" / f"{name}.jpg" for name, _ in rows]
-    top1 = [p[0].label for p in predictor.predict_batch(images, k=1)]
+    top1 = [r.top_k[0].label for r in predictor.classify_batch(images, k=1)]
     accuracy = np.mean([label == BREED_KEYS[actual] for label, (_, actual) in zip(top1, rows, strict=True)])
     # Same preprocessing as evaluation, so exactly the same predictions.
     assert accuracy == pytest.approx(result.metrics["accuracy"], abs=1e-6)
@@ -147,7 +152,7 @@ def test_evaluating_the_saved_model_reproduces_the_run_metrics(run, fake_pets, t
 def test_history_per_epoch_and_per_step(run):
     config, result, lines = run
     epochs, steps = result.history["epochs"], result.history["steps"]
-    assert [row["stage"] for row in epochs] == [FROZEN] * config.freeze_epochs + [UNFROZEN] * config.epochs
+    assert [row["stage"] for row in epochs] == [FROZEN] * config.full.freeze_epochs + [UNFROZEN] * config.full.epochs
     for row in epochs:
         assert set(row) >= {"epoch", "train_loss", "valid_loss", "accuracy", "error_rate", "time"}
         assert row["error_rate"] == pytest.approx(1 - row["accuracy"]) and row["time"] > 0
@@ -166,10 +171,10 @@ def test_one_cycle_with_discriminative_learning_rates(run):
     for stage in (FROZEN, UNFROZEN):
         lrs = np.array([s["lr"] for s in steps if s["stage"] == stage])
         peaks = lrs.max(axis=0)
-        assert peaks == pytest.approx(stage_lrs(config.lr, stage, config.lr_mult), rel=0.02)
+        assert peaks == pytest.approx(stage_lrs(config.full.lr, stage, config.full.lr_mult), rel=0.02)
         assert lrs[0, -1] < peaks[-1] / 4 and lrs[-1, -1] < peaks[-1] / 100  # warm up, then anneal
     head, late, early = (np.array([s["lr"][g] for s in steps if s["stage"] == UNFROZEN]) for g in (2, 1, 0))
-    assert np.allclose(head / early, config.lr_mult) and np.allclose(head / late, config.lr_mult ** 0.5)
+    assert np.allclose(head / early, config.full.lr_mult) and np.allclose(head / late, config.full.lr_mult ** 0.5)
 
 
 def test_stage_learning_rates_follow_fastai():
@@ -228,7 +233,7 @@ def test_seeded_cpu_runs_are_deterministic(tiny_pets):
 
 
 def _tiny_config(tiny_pets, **overrides):
-    return TrainConfig(data=str(tiny_pets), **{**LEARNING_CONFIG, "epochs": 1, "batch_size": 16, **overrides})
+    return full_config(tiny_pets, **{**LEARNING_CONFIG, "epochs": 1, "batch_size": 16, **overrides})
 
 
 @slow
@@ -239,7 +244,7 @@ def test_fine_tuning_starts_from_an_existing_checkpoint(run, tiny_pets, tmp_path
     config = _tiny_config(
         tiny_pets, init_checkpoint=str(result.checkpoint), freeze_epochs=0, lr=1e-9, evaluate_test=False
     )
-    tuned = run_training(config, tmp_path, log=lambda _: None)
+    tuned = run_full(config, tmp_path, log=lambda _: None)
     assert tuned.history["epochs"][0]["accuracy"] >= 0.7
     assert load_checkpoint(tuned.checkpoint).training_args["init_checkpoint"] == str(result.checkpoint)
     _, valid = _tiny_loaders(tiny_pets)
@@ -250,7 +255,7 @@ def test_fine_tuning_starts_from_an_existing_checkpoint(run, tiny_pets, tmp_path
 def test_checkpoint_for_other_classes_cannot_be_fine_tuned(tiny_pets, tmp_path):
     other = save_checkpoint(tmp_path / "other.pt", build_resnet34(num_classes=2, weights=None), classes=["cat", "dog"])
     with pytest.raises(CheckpointError, match="cannot be fine-tuned"):
-        run_training(_tiny_config(tiny_pets, init_checkpoint=str(other)), tmp_path / "out", log=lambda _: None)
+        run_full(_tiny_config(tiny_pets, init_checkpoint=str(other)), tmp_path / "out", log=lambda _: None)
     assert not (tmp_path / "out" / "model.pt").exists()
 
 
@@ -260,10 +265,10 @@ def test_missing_weights_stop_the_run_before_training(tiny_pets, tmp_path, monke
     monkeypatch.setattr(
         "torchvision.models._api.load_state_dict_from_url", lambda *a, **k: (_ for _ in ()).throw(OSError("no network"))
     )
-    monkeypatch.setattr(training, "fit", lambda *a, **k: pytest.fail("training started"))
+    monkeypatch.setattr(full, "fit", lambda *a, **k: pytest.fail("training started"))
     path = weights if weights == "imagenet" else str(tmp_path / weights)
     with pytest.raises(WeightsUnavailableError, match="--no-pretrained"):
-        run_training(_tiny_config(tiny_pets, weights=path), tmp_path / "out", log=lambda _: None)
+        run_full(_tiny_config(tiny_pets, weights=path), tmp_path / "out", log=lambda _: None)
     assert not (tmp_path / "out" / "model.pt").exists()
 
 
@@ -280,7 +285,7 @@ def test_interrupted_training_leaves_no_checkpoint(tiny_pets, tmp_path, monkeypa
 
     monkeypatch.setattr(training, "train_one_epoch", interrupt_in_second_epoch)
     with pytest.raises(KeyboardInterrupt):
-        run_training(_tiny_config(tiny_pets), tmp_path, log=lambda _: None)
+        run_full(_tiny_config(tiny_pets), tmp_path, log=lambda _: None)
     assert not (tmp_path / "model.pt").exists()
 
 
@@ -293,6 +298,6 @@ def test_interrupt_while_saving_leaves_no_half_written_checkpoint(tiny_pets, tmp
     monkeypatch.setattr("ml.checkpoints.torch.save", save_half_then_interrupt)
     monkeypatch.setattr("ml.plots.save_evaluation_figures", lambda *a, **k: {})  # not what is tested here
     with pytest.raises(KeyboardInterrupt):
-        run_training(_tiny_config(tiny_pets, freeze_epochs=0, evaluate_test=False), tmp_path, log=lambda _: None)
+        run_full(_tiny_config(tiny_pets, freeze_epochs=0, evaluate_test=False), tmp_path, log=lambda _: None)
     assert not (tmp_path / "model.pt").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".model.pt")]

@@ -13,7 +13,7 @@ import pytest
 import torch
 from filelock import FileLock
 
-from ml import backends, warmup
+from ml import backend_choice, backends, machine, onnx_export, warmup
 from ml.checkpoints import load_checkpoint
 from ml.inference import Predictor
 from tests.helpers import image_bytes, wait_for
@@ -68,12 +68,13 @@ def test_warm_up_writes_the_choice_and_the_export_under_the_lock(checkpoint_file
 
     assert first["exported"] and first["threads"] == 1 and first["choice"]["cached"] is False
     checkpoint = load_checkpoint(checkpoint_file)
-    model_key = backends.weights_key(checkpoint.state_dict)
-    onnx_file = backends.onnx_path(checkpoint.build_model(), tmp_path, model_key)
+    model_key = machine.weights_key(checkpoint.state_dict)
+    onnx_file = onnx_export.onnx_path(checkpoint.build_model(), tmp_path, model_key)
     assert list((tmp_path / "onnx").iterdir()) == [onnx_file]  # the export, and no temporary file
     with one_thread():  # the cache key holds the thread count: look up as a 1-thread child would
-        assert backends.cached_choice(model_key, checkpoint.image_size, cache_dir=tmp_path) == (
-            first["backend"], {**first["choice"], "cached": True, "cache_file": str(tmp_path / backends.CACHE_FILE)})
+        cache_file = str(tmp_path / backend_choice.CACHE_FILE)
+        assert backend_choice.cached_choice(model_key, checkpoint.image_size, cache_dir=tmp_path) == (
+            first["backend"], {**first["choice"], "cached": True, "cache_file": cache_file})
     candidates = first["choice"]["candidates"]
     assert set(candidates) == set(backends.AUTO_CANDIDATES)
     assert candidates[first["backend"]]["accepted"] and candidates[backends.ONNX]["accepted"]
@@ -94,7 +95,7 @@ def test_two_warm_ups_of_one_model_at_once_export_once(checkpoint_file, tmp_path
     assert second["backend"] == first["backend"]
     assert second["waited_s"] >= first["seconds"] - first["waited_s"] - 1  # waited for the whole of the first
     assert len(list((tmp_path / "onnx").iterdir())) == 1
-    assert len(json.loads((tmp_path / backends.CACHE_FILE).read_text())["choices"]) == 1
+    assert len(json.loads((tmp_path / backend_choice.CACHE_FILE).read_text())["choices"]) == 1
 
 
 @pytest.mark.slow
@@ -106,21 +107,21 @@ def test_a_predictor_serves_eager_while_the_warm_up_runs_then_switches(checkpoin
         predictor = Predictor(data, backend_cache_dir=tmp_path)
         switch = warmup.BackendSwitch(predictor, warmup.AUTO, tmp_path, key)
         photos = [predictor.preprocess(io.BytesIO(image_bytes(mark=i))) for i in range(3)]
-        expected = [r.top_k[0].label for r in predictor.classify_preprocessed(photos)]
+        expected = [r.top_k[0].label for r in predictor.classify_batch(photos)]
 
         with FileLock(warmup.lock_path(tmp_path, key)):  # another warm-up of this model holds the lock
             process = start(checkpoint_file, tmp_path)
             assert switch.warming_up()
             for _ in range(3):  # batch after batch: eager FP32, nothing waits
                 assert not switch.poll() and predictor.backend.name == backends.EAGER
-                assert [r.top_k[0].label for r in predictor.classify_preprocessed(photos)] == expected
+                assert [r.top_k[0].label for r in predictor.classify_batch(photos)] == expected
             assert process.poll() is None  # the warm-up waits for the lock, it did not go ahead
         done = result(process)
         assert not switch.warming_up()
 
         assert switch.poll() and switch.done
         assert predictor.backend.name == done["backend"] and predictor.backend_report["cached"]
-        assert [r.top_k[0].label for r in predictor.classify_preprocessed(photos)] == expected
+        assert [r.top_k[0].label for r in predictor.classify_batch(photos)] == expected
         assert not switch.poll()  # once switched, it stays
 
 
@@ -135,5 +136,5 @@ def test_the_onnx_backend_waits_for_its_export(checkpoint_file, tmp_path):
 
     done = result(start(checkpoint_file, tmp_path, backend=warmup.ONNX))
     assert done["backend"] == backends.ONNX and done["exported"] and done["choice"] is None
-    assert not (tmp_path / backends.CACHE_FILE).exists()  # an export only: nothing timed
+    assert not (tmp_path / backend_choice.CACHE_FILE).exists()  # an export only: nothing timed
     assert switch.poll() and predictor.backend.name == backends.ONNX

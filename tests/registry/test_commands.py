@@ -73,7 +73,7 @@ def test_predict_prints_top5_of_active_model(model_version, checkpoint_file, tmp
     path.write_bytes(image_bytes(fmt="PNG"))
     call_command("predict", str(path))
     out = capsys.readouterr().out
-    expected = Predictor(checkpoint_file).predict(path, k=5)
+    expected = Predictor(checkpoint_file).classify(path, k=5).top_k
     lines = out.splitlines()
     assert lines[0] == f"{path}  [{model_version.name}]"
     assert [line.split(".", 1)[1].rsplit(None, 1)[0].strip() for line in lines[1:]] == [

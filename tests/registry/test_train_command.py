@@ -27,7 +27,7 @@ def test_train_registers_an_active_version_with_everything(db, tiny_pets, tmp_pa
     version = ModelVersion.objects.get(name="tiny-v1")
     assert version.is_active and version.image_size == 32 and version.classes == BREED_KEYS
 
-    predictions = Predictor(version.file.open("rb").read()).predict(Image.new("RGB", (40, 40)), k=5)
+    predictions = Predictor(version.file.open("rb").read()).classify(Image.new("RGB", (40, 40)), k=5).top_k
     assert len(predictions) == 5
 
     assert set(version.figures) == set(FIGURES)
@@ -88,7 +88,7 @@ def test_train_with_the_quick_recipe_registers_a_version_with_everything(db, tin
     call_command("train", *args, "--out", str(tmp_path / "q1"), "--name", "quick-v1", "--activate")
     version = ModelVersion.objects.get(name="quick-v1")
     assert version.is_active and version.training_args["recipe"] == "quick" and set(version.figures) == set(FIGURES)
-    assert len(Predictor(version.file.open("rb").read()).predict(Image.new("RGB", (40, 40)), k=5)) == 5
+    assert len(Predictor(version.file.open("rb").read()).classify(Image.new("RGB", (40, 40)), k=5).top_k) == 5
     assert [e["stage"] for e in version.history["epochs"]] == ["frozen"] * 3
     computed = version.history["features"]["computed"]
     assert computed == 2 * (3 * 37 - 37) + 37 + 37 and version.history["features"]["cached"] == 0

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from ml.checkpoints import CheckpointError
 from ml.data import DatasetError
-from ml.training import run_evaluation
+from ml.outputs import run_evaluation
 from registry import services
 from registry.models import ModelVersion
 

@@ -23,7 +23,7 @@ class Command(BaseCommand):
         failed = 0
         for path in images:
             try:
-                predictions = predictor.predict(path, k=k)
+                predictions = predictor.classify(path, k=k).top_k
             except (OSError, UnidentifiedImageError) as exc:
                 self.stderr.write(f"{path}: cannot read image ({exc})")
                 failed += 1

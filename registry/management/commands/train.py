@@ -1,4 +1,4 @@
-"""`train`: a thin shell over ml.recipes.run_quick or ml.training.run_training, then registration."""
+"""`train`: a thin shell over ml.runs.run (the recipe chosen there), then registration."""
 from pathlib import Path
 
 from django.conf import settings
@@ -7,10 +7,11 @@ from django.utils import timezone
 
 from ml.backends import AUTO
 from ml.checkpoints import CheckpointError
+from ml.config import RECIPES, FullOptions, QuickOptions, RunConfig
 from ml.data import DatasetError
 from ml.model import IMAGENET, WeightsUnavailableError, fetch_imagenet_weights
-from ml.recipes import BODY_CANDIDATES, FULL, RECIPES, QuickConfig, choose_recipe, run_quick
-from ml.training import TrainConfig, resolve_device, run_training
+from ml.recipes.quick import BODY_CANDIDATES
+from ml.runs import run
 from registry import services
 from registry.models import ModelVersion
 
@@ -24,7 +25,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        defaults, quick = TrainConfig(data=""), QuickConfig(data="")
+        defaults, full, quick = RunConfig(data=""), FullOptions(), QuickOptions()
         parser.add_argument("--data", required=True, help="folder holding oxford-iiit-pet/ (images/ and annotations/)")
         parser.add_argument("--download", action="store_true",
                             help="let torchvision download what is missing: the dataset into --data, the ImageNet "
@@ -34,14 +35,14 @@ class Command(BaseCommand):
                                  "auto (default): quick on a CPU, full on a CUDA GPU")
         parser.add_argument("--extra-data", action="append", default=[], metavar="DIR",
                             help="more training images in the same layout, e.g. from export_reviewed (repeatable)")
-        parser.add_argument("--epochs", type=int, default=defaults.epochs, help="full: epochs with all layers trained")
+        parser.add_argument("--epochs", type=int, default=full.epochs, help="full: epochs with all layers trained")
         parser.add_argument(
-            "--freeze-epochs", type=int, default=defaults.freeze_epochs, help="full: epochs training the head only"
+            "--freeze-epochs", type=int, default=full.freeze_epochs, help="full: epochs training the head only"
         )
         parser.add_argument("--lr", type=float,
-                            help=f"peak learning rate of the head (default {defaults.lr} full, {quick.lr} quick)")
+                            help=f"peak learning rate of the head (default {full.lr} full, {quick.lr} quick)")
         parser.add_argument(
-            "--lr-mult", type=float, default=defaults.lr_mult, help="head lr / early-body lr when unfrozen (full)"
+            "--lr-mult", type=float, default=full.lr_mult, help="head lr / early-body lr when unfrozen (full)"
         )
         parser.add_argument("--views", type=int, default=quick.views,
                             help="quick: views per training image (centre, mirrored, then augmented crops)")
@@ -88,49 +89,19 @@ class Command(BaseCommand):
         if ModelVersion.objects.filter(name=name).exists():
             raise CommandError(f"A model version named {name!r} exists already; choose another --name.")
         out = Path(o["out"] or settings.PETSITE_RUNS_DIR / name)
+        config = self.config(o)
         try:
-            recipe, why = choose_recipe(o["recipe"], resolve_device(o["device"]))
-        except RuntimeError as exc:
-            raise CommandError(str(exc)) from exc
-        self.stdout.write(f"Recipe: {recipe} ({why}).")
-        common = dict(
-            data=o["data"],
-            download=o["download"],
-            extra_data=o["extra_data"],
-            batch_size=o["batch_size"],
-            image_size=o["image_size"],
-            workers=o["workers"],
-            device=o["device"],
-            seed=o["seed"],
-            valid_fraction=o["valid_fraction"],
-            crop_scale=tuple(o["crop_scale"]),
-            threads=o["threads"],
-            evaluate_test=not o["no_test"],
-            progress=o["verbosity"] > 0,
-            weights=None if o["no_pretrained"] else (o["weights"] or IMAGENET),
-        )
-        if o["lr"] is not None:
-            common["lr"] = o["lr"]
-        if recipe == FULL:
-            make_config, run = TrainConfig, run_training
-            common.update(epochs=o["epochs"], freeze_epochs=o["freeze_epochs"], lr_mult=o["lr_mult"])
-        else:
-            make_config, run = QuickConfig, run_quick
-            cache_dir = o["cache_dir"] or settings.PETSITE_FEATURE_CACHE_DIR
-            common.update(views=o["views"], head_epochs=o["head_epochs"], finetune_epochs=o["finetune_epochs"],
-                          cache_dir=str(cache_dir), backend=o["backend"],
-                          backend_cache_dir=str(settings.PETSITE_BACKEND_CACHE_DIR))
-        try:
-            if common["weights"] == IMAGENET and not o["init_from"]:
+            if config.weights == IMAGENET and not o["init_from"]:
                 fetch_imagenet_weights(download=o["download"])  # before anything else: a clear error, or the file
             if o["init_from"]:
                 version = ModelVersion.objects.filter(name=o["init_from"]).first()
                 if version is None:
                     raise CommandError(f"No model version named {o['init_from']!r} to fine-tune.")
                 with services.local_checkpoint(version) as path:
-                    result = run(make_config(**common, init_checkpoint=str(path)), out, log=self.stdout.write)
+                    config.init_checkpoint = str(path)
+                    result = run(o["recipe"], config, out, log=self.stdout.write)
             else:
-                result = run(make_config(**common), out, log=self.stdout.write)
+                result = run(o["recipe"], config, out, log=self.stdout.write)
         except (DatasetError, WeightsUnavailableError, CheckpointError, ValueError, RuntimeError) as exc:
             raise CommandError(str(exc)) from exc
         except KeyboardInterrupt:
@@ -142,3 +113,24 @@ class Command(BaseCommand):
         )
         state = "active" if o["activate"] else f"activate it with `python manage.py activate_model {version.name}`"
         self.stdout.write(self.style.SUCCESS(f"Registered model version {version.name} ({state}); run folder {out}."))
+
+    def config(self, o) -> RunConfig:
+        """One configuration from the options: the shared base, the full part, the quick part
+        (``--lr`` goes to whichever recipe runs)."""
+        lr = {"lr": o["lr"]} if o["lr"] is not None else {}
+        try:
+            full = FullOptions(epochs=o["epochs"], freeze_epochs=o["freeze_epochs"], lr_mult=o["lr_mult"], **lr)
+            quick = QuickOptions(
+                views=o["views"], head_epochs=o["head_epochs"], finetune_epochs=o["finetune_epochs"],
+                cache_dir=str(o["cache_dir"] or settings.PETSITE_FEATURE_CACHE_DIR), backend=o["backend"],
+                backend_cache_dir=str(settings.PETSITE_BACKEND_CACHE_DIR), **lr,
+            )
+            return RunConfig(
+                data=o["data"], download=o["download"], extra_data=o["extra_data"], batch_size=o["batch_size"],
+                image_size=o["image_size"], workers=o["workers"], device=o["device"], seed=o["seed"],
+                valid_fraction=o["valid_fraction"], crop_scale=tuple(o["crop_scale"]), threads=o["threads"],
+                evaluate_test=not o["no_test"], progress=o["verbosity"] > 0,
+                weights=None if o["no_pretrained"] else (o["weights"] or IMAGENET), full=full, quick=quick,
+            )
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
