@@ -46,10 +46,13 @@ def test_bin_run_serves_and_stops_everything_it_started(tmp_path):
         wait_for(lambda: readiness(port).get("workers", {}).get("classification", {}).get("live"), timeout=120,
                  what="bin/run's site to answer with its classification worker seen")
         body = readiness(port)
-        assert body["status"] == "ok" and body["workers"]["training"]["live"] == 1, body
+        assert body["status"] == "ok", body
+        assert body["workers"]["training"]["live"] == 1, body
         started = psutil.Process(run.pid).children(recursive=True)
         names = " ".join(" ".join(process.cmdline()) for process in started)
-        assert "runserver" in names and "redis-server" in names and names.count("celery") >= 2, names
+        assert "runserver" in names, names
+        assert "redis-server" in names, names
+        assert names.count("celery") >= 2, names
 
         run.send_signal(signal.SIGTERM)
         run.wait(timeout=scaled(60))

@@ -11,7 +11,7 @@ from petsite.dates import when
 NOW = datetime(2026, 12, 3, 16, 37, 30, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("age, words", [
+@pytest.mark.parametrize(("age", "words"), [
     (timedelta(0), "just now"),
     (timedelta(seconds=59), "just now"),
     (timedelta(seconds=-30), "just now"),  # another machine's clock a little ahead

@@ -64,9 +64,11 @@ def assert_unavailable_page(response, sent: bool = False) -> str:
     assert response.status_code == 503, response.content[:500]
     assert int(response["Retry-After"]) > 0
     page = response.content.decode()
-    assert "Petsite is briefly unavailable" in page and "Log out" not in page  # the layout, without the user menu
+    assert "Petsite is briefly unavailable" in page
+    assert "Log out" not in page
     assert ("may not have been saved" in page) == sent
-    assert "safe" not in page and "is lost" not in page
+    assert "safe" not in page
+    assert "is lost" not in page
     return page
 
 
@@ -74,7 +76,9 @@ def assert_problem(response, status: int, code: str | None = None) -> dict:
     assert response.status_code == status, response.content[:500]
     assert response["Content-Type"] == PROBLEM
     body = response.json()
-    assert body["status"] == status and body["title"] and body["type"] == "about:blank"
+    assert body["status"] == status
+    assert body["title"]
+    assert body["type"] == "about:blank"
     if code:
         assert body["code"] == code, body
     return body
@@ -147,13 +151,15 @@ def test_the_outage_is_logged_once_not_at_every_request(user, tmp_path, caplog):
         for _ in range(5):
             assert client.get(reverse("classifier:gallery")).status_code == 503
     outage_lines = [r for r in caplog.records if r.name == "petsite.outages"]
-    assert len(outage_lines) == 1 and "database is unreachable" in outage_lines[0].getMessage()
+    assert len(outage_lines) == 1
+    assert "database is unreachable" in outage_lines[0].getMessage()
     assert not [r for r in caplog.records if r.name == "django.request" and r.levelno >= logging.ERROR]
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="petsite.outages"):
         assert client.get(reverse("classifier:gallery")).status_code == 200
     (back,) = [r for r in caplog.records if r.name == "petsite.outages"]
-    assert "answers again" in back.getMessage() and "5 request(s)" in back.getMessage()
+    assert "answers again" in back.getMessage()
+    assert "5 request(s)" in back.getMessage()
 
 
 def test_only_unreachable_services_count_as_outages():
@@ -175,10 +181,14 @@ def test_only_unreachable_services_count_as_outages():
 def test_a_bug_is_still_a_500_without_any_claim_that_uploads_are_safe(db):
     response = errors.server_error(RequestFactory().get("/"))
     page = response.content.decode()
-    assert response.status_code == 500 and "Something went wrong on our side" in page
-    assert "safe" not in page and "is lost" not in page and "Log out" not in page
+    assert response.status_code == 500
+    assert "Something went wrong on our side" in page
+    assert "safe" not in page
+    assert "is lost" not in page
+    assert "Log out" not in page
     api = errors.server_error(RequestFactory().get("/api/images/"))
-    assert api.status_code == 500 and api["Content-Type"] == PROBLEM
+    assert api.status_code == 500
+    assert api["Content-Type"] == PROBLEM
 
 
 # --- Error bodies under /api/ ------------------------------------------------------------------
@@ -226,7 +236,8 @@ def test_a_request_that_is_too_large_is_a_json_413(api, settings):
 
 def test_a_wrong_method_is_json(api):
     response = api.delete(reverse("api:image-list"))
-    assert response.status_code == 405 and response["Content-Type"].split(";")[0] in ("application/json", PROBLEM)
+    assert response.status_code == 405
+    assert response["Content-Type"].split(";")[0] in ("application/json", PROBLEM)
 
 
 def test_a_bug_in_an_api_view_is_a_json_500(api):
@@ -244,7 +255,9 @@ def test_a_long_file_name_is_kept_shortened_with_its_extension(api, user, length
     assert response.status_code == 202, response.content[:500]
     (outcome,) = response.json()["files"]
     pet = PetImage.objects.get(owner=user)
-    assert len(pet.original_name) <= 255 and pet.original_name.endswith(".jpg") and pet.original_name.startswith("aaa")
+    assert len(pet.original_name) <= 255
+    assert pet.original_name.endswith(".jpg")
+    assert pet.original_name.startswith("aaa")
     assert outcome["name"] == pet.original_name
 
     client = Client()
@@ -261,9 +274,11 @@ def test_a_permission_refusal_is_logged_in_one_line(client, user, caplog):
     client.force_login(user)
     with caplog.at_level(logging.INFO):
         response = client.get(reverse("classifier:review_dashboard"))
-    assert response.status_code == 403 and "You may not open this page" in response.content.decode()
+    assert response.status_code == 403
+    assert "You may not open this page" in response.content.decode()
     refusals = [r for r in caplog.records if "Forbidden" in r.getMessage()]
-    assert len(refusals) == 1 and refusals[0].exc_info is None, [(r.name, r.getMessage()) for r in refusals]
+    assert len(refusals) == 1, [(r.name, r.getMessage()) for r in refusals]
+    assert refusals[0].exc_info is None, [(r.name, r.getMessage()) for r in refusals]
 
 
 def test_a_csrf_refusal_is_the_sites_page_in_one_line(user, caplog):
@@ -271,9 +286,11 @@ def test_a_csrf_refusal_is_the_sites_page_in_one_line(user, caplog):
     client.force_login(user)
     with caplog.at_level(logging.INFO):
         response = client.post(reverse("classifier:upload"), {"image": upload()})
-    assert response.status_code == 403 and "Please reload the page and try again" in response.content.decode()
+    assert response.status_code == 403
+    assert "Please reload the page and try again" in response.content.decode()
     refusals = [r for r in caplog.records if "Forbidden" in r.getMessage()]
-    assert len(refusals) == 1 and refusals[0].exc_info is None
+    assert len(refusals) == 1
+    assert refusals[0].exc_info is None
     assert not PetImage.objects.exists()
 
 
@@ -281,14 +298,18 @@ def test_404_page(client, user):
     client.force_login(user)
     response = client.get(reverse("classifier:detail", args=[999999]))
     page = response.content.decode()
-    assert response.status_code == 404 and "We could not find that page" in page and "Upload a photo" in page
+    assert response.status_code == 404
+    assert "We could not find that page" in page
+    assert "Upload a photo" in page
 
 
 def test_403_page(client, user):
     client.force_login(user)
     response = client.get(reverse("classifier:review_dashboard"))
     page = response.content.decode()
-    assert response.status_code == 403 and "You may not open this page" in page and "My pets" in page
+    assert response.status_code == 403
+    assert "You may not open this page" in page
+    assert "My pets" in page
 
 
 def _stored_image(user) -> PetImage:

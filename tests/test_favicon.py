@@ -14,12 +14,14 @@ def test_favicon_ico_is_at_the_root(client):
     assert response.status_code == 200
     assert response["Content-Type"] in ("image/x-icon", "image/vnd.microsoft.icon")
     icon = Image.open(io.BytesIO(b"".join(response.streaming_content)))
-    assert icon.format == "ICO" and (32, 32) in icon.info["sizes"]
+    assert icon.format == "ICO"
+    assert (32, 32) in icon.info["sizes"]
 
 
 def test_apple_touch_icon_is_at_the_root(client):
     response = client.get("/apple-touch-icon.png")
-    assert response.status_code == 200 and response["Content-Type"] == "image/png"
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/png"
 
 
 def test_every_page_names_its_icons(client, user):
@@ -29,5 +31,6 @@ def test_every_page_names_its_icons(client, user):
         icons = dict(re.findall(r'<link rel="(icon|apple-touch-icon)" href="([^"]+)"', page))
         assert set(icons) == {"icon", "apple-touch-icon"}, url
         links = re.findall(r'<link rel="icon" href="([^"]+)"', page)
-        assert "/favicon.ico" in links and static("img/favicon.svg") in links
+        assert "/favicon.ico" in links
+        assert static("img/favicon.svg") in links
     assert finders.find("img/favicon.svg")

@@ -23,9 +23,12 @@ def test_an_unknown_address_gets_the_sites_page(client, user, settings, debug):
     client.force_login(user)
     response = client.get("/no-such-page/")
     page = response.content.decode()
-    assert response.status_code == 404 and "404.html" in [t.name for t in response.templates]
-    assert SITE_PAGE in page and f"Log out {user.username}" in page  # the site's layout, with its menu
-    assert TECHNICAL not in page and "classifier:gallery" not in page
+    assert response.status_code == 404
+    assert "404.html" in [t.name for t in response.templates]
+    assert SITE_PAGE in page
+    assert f"Log out {user.username}" in page
+    assert TECHNICAL not in page
+    assert "classifier:gallery" not in page
 
 
 def test_a_views_404_gets_the_sites_page_with_debug(client, user, others_photo, settings):
@@ -33,14 +36,17 @@ def test_a_views_404_gets_the_sites_page_with_debug(client, user, others_photo, 
     client.force_login(user)
     response = client.get(reverse("classifier:detail", args=[others_photo.pk]))
     page = response.content.decode()
-    assert response.status_code == 404 and SITE_PAGE in page and TECHNICAL_RAISED not in page
+    assert response.status_code == 404
+    assert SITE_PAGE in page
+    assert TECHNICAL_RAISED not in page
 
 
 def test_the_slash_is_still_added_with_debug(client, user, settings):
     settings.DEBUG = True
     client.force_login(user)
     response = client.get("/upload")
-    assert response.status_code == 301 and response["Location"] == reverse("classifier:upload")
+    assert response.status_code == 301
+    assert response["Location"] == reverse("classifier:upload")
 
 
 def test_technical_404_on_request(client, user, others_photo, settings):
@@ -48,15 +54,18 @@ def test_technical_404_on_request(client, user, others_photo, settings):
     settings.PETSITE_TECHNICAL_404 = True
     client.force_login(user)
     unknown = client.get("/no-such-page/")
-    assert unknown.status_code == 404 and TECHNICAL in unknown.content.decode()
+    assert unknown.status_code == 404
+    assert TECHNICAL in unknown.content.decode()
     raised = client.get(reverse("classifier:detail", args=[others_photo.pk]))
-    assert raised.status_code == 404 and TECHNICAL_RAISED in raised.content.decode()
+    assert raised.status_code == 404
+    assert TECHNICAL_RAISED in raised.content.decode()
 
 
 def test_technical_404_needs_debug(client, settings):
     settings.PETSITE_TECHNICAL_404 = True  # without DEBUG: nothing to show developers
     response = client.get("/no-such-page/")
-    assert response.status_code == 404 and SITE_PAGE in response.content.decode()
+    assert response.status_code == 404
+    assert SITE_PAGE in response.content.decode()
 
 
 @pytest.mark.parametrize("technical", [False, True])
@@ -64,5 +73,6 @@ def test_the_api_answers_problem_json_with_debug(client, settings, technical):
     settings.DEBUG = True
     settings.PETSITE_TECHNICAL_404 = technical
     response = client.get("/api/no-such-endpoint/")
-    assert response.status_code == 404 and response["Content-Type"] == "application/problem+json"
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/problem+json"
     assert response.json()["code"] == "not_found"

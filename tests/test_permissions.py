@@ -204,7 +204,8 @@ def test_every_url_has_a_rule_and_every_rule_a_url():
 def test_every_url_has_a_name():
     """A row needs a name. The admin's own unnamed URLs only redirect to its named ones."""
     unnamed = [namespace for name, namespace, _ in url_patterns() if name is None]
-    assert unnamed and set(unnamed) == {"admin:"}
+    assert unnamed
+    assert set(unnamed) == {"admin:"}
 
 
 # --- the people and the things they ask for ----------------------------------------------

@@ -48,7 +48,8 @@ class Page(HTMLParser):
 @pytest.fixture
 def page(anonymous, db) -> tuple[Page, str]:
     response = anonymous.get(reverse("api:docs"))
-    assert response.status_code == 200 and response["Content-Type"].startswith("text/html")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/html")
     parsed = Page()
     parsed.feed(response.content.decode())
     return parsed, response.content.decode()
@@ -62,7 +63,8 @@ def test_every_endpoint_and_schema_is_on_the_page(page):
     assert len(operations) == 11  # with POST images/{id}/explain/
     for method, path, operation in operations:
         anchor = docs.anchor("op", operation["operationId"])
-        assert anchor in parsed.ids and anchor in parsed.fragments, (method, path)  # in the contents too
+        assert anchor in parsed.ids, (method, path)
+        assert anchor in parsed.fragments, (method, path)  # in the contents too
         assert f'<span class="method method-{method}">{method.upper()}</span>' in html
         assert f'<code class="path">{path}</code>' in html
         for status in operation["responses"]:
@@ -81,7 +83,8 @@ def test_the_page_needs_no_script_and_nothing_from_the_internet(page):
     parsed, html = page
     assert not parsed.inline, parsed.inline  # the Content-Security-Policy allows none
     assert parsed.scripts == [static("js/site.js")]  # the site's own, on every page; nothing else
-    assert '<html lang="en">' in html and "cdn" not in html.lower()
+    assert '<html lang="en">' in html
+    assert "cdn" not in html.lower()
     prefix = static("")
     for url in parsed.assets:
         if url.startswith(prefix):

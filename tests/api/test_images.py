@@ -32,13 +32,18 @@ def test_an_upload_is_accepted_with_the_image_and_where_to_poll_it(owner, user, 
     assert response.status_code == 202, response.json()
     (outcome,) = response.json()["files"]
     pet = PetImage.objects.get(owner=user)
-    assert outcome["ok"] and outcome["created"] and outcome["name"] == "rex.jpg"
-    assert outcome["image"]["id"] == pet.pk and outcome["image"]["status"] == "pending"
+    assert outcome["ok"]
+    assert outcome["created"]
+    assert outcome["name"] == "rex.jpg"
+    assert outcome["image"]["id"] == pet.pk
+    assert outcome["image"]["status"] == "pending"
     assert outcome["image"]["url"] == f"http://testserver{detail(pet)}"
     assert response.json()["summary"] == "1 photo uploaded."
 
     polled = owner.get(outcome["image"]["url"])
-    assert polled.status_code == 200 and polled.json()["id"] == pet.pk and not polled.json()["finished"]
+    assert polled.status_code == 200
+    assert polled.json()["id"] == pet.pk
+    assert not polled.json()["finished"]
 
 
 def test_several_files_each_with_its_outcome(owner, user, settings):
@@ -65,7 +70,9 @@ def test_the_same_photo_again_is_the_image_already_stored(owner):
     again = owner.post(IMAGES, {"image": photo}, format="multipart")
     assert again.status_code == 202
     (outcome,) = again.json()["files"]
-    assert outcome["ok"] and not outcome["created"] and outcome["image"]["id"] == first["image"]["id"]
+    assert outcome["ok"]
+    assert not outcome["created"]
+    assert outcome["image"]["id"] == first["image"]["id"]
 
 
 def test_when_every_file_is_refused_the_answer_is_400_with_each_reason(owner, settings):
@@ -76,7 +83,8 @@ def test_when_every_file_is_refused_the_answer_is_400_with_each_reason(owner, se
     assert [(f["name"], f["ok"], f["code"]) for f in response.json()["files"]] == [
         ("notes.txt", False, "not_an_image"), ("empty.jpg", False, "empty")
     ]
-    assert PetImage.objects.count() == 0 and stored_files(settings.MEDIA_ROOT) == before
+    assert PetImage.objects.count() == 0
+    assert stored_files(settings.MEDIA_ROOT) == before
 
 
 @pytest.mark.parametrize("kind", [kind for kind, case in CORPUS.items() if case.refused])
@@ -86,13 +94,15 @@ def test_bad_files_are_refused_with_their_reason_never_a_500(owner, settings, ki
     response = owner.post(IMAGES, {"image": upload(case.name, case.body(), case.content_type)}, format="multipart")
     assert response.status_code == 400
     (outcome,) = response.json()["files"]
-    assert not outcome["ok"] and case.refused in outcome["error"]
+    assert not outcome["ok"]
+    assert case.refused in outcome["error"]
     assert not any(word in outcome["error"] for word in PILLOW_WORDS), outcome["error"]
-    assert PetImage.objects.count() == 0 and stored_files(settings.MEDIA_ROOT) == before
+    assert PetImage.objects.count() == 0
+    assert stored_files(settings.MEDIA_ROOT) == before
 
 
 @pytest.mark.parametrize(
-    "body, expected",
+    ("body", "expected"),
     [
         ({}, {"image": ["This field is required."]}),
         ({"image": ""}, {"image": ["This field is required."]}),
@@ -101,7 +111,8 @@ def test_bad_files_are_refused_with_their_reason_never_a_500(owner, settings, ki
 )
 def test_a_request_without_files_is_a_400_that_says_so(owner, body, expected):
     response = owner.post(IMAGES, body, format="multipart")
-    assert response.status_code == 400 and response.json() == expected
+    assert response.status_code == 400
+    assert response.json() == expected
 
 
 def test_files_past_the_limit_are_named_as_not_sent(owner, settings):
@@ -109,7 +120,8 @@ def test_files_past_the_limit_are_named_as_not_sent(owner, settings):
     response = owner.post(IMAGES, {"image": [upload("a.jpg"), upload("b.jpg"), upload("c.jpg")]}, format="multipart")
     assert response.status_code == 202
     a, b, c = response.json()["files"]
-    assert a["ok"] and b["ok"]
+    assert a["ok"]
+    assert b["ok"]
     assert (c["ok"], c["name"], c["code"], c["image"]) == (False, "c.jpg", "too_many_files", None)
     assert c["error"] == "Not sent: 2 photos go at a time. Choose this one again to upload it."
     assert response.json()["summary"] == (
@@ -119,7 +131,7 @@ def test_files_past_the_limit_are_named_as_not_sent(owner, settings):
 
 
 @pytest.mark.parametrize(
-    "body, content_type",
+    ("body", "content_type"),
     [
         (b'{"image": "rex.jpg"}', "application/json"),
         (b"--x\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.jpg\"\r\n\r\nunterminated",
@@ -136,8 +148,10 @@ def test_a_malformed_body_is_a_4xx_never_a_500(owner, body, content_type):
 def test_anonymous_callers_may_not_upload(anonymous, db, settings):
     before = stored_files(settings.MEDIA_ROOT)
     response = anonymous.post(IMAGES, {"image": upload()}, format="multipart")
-    assert response.status_code == 401 and response["WWW-Authenticate"] == "Token"
-    assert PetImage.objects.count() == 0 and stored_files(settings.MEDIA_ROOT) == before
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Token"
+    assert PetImage.objects.count() == 0
+    assert stored_files(settings.MEDIA_ROOT) == before
 
 
 # --- the upload rate: one allowance for the site and the API ---------------------------------
@@ -185,7 +199,8 @@ def test_the_list_is_the_callers_own_images_newest_first(owner, other, superuser
     response = owner.get(IMAGES)
     assert response.status_code == 200
     body = response.json()
-    assert body["count"] == 3 and [image["id"] for image in body["results"]] == [pet.pk for pet in reversed(mine)]
+    assert body["count"] == 3
+    assert [image["id"] for image in body["results"]] == [pet.pk for pet in reversed(mine)]
     assert [image["id"] for image in other.get(IMAGES).json()["results"]] == [theirs.pk]
     assert superuser.get(IMAGES).json()["count"] == 0  # the gallery's rule: everyone sees their own
 
@@ -223,7 +238,9 @@ def test_the_list_is_paginated(owner, make_image, settings):
     for _ in range(size - 1):
         make_image("pug")
     first = owner.get(IMAGES).json()
-    assert first["count"] == size + 2 and len(first["results"]) == size and first["previous"] is None
+    assert first["count"] == size + 2
+    assert len(first["results"]) == size
+    assert first["previous"] is None
     second = owner.get(first["next"]).json()
     assert [image["id"] for image in second["results"]] == [pets[1].pk, pets[0].pk]
     assert owner.get(IMAGES, {"page": 99}).status_code == 404
@@ -245,7 +262,8 @@ def test_an_image_is_the_sites_status_plus_the_apis_fields(owner, make_image):
     pet = make_image("pug", 0.9)
     body = owner.get(detail(pet)).json()
     assert {key: body[key] for key in image_status(pet)} == image_status(pet)  # one serialisation, not two
-    assert body["url"].endswith(detail(pet)) and body["original_name"] == "rex.jpg"
+    assert body["url"].endswith(detail(pet))
+    assert body["original_name"] == "rex.jpg"
     assert (body["headline"], body["confidence"], body["finished"]) == ("Pug", 0.9, True)
     assert body["top_k"] == [{"breed": "pug", "name": "Pug", "probability": 0.9}]
     assert (body["width"], body["height"], body["is_correct"]) == (pet.width, pet.height, None)
@@ -275,7 +293,8 @@ def test_the_owner_deletes_an_image_and_all_its_files(owner, make_image, setting
     with django_capture_on_commit_callbacks(execute=True):  # the files go once the deletion is committed
         response = owner.delete(detail(pet))
     assert response.status_code == 204
-    assert not PetImage.objects.filter(pk=pet.pk).exists() and PetImage.objects.filter(pk=keep.pk).exists()
+    assert not PetImage.objects.filter(pk=pet.pk).exists()
+    assert PetImage.objects.filter(pk=keep.pk).exists()
     assert stored_files(settings.MEDIA_ROOT) == before
     assert owner.get(detail(pet)).status_code == 404
 
@@ -297,14 +316,16 @@ def test_the_owner_says_wrong_with_the_right_breed(owner, make_image):
     body = response.json()
     assert (body["is_correct"], body["true_label"], body["true_label_name"]) == (False, "beagle", "Beagle")
     pet.refresh_from_db()
-    assert (pet.is_correct, pet.true_breed) == (False, "beagle") and pet.feedback_at is not None
+    assert (pet.is_correct, pet.true_breed) == (False, "beagle")
+    assert pet.feedback_at is not None
     assert pet in PetImage.objects.needing_review()
 
 
 def test_the_owner_confirms_and_a_form_body_works_too(owner, make_image):
     pet = make_image("pug", 0.9)
     response = owner.post(feedback(pet), {"answer": "correct"})  # multipart, as a form sends it
-    assert response.status_code == 200 and response.json()["is_correct"] is True
+    assert response.status_code == 200
+    assert response.json()["is_correct"] is True
     pet.refresh_from_db()
     assert (pet.is_correct, pet.true_breed) == (True, "pug")
 
@@ -315,7 +336,7 @@ def test_wrong_with_the_predicted_breed_means_correct(owner, make_image):
 
 
 @pytest.mark.parametrize(
-    "body, field, words",
+    ("body", "field", "words"),
     [
         ({}, "answer", "This field is required."),
         ({"answer": "maybe"}, "answer", "Select a valid choice."),
@@ -344,7 +365,8 @@ def test_nothing_to_confirm_before_a_result(owner, make_image):
 def test_invalid_json_is_a_400(owner, make_image):
     pet = make_image("pug")
     response = owner.generic("POST", feedback(pet), b'{"answer": ', content_type="application/json")
-    assert response.status_code == 400 and "JSON parse error" in response.json()["detail"]
+    assert response.status_code == 400
+    assert "JSON parse error" in response.json()["detail"]
 
 
 # --- authentication ---------------------------------------------------------------------------
@@ -369,18 +391,21 @@ def test_the_sites_scripts_use_the_session_with_its_csrf_token(user, make_image)
     browser.force_login(user)
     assert browser.get(detail(pet)).status_code == 200
     refused = browser.post(feedback(pet), {"answer": "correct"}, format="json")
-    assert refused.status_code == 403 and "CSRF" in refused.json()["detail"]
+    assert refused.status_code == 403
+    assert "CSRF" in refused.json()["detail"]
     browser.get(reverse("classifier:detail", args=[pet.pk]))  # a page sets the CSRF cookie
     token = browser.cookies["csrftoken"].value
     response = browser.post(feedback(pet), {"answer": "correct"}, format="json", HTTP_X_CSRFTOKEN=token)
-    assert response.status_code == 200 and response.json()["is_correct"] is True
+    assert response.status_code == 200
+    assert response.json()["is_correct"] is True
 
 
 def test_the_browsable_api_offers_the_upload_form(user):
     browser = APIClient()
     browser.force_login(user)
     page = browser.get(IMAGES, HTTP_ACCEPT="text/html").content.decode()
-    assert re.search(r'<input name="image"\s+type="file"', page) and 'name="headline"' not in page
+    assert re.search(r'<input name="image"\s+type="file"', page)
+    assert 'name="headline"' not in page
 
 
 # --- files --------------------------------------------------------------------------------
@@ -394,7 +419,8 @@ def test_a_token_client_fetches_its_photo_and_thumbnail_others_get_404(owner, ot
     assert files["heatmap"] is None  # none made yet
     for kind in ("file", "thumbnail"):
         fetched = owner.get(files[kind])
-        assert fetched.status_code == 200 and fetched["Content-Type"] == "image/jpeg"
+        assert fetched.status_code == 200
+        assert fetched["Content-Type"] == "image/jpeg"
         assert Image.open(io.BytesIO(b"".join(fetched.streaming_content))).format == "JPEG"
         assert other.get(files[kind]).status_code == 404
         assert anonymous.get(files[kind]).status_code == 401
@@ -403,7 +429,8 @@ def test_a_token_client_fetches_its_photo_and_thumbnail_others_get_404(owner, ot
 def test_a_body_over_the_request_limit_is_a_json_413(owner, settings):
     settings.PETSITE_MAX_REQUEST_BYTES = 1000
     response = owner.post(IMAGES, {"image": upload("big.jpg", b"x" * 5000)}, format="multipart")
-    assert response.status_code == 413 and "at most 1000 bytes" in response.json()["detail"]
+    assert response.status_code == 413
+    assert "at most 1000 bytes" in response.json()["detail"]
 
 
 def test_reading_asks_for_nothing_a_post_asks_for_the_heatmap_which_then_appears(
@@ -424,4 +451,5 @@ def test_reading_asks_for_nothing_a_post_asks_for_the_heatmap_which_then_appears
     heatmap = owner.get(detail(pet)).json()["files"]["heatmap"]
     assert heatmap.endswith(reverse("api:image-heatmap", args=[pet.pk]))
     fetched = owner.get(heatmap)
-    assert fetched.status_code == 200 and b"".join(fetched.streaming_content).startswith(b"\xff\xd8")
+    assert fetched.status_code == 200
+    assert b"".join(fetched.streaming_content).startswith(b"\xff\xd8")

@@ -38,8 +38,11 @@ def test_a_version_in_full(reviewer, versions):
     response = reviewer.get(detail(versions["other"]))
     assert response.status_code == 200
     body = response.json()
-    assert body["metrics"]["per_class"] == [{"breed": "pug", "f1": 0.4}] and body["metrics"]["top5_accuracy"] == 0.9
-    assert body["training_args"] == {"epochs": 3} and len(body["classes"]) == 37 and body["image_size"] == 64
+    assert body["metrics"]["per_class"] == [{"breed": "pug", "f1": 0.4}]
+    assert body["metrics"]["top5_accuracy"] == 0.9
+    assert body["training_args"] == {"epochs": 3}
+    assert len(body["classes"]) == 37
+    assert body["image_size"] == 64
     assert body["figures"] == {"loss": reverse("registry:model_figure", args=["random-v2", "loss"])}
     assert reviewer.get(reverse("api:model-detail", args=["no-such-model"])).status_code == 404
 
@@ -49,7 +52,8 @@ def test_without_the_permission_the_answer_is_403(request, versions, caller):
     client = request.getfixturevalue(caller)
     for url in (MODELS, detail(versions["active"])):
         response = client.get(url)
-        assert response.status_code == 403 and "reviewers" in response.json()["detail"]
+        assert response.status_code == 403
+        assert "reviewers" in response.json()["detail"]
 
 
 def test_anonymous_callers_get_401(anonymous, versions):

@@ -26,8 +26,10 @@ def test_a_new_feedback_rule_refuses_on_the_page_and_in_the_api(client, user, ow
         page = client.post(reverse("classifier:feedback", args=[pet.pk]), {"answer": "wrong", "label": "beagle"})
         api = owner.post(reverse("api:image-feedback", args=[pet.pk]), {"answer": "wrong", "label": "beagle"},
                          format="json")
-    assert page.status_code == 400 and "No beagles today." in page.content.decode()
-    assert api.status_code == 400 and api.json()["label"] == ["No beagles today."]
+    assert page.status_code == 400
+    assert "No beagles today." in page.content.decode()
+    assert api.status_code == 400
+    assert api.json()["label"] == ["No beagles today."]
     pet.refresh_from_db()
     assert pet.feedback_at is None  # neither saved it
 
@@ -40,8 +42,10 @@ def test_a_new_upload_rule_refuses_on_the_page_and_in_the_api(client, user, owne
     with mock.patch.object(UploadForm, "clean_image", closed, create=True):
         page = client.post(reverse("classifier:upload"), {"image": upload()}, HTTP_ACCEPT="application/json")
         api = owner.post(reverse("api:image-list"), {"image": upload()}, format="multipart")
-    assert page.status_code == 400 and page.json()["errors"] == ["Uploads are closed."]
-    assert api.status_code == 400 and api.json()["image"] == ["Uploads are closed."]
+    assert page.status_code == 400
+    assert page.json()["errors"] == ["Uploads are closed."]
+    assert api.status_code == 400
+    assert api.json()["image"] == ["Uploads are closed."]
 
 
 def test_the_request_schema_is_the_forms_own():

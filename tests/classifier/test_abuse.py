@@ -45,7 +45,9 @@ def test_wrong_passwords_lock_out_that_username_from_that_address(client, user, 
     assert response.status_code == 429
     assert 15 * 60 - 60 < int(response["Retry-After"]) <= 15 * 60  # counted from the fifth failure
     page = response.content.decode()
-    assert "Too many failed logins" in page and "15 minutes" in page and "Log in" in page  # the site's layout
+    assert "Too many failed logins" in page
+    assert "15 minutes" in page
+    assert "Log in" in page
     assert _logged_in_as(client) is None
 
     # The admin's login form is guarded the same way.
@@ -65,7 +67,8 @@ def test_after_the_cool_off_the_right_password_works(client, user, settings):
     assert _log_in(client, "alice", "pw-alice-123").status_code == 429
     time.sleep(1.2)
     response = _log_in(client, "alice", "pw-alice-123")
-    assert response.status_code == 302 and response["Location"] == reverse("classifier:gallery")
+    assert response.status_code == 302
+    assert response["Location"] == reverse("classifier:gallery")
     assert _logged_in_as(client) == "alice"
 
 
@@ -92,7 +95,8 @@ def test_tries_during_a_lockout_do_not_restart_the_cool_off(client, user):
     # Fourteen minutes later (the failures are moved back in time): one minute to go.
     AccessAttempt.objects.update(attempt_time=timezone.now() - timedelta(minutes=14))
     response = _log_in(client, "alice", "still-wrong")
-    assert response.status_code == 429 and 0 < int(response["Retry-After"]) <= 60
+    assert response.status_code == 429
+    assert 0 < int(response["Retry-After"]) <= 60
     assert "1 minute" in response.content.decode()
     assert AccessAttempt.objects.get().attempt_time < timezone.now() - timedelta(minutes=13)  # not restarted
     AccessAttempt.objects.update(attempt_time=timezone.now() - timedelta(minutes=15, seconds=1))
@@ -130,7 +134,8 @@ def test_a_password_reset_lifts_the_lockout(client, user, settings):
     link = re.search(r"https?://[^/\s]+(/\S+)", mail.outbox[-1].body).group(1)
     form = client.get(link, follow=True)
     done = client.post(form.redirect_chain[-1][0], {"new_password1": "n3w-Secret-pw", "new_password2": "n3w-Secret-pw"})
-    assert done.status_code == 302 and done["Location"] == reverse("password_reset_complete")
+    assert done.status_code == 302
+    assert done["Location"] == reverse("password_reset_complete")
     assert not AccessAttempt.objects.filter(username="alice").exists()
     assert _log_in(client, "alice", "n3w-Secret-pw").status_code == 302
     assert _logged_in_as(client) == "alice"
@@ -150,7 +155,8 @@ def test_uploads_beyond_the_rate_get_a_clear_429(client, user, other_user, setti
     assert response.status_code == 429
     assert 0 < int(response["Retry-After"]) <= 24 * 3600
     page = response.content.decode()
-    assert "Too many uploads" in page and "Upload a photo" in page  # the site's layout
+    assert "Too many uploads" in page
+    assert "Upload a photo" in page
     assert PetImage.objects.filter(owner=user).count() == 3
 
     client.force_login(other_user)  # each user has an allowance of their own
@@ -182,7 +188,9 @@ def test_uploads_go_through_uncounted_while_the_cache_is_unreachable(client, use
         assert statuses == [302] * 4 + [202] * 2  # 9 photos: past the limit of 4, uncounted
         assert PetImage.objects.filter(owner=user).count() == 9
         lines = [r.getMessage() for r in caplog.records if r.name == "petsite.outages"]
-        assert len(lines) == 1 and "cache is unreachable" in lines[0] and "not rate-limited" in lines[0], lines
+        assert len(lines) == 1, lines
+        assert "cache is unreachable" in lines[0], lines
+        assert "not rate-limited" in lines[0], lines
 
         caplog.clear()
         redis.start()  # back, empty: the count starts again
@@ -272,16 +280,20 @@ def test_with_mail_a_user_resets_a_forgotten_password(client, user, settings):
     assert client.get(reverse("password_reset")).status_code == 200
 
     response = client.post(reverse("password_reset"), {"email": "alice@example.com"})
-    assert response.status_code == 302 and response["Location"] == reverse("password_reset_done")
+    assert response.status_code == 302
+    assert response["Location"] == reverse("password_reset_done")
     assert client.get(reverse("password_reset_done")).status_code == 200
     (message,) = mail.outbox
-    assert message.to == ["alice@example.com"] and "alice" in message.body
+    assert message.to == ["alice@example.com"]
+    assert "alice" in message.body
     link = re.search(r"https?://[^/\s]+(/\S+)", message.body).group(1)
 
     form = client.get(link, follow=True)  # Django swaps the token for a session entry, then shows the form
-    assert form.status_code == 200 and "Choose a new password" in form.content.decode()
+    assert form.status_code == 200
+    assert "Choose a new password" in form.content.decode()
     done = client.post(form.redirect_chain[-1][0], {"new_password1": "n3w-Secret-pw", "new_password2": "n3w-Secret-pw"})
-    assert done.status_code == 302 and done["Location"] == reverse("password_reset_complete")
+    assert done.status_code == 302
+    assert done["Location"] == reverse("password_reset_complete")
 
     assert _log_in(client, "alice", "pw-alice-123").status_code == 200  # the old password no longer works
     assert _log_in(client, "alice", "n3w-Secret-pw").status_code == 302

@@ -39,20 +39,23 @@ def test_other_users_gallery_does_not_list_it(client, other_user, alice_image):
 
 def test_anonymous_is_sent_to_login(client, db):
     response = client.get(reverse("classifier:upload"))
-    assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login"))
 
 
 @pytest.mark.parametrize("view", IMAGE_VIEWS)
 def test_anonymous_is_sent_to_login_for_images(client, alice_image, view):
     response = client.get(reverse(view, args=[alice_image.pk]))
-    assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login"))
 
 
 def test_signup_logs_in_and_leads_to_upload(client, db):
     response = client.post(
         reverse("signup"), {"username": "carol", "password1": "a-Long-pass-42", "password2": "a-Long-pass-42"}
     )
-    assert response.status_code == 302 and response["Location"] == reverse("classifier:upload")
+    assert response.status_code == 302
+    assert response["Location"] == reverse("classifier:upload")
     assert client.get(reverse("classifier:gallery")).status_code == 200
 
 
@@ -62,7 +65,8 @@ def test_gallery_is_paginated_newest_first(client, user, settings):
     for name in ["a.jpg", "b.jpg", "c.jpg"]:
         client.post(reverse("classifier:upload"), {"image": upload(name)})
     first = client.get(reverse("classifier:gallery")).context["page"]
-    assert [p.original_name for p in first] == ["c.jpg", "b.jpg"] and first.has_next()
+    assert [p.original_name for p in first] == ["c.jpg", "b.jpg"]
+    assert first.has_next()
     second = client.get(reverse("classifier:gallery") + "?page=2").context["page"]
     assert [p.original_name for p in second] == ["a.jpg"]
 

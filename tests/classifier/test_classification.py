@@ -41,8 +41,10 @@ def _refresh(pet: PetImage) -> PetImage:
 def test_classify_is_idempotent(pet, model_version):
     classification.classify(pet.pk)
     pet = _refresh(pet)
-    assert pet.status == Status.DONE and pet.model_version == model_version
-    assert (pet.attempts, pet.claim_token, pet.claimed_by) == (0, None, "") and pet.claimed_at is not None
+    assert pet.status == Status.DONE
+    assert pet.model_version == model_version
+    assert (pet.attempts, pet.claim_token, pet.claimed_by) == (0, None, "")
+    assert pet.claimed_at is not None
     first = (pet.predicted_breed, pet.classified_at)
     classification.classify(pet.pk)
     assert (_refresh(pet).predicted_breed, pet.classified_at) == first
@@ -52,13 +54,15 @@ def test_classify_is_idempotent(pet, model_version):
 def test_a_claim_is_exclusive(pet, model_version):
     token, claimed = classification.claim([pet.pk], model_version)
     assert [p.pk for p in claimed] == [pet.pk]
-    assert _refresh(pet).status == Status.PROCESSING and pet.claim_token == token
+    assert _refresh(pet).status == Status.PROCESSING
+    assert pet.claim_token == token
     assert pet.claimed_by == classification.worker_identity()
     # Held by a live process of another host: nobody else gets it, and a second delivery does nothing.
     PetImage.objects.filter(pk=pet.pk).update(claimed_by="elsewhere:1")
     assert classification.claim([pet.pk], model_version)[1] == []
     classification.classify(pet.pk)
-    assert _refresh(pet).status == Status.PROCESSING and not Classification.objects.exists()
+    assert _refresh(pet).status == Status.PROCESSING
+    assert not Classification.objects.exists()
 
 
 def test_stale_claim_is_taken_over(pet, model_version, settings):
@@ -100,7 +104,8 @@ def test_result_lands_only_for_the_claim_that_made_it(pet, model_version):
     real_predict = Predictor.classify_batch
     with mock.patch.object(Predictor, "classify_batch", steal_then_predict):
         classification.classify(pet.pk)
-    assert _refresh(pet).status == Status.PROCESSING and pet.predicted_breed == ""
+    assert _refresh(pet).status == Status.PROCESSING
+    assert pet.predicted_breed == ""
     assert not Classification.objects.exists()
 
 
@@ -129,15 +134,18 @@ def test_unreadable_stored_image_fails_with_reason(pet, model_version):
     pet.image.storage.save(pet.image.name, ContentFile(b"garbage"))
     classification.classify(pet.pk)
     pet = _refresh(pet)
-    assert pet.status == Status.FAILED and pet.error_code == PetImage.Error.UNREADABLE
+    assert pet.status == Status.FAILED
+    assert pet.error_code == PetImage.Error.UNREADABLE
     assert "could not be read" in pet.error_message
-    assert "could not be read" in pet.status_message() and pet.claim_token is None
+    assert "could not be read" in pet.status_message()
+    assert pet.claim_token is None
 
 
 def test_no_model_keeps_it_pending_with_explanation(pet):
     classification.classify(pet.pk)
     pet = _refresh(pet)
-    assert pet.status == Status.PENDING and pet.error_code == PetImage.Error.NO_ACTIVE_MODEL
+    assert pet.status == Status.PENDING
+    assert pet.error_code == PetImage.Error.NO_ACTIVE_MODEL
     assert "No active model" in pet.error_message
     assert pet.status_message() == "Your photo is saved and will be classified as soon as the classifier is set up."
 
@@ -156,7 +164,8 @@ def test_an_image_that_keeps_killing_workers_fails_alone(user, model_version):
     with mock.patch.object(classification, "_classify_batch", wraps=classification._classify_batch) as batches:
         classification.classify_images([p.pk for p in pets], model_version.pk)
     assert [[p.pk for p in call.args[0]] for call in batches.call_args_list] == [[pets[0].pk], [pets[2].pk]]
-    assert _refresh(poison).status == Status.FAILED and poison.error_code == PetImage.Error.TOO_MANY_TRIES
+    assert _refresh(poison).status == Status.FAILED
+    assert poison.error_code == PetImage.Error.TOO_MANY_TRIES
     assert "did not finish after 3 tries" in poison.error_message
     assert "a person will look at it" in poison.status_message()
     assert [_refresh(p).status for p in (pets[0], pets[2])] == [Status.DONE, Status.DONE]
@@ -174,8 +183,10 @@ def test_model_that_cannot_be_loaded_gives_the_images_back(pet, model_version):
     type(model_version).objects.filter(pk=model_version.pk).update(file="models/gone/model.pt")
     classification.classify(pet.pk)
     pet = _refresh(pet)
-    assert pet.status == Status.PENDING and pet.error_code == PetImage.Error.MODEL_UNLOADABLE
-    assert "cannot be loaded" in pet.error_message and pet.claim_token is None
+    assert pet.status == Status.PENDING
+    assert pet.error_code == PetImage.Error.MODEL_UNLOADABLE
+    assert "cannot be loaded" in pet.error_message
+    assert pet.claim_token is None
 
 
 # --- re-sending ------------------------------------------------------------------------------
@@ -229,7 +240,8 @@ def test_broker_down_keeps_upload_pending_and_requeue_sends_it_later(
         with django_capture_on_commit_callbacks(execute=True):
             pet = new_image(user)
     pet = _refresh(pet)
-    assert pet.status == Status.PENDING and (pet.enqueued_at, pet.enqueue_count) == (None, 0)
+    assert pet.status == Status.PENDING
+    assert (pet.enqueued_at, pet.enqueue_count) == (None, 0)
     a_while_ago = timezone.now() - timedelta(seconds=settings.PETSITE_REQUEUE_AFTER + 1)
     PetImage.objects.filter(pk=pet.pk).update(uploaded_at=a_while_ago)
     with mock.patch("classifier.tasks.classify_image.delay") as delay:
@@ -256,10 +268,12 @@ def test_activation_resends_what_waits_not_what_is_being_classified(
 
 def test_requeue_pending_command(pet, sends, capsys, django_capture_on_commit_callbacks):
     call_command("requeue_pending")
-    assert sends() == [] and "Re-sent 0 image(s)" in capsys.readouterr().out
+    assert sends() == []
+    assert "Re-sent 0 image(s)" in capsys.readouterr().out
     with django_capture_on_commit_callbacks(execute=True):
         call_command("requeue_pending", "--all")
-    assert sends() == [pet.pk] and "Re-sent 1 image(s)" in capsys.readouterr().out
+    assert sends() == [pet.pk]
+    assert "Re-sent 1 image(s)" in capsys.readouterr().out
 
 
 def test_claim_of_a_zombie_process_is_taken_over(pet, model_version):

@@ -34,7 +34,8 @@ def test_the_image_and_its_history_never_disagree(user, model_version, other_ver
     assert pet.model_version == other_version
     classification.classify_images([pet.pk], model_version.pk)  # and by the first again: its row is the latest
     assert_in_step(pet)
-    assert pet.model_version == model_version and Classification.objects.filter(image=pet).count() == 2
+    assert pet.model_version == model_version
+    assert Classification.objects.filter(image=pet).count() == 2
 
     review.record_feedback(pet, "beagle")  # the owner's answer changes no prediction
     assert_in_step(pet)
@@ -46,7 +47,8 @@ def test_the_image_and_its_history_never_disagree(user, model_version, other_ver
     pet.image.storage.save(pet.image.name, ContentFile(b"garbage"))
     classification.classify_images([pet.pk], other_version.pk)  # the stored file became unreadable
     assert_in_step(pet)
-    assert pet.status == PetImage.Status.FAILED and pet.error_code == PetImage.Error.UNREADABLE
+    assert pet.status == PetImage.Status.FAILED
+    assert pet.error_code == PetImage.Error.UNREADABLE
 
 
 def test_a_lost_claim_writes_neither(user, model_version):

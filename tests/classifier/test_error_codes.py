@@ -59,7 +59,7 @@ def test_the_migration_gives_old_rows_the_code_of_their_sentence(django_user_mod
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("status, code, told", [
+@pytest.mark.parametrize(("status", "code", "told"), [
     (PetImage.Status.FAILED, PetImage.Error.UNREADABLE, "The file could not be read."),
     (PetImage.Status.FAILED, PetImage.Error.TOO_MANY_TRIES, "a person will look at it"),
     (PetImage.Status.PENDING, PetImage.Error.NO_ACTIVE_MODEL, "as soon as the classifier is set up"),
@@ -84,4 +84,5 @@ def test_the_api_shows_the_code(client, user, make_image):
     pet = make_image(status=PetImage.Status.FAILED, error_code=PetImage.Error.UNREADABLE, error_message="for staff")
     client.force_login(user)
     image = client.get(f"/api/images/{pet.pk}/").json()
-    assert image["error_code"] == "unreadable" and "for staff" not in str(image)
+    assert image["error_code"] == "unreadable"
+    assert "for staff" not in str(image)

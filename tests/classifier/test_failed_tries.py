@@ -81,4 +81,5 @@ def test_a_try_restarts_the_claims_clock(user, model_version):
     predictor = mock.Mock(preprocess=mock.Mock(side_effect=ValueError("unreadable")))
     classification._classify_batch(pets, token, model_version, predictor)
     pet.refresh_from_db()
-    assert pet.status == Status.FAILED and pet.claimed_at > an_hour_ago + timedelta(minutes=59)
+    assert pet.status == Status.FAILED
+    assert pet.claimed_at > an_hour_ago + timedelta(minutes=59)

@@ -13,7 +13,8 @@ def test_owner_says_correct_then_changes_mind(client, user, make_image):
     pet = make_image("pug")
     client.force_login(user)
     response = _answer(client, pet, answer="correct")
-    assert response.status_code == 302 and response["Location"] == pet.get_absolute_url()
+    assert response.status_code == 302
+    assert response["Location"] == pet.get_absolute_url()
     pet.refresh_from_db()
     assert (pet.is_correct, pet.true_breed, pet.final_label) == (True, "pug", "pug")
     first_time = pet.feedback_at
@@ -21,7 +22,8 @@ def test_owner_says_correct_then_changes_mind(client, user, make_image):
 
     _answer(client, pet, answer="wrong", label="beagle")
     pet.refresh_from_db()
-    assert (pet.is_correct, pet.true_breed) == (False, "beagle") and pet.feedback_at > first_time
+    assert (pet.is_correct, pet.true_breed) == (False, "beagle")
+    assert pet.feedback_at > first_time
     page = client.get(pet.get_absolute_url()).content.decode()
     assert "“Wrong, it is a Beagle.”" in page
 
@@ -38,7 +40,8 @@ def test_wrong_needs_a_breed_and_a_known_one(client, user, make_image):
     pet = make_image("pug")
     client.force_login(user)
     response = _answer(client, pet, answer="wrong")
-    assert response.status_code == 400 and "Choose the right breed" in response.content.decode()
+    assert response.status_code == 400
+    assert "Choose the right breed" in response.content.decode()
     assert _answer(client, pet, answer="wrong", label="unicorn").status_code == 400
     assert _answer(client, pet, answer="maybe").status_code == 400
     pet.refresh_from_db()
@@ -83,5 +86,7 @@ def test_detail_offers_grouped_breeds(client, user, make_image):
     pet = make_image("pug")
     client.force_login(user)
     page = client.get(pet.get_absolute_url()).content.decode()
-    assert '<optgroup label="Cats">' in page and '<optgroup label="Dogs">' in page
-    assert 'value="not_a_pet"' in page and "Type to search the breeds" in page
+    assert '<optgroup label="Cats">' in page
+    assert '<optgroup label="Dogs">' in page
+    assert 'value="not_a_pet"' in page
+    assert "Type to search the breeds" in page

@@ -48,9 +48,11 @@ def test_a_broker_away_sends_nothing_and_the_next_request_asks_again(done):
 def test_made_once_per_model_version(done, model_version, other_version):
     explanations.make_heatmap(done.pk)
     done.refresh_from_db()
-    assert done.heatmap and done.heatmap_version == model_version
+    assert done.heatmap
+    assert done.heatmap_version == model_version
     with done.heatmap.open("rb") as f, Image.open(f) as heatmap:
-        assert heatmap.format == "JPEG" and heatmap.size == (2 * model_version.image_size,) * 2
+        assert heatmap.format == "JPEG"
+        assert heatmap.size == (2 * model_version.image_size,) * 2
     first = done.heatmap.name
     explanations.make_heatmap(done.pk)
     done.refresh_from_db()
@@ -61,7 +63,8 @@ def test_made_once_per_model_version(done, model_version, other_version):
     assert explanations.needs_heatmap(done)
     explanations.make_heatmap(done.pk)
     done.refresh_from_db()
-    assert done.heatmap_version == other_version and done.heatmap.name != first
+    assert done.heatmap_version == other_version
+    assert done.heatmap.name != first
     assert not done.heatmap.storage.exists(first)  # the old one left storage
 
 
@@ -73,7 +76,8 @@ def test_reads_never_ask_for_it(client, user, done, django_capture_on_commit_cal
             for name in ("classifier:detail", "classifier:status", "api:image-detail"):
                 assert client.get(reverse(name, args=[done.pk])).status_code == 200
             assert client.get(reverse("classifier:statuses"), {"ids": done.pk}).status_code == 200
-    assert delay.call_count == 0 and callbacks == []
+    assert delay.call_count == 0
+    assert callbacks == []
 
 
 def test_the_photo_page_asks_with_a_post_and_offers_it_when_ready(client, user, done):
@@ -81,11 +85,13 @@ def test_the_photo_page_asks_with_a_post_and_offers_it_when_ready(client, user, 
     page = reverse("classifier:detail", args=[done.pk])
     explain = reverse("classifier:explain", args=[done.pk])
     html = client.get(page).content.decode()
-    assert f'data-explain-url="{explain}"' in html and "data-heatmap-url" not in html
+    assert f'data-explain-url="{explain}"' in html
+    assert "data-heatmap-url" not in html
     assert client.get(explain).status_code == 405  # asking is a POST
     with mock.patch("classifier.tasks.make_heatmap.delay") as delay:
         response = client.post(explain)
-    assert response.status_code == 202 and response.json()["heatmap_url"] is None
+    assert response.status_code == 202
+    assert response.json()["heatmap_url"] is None
     assert [call.args for call in delay.call_args_list] == [(done.pk,)]
 
     explanations.make_heatmap(done.pk)  # what the worker does
@@ -94,7 +100,8 @@ def test_the_photo_page_asks_with_a_post_and_offers_it_when_ready(client, user, 
     assert client.get(reverse("classifier:status", args=[done.pk])).json()["heatmap_url"] == url
     assert client.post(explain).json()["heatmap_url"] == url  # 200: there already
     response = client.get(url)
-    assert response.status_code == 200 and b"".join(response.streaming_content).startswith(b"\xff\xd8")
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content).startswith(b"\xff\xd8")
 
 
 def test_the_api_asks_with_a_post(client, user, done, make_image):
@@ -104,9 +111,11 @@ def test_the_api_asks_with_a_post(client, user, done, make_image):
         assert client.post(explain).status_code == 202
         waiting = make_image(status=Status.PENDING)
         refused = client.post(reverse("api:image-explain", args=[waiting.pk]))
-    assert refused.status_code == 409 and "no result to explain" in refused.json()["detail"]
+    assert refused.status_code == 409
+    assert "no result to explain" in refused.json()["detail"]
     assert [call.args for call in delay.call_args_list] == [(done.pk,)]
     explanations.make_heatmap(done.pk)
     answer = client.post(explain)
-    assert answer.status_code == 200 and answer.json()["files"]["heatmap"].endswith(
+    assert answer.status_code == 200
+    assert answer.json()["files"]["heatmap"].endswith(
         reverse("api:image-heatmap", args=[done.pk]))

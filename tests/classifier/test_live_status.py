@@ -65,7 +65,8 @@ def test_junk_and_unknown_ids_are_ignored(client, user, pets):
 
 def test_anonymous_users_are_sent_to_log_in(client, pets):
     response = client.get(URL, _ids(pets["waiting"]))
-    assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login"))
 
 
 def test_one_query_for_any_number_of_ids(client, user, make_image):
@@ -85,7 +86,8 @@ def test_a_long_list_is_cut_not_refused(client, user, pets, settings):
     client.force_login(user)
     many = ",".join(str(n) for n in range(100_000, 100_000 + views.MAX_STATUS_IDS))
     response = client.get(URL, {"ids": f"{many},{pets['waiting'].pk}"})
-    assert response.status_code == 200 and response.json() == {"images": []}
+    assert response.status_code == 200
+    assert response.json() == {"images": []}
 
 
 def test_the_gallery_marks_unfinished_tiles_for_the_one_request(client, user, pets):
@@ -95,7 +97,8 @@ def test_the_gallery_marks_unfinished_tiles_for_the_one_request(client, user, pe
     for name, pet in pets.items():
         finished = "true" if name == "done" else "false"
         assert f'data-id="{pet.pk}" data-finished="{finished}"' in page
-    assert 'src="/static/js/live-status.js"' in page and 'src="/static/js/gallery.js"' in page
+    assert 'src="/static/js/live-status.js"' in page
+    assert 'src="/static/js/gallery.js"' in page
     # The tile says the status in words until the result is there.
     assert '<span class="status status-pending">Waiting</span>' in page
     assert '<span class="status status-processing">Classifying</span>' in page

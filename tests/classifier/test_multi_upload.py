@@ -57,7 +57,8 @@ def test_when_every_file_is_refused_the_form_says_why_for_each(logged_in, settin
         "notes.txt: This file is not an image we can read; upload a JPEG, PNG, WebP, GIF, BMP, HEIC or AVIF photo.",
         "empty.jpg: The file is empty.",
     ]
-    assert PetImage.objects.count() == 0 and stored_files(settings.MEDIA_ROOT) == before
+    assert PetImage.objects.count() == 0
+    assert stored_files(settings.MEDIA_ROOT) == before
 
 
 def test_json_answer_lists_each_file(logged_in, user):
@@ -66,12 +67,14 @@ def test_json_answer_lists_each_file(logged_in, user):
     files = [upload("new.jpg"), upload("notes.txt", NOT_AN_IMAGE, "text/plain"), upload("again.jpg", content)]
     response = logged_in.post(URL, {"image": files}, **JSON)
 
-    assert response.status_code == 200 and response["Content-Type"] == "application/json"
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
     new, refused, again = response.json()["files"]
     pet = PetImage.objects.get(original_name="new.jpg")
     assert (new["ok"], new["created"], new["id"]) == (True, True, pet.pk)
     assert (new["status"], new["finished"]) == ("pending", False)
-    assert new["detail_url"] == pet.get_absolute_url() and new["name"] == "new.jpg"
+    assert new["detail_url"] == pet.get_absolute_url()
+    assert new["name"] == "new.jpg"
     assert refused == {
         "name": "notes.txt", "ok": False, "code": "not_an_image",
         "error": "This file is not an image we can read; upload a JPEG, PNG, WebP, GIF, BMP, HEIC or AVIF photo.",
@@ -88,19 +91,22 @@ def test_json_answer_when_nothing_was_stored(logged_in):
     assert response.json()["files"] == [expected]
 
     response = logged_in.post(URL, {}, **JSON)
-    assert response.status_code == 400 and response.json() == {"errors": ["This field is required."], "files": []}
+    assert response.status_code == 400
+    assert response.json() == {"errors": ["This field is required."], "files": []}
 
 
 def test_a_browser_gets_html(logged_in):
     """Browsers accept */* too: only a client that prefers JSON gets JSON."""
     browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
     response = logged_in.post(URL, {"image": [upload(), upload()]}, HTTP_ACCEPT=browser)
-    assert response.status_code == 302 and response["Location"] == reverse("classifier:gallery")
+    assert response.status_code == 302
+    assert response["Location"] == reverse("classifier:gallery")
 
 
 def test_one_photo_still_leads_to_its_page(logged_in):
     response = logged_in.post(URL, {"image": upload()})
-    assert response.status_code == 302 and response["Location"] == PetImage.objects.get().get_absolute_url()
+    assert response.status_code == 302
+    assert response["Location"] == PetImage.objects.get().get_absolute_url()
 
 
 # --- The per-request limit --------------------------------------------------------------
@@ -125,7 +131,9 @@ def test_past_the_limit_the_first_files_are_stored_and_the_others_named_as_not_s
     response = logged_in.post(URL, {"image": [upload("a.jpg"), upload("b.jpg"), upload("c.jpg")]}, **JSON)
     assert response.status_code == 200
     a, b, c = response.json()["files"]
-    assert a["ok"] and b["ok"] and c == {
+    assert a["ok"]
+    assert b["ok"]
+    assert c == {
         "name": "c.jpg", "ok": False, "code": "too_many_files",
         "error": "Not sent: 2 photos go at a time. Choose this one again to upload it.",
     }
@@ -144,14 +152,17 @@ def test_files_past_the_limit_do_not_count_against_the_upload_rate(logged_in, us
 
 def test_the_form_offers_many_files_and_its_limits(logged_in):
     page = logged_in.get(URL).content.decode()
-    assert 'type="file" name="image"' in page and " multiple" in page
+    assert 'type="file" name="image"' in page
+    assert " multiple" in page
     accept = (
         "image/jpeg,image/png,image/webp,image/gif,image/bmp,image/heic,image/heif,image/heic-sequence,"
         "image/heif-sequence,image/avif,.jpg,.jpeg,.jfif,.png,.webp,.gif,.bmp,.heic,.heif,.hif,.avif"
     )
-    assert f'accept="{accept}"' in page and f'data-accept="{accept}"' in page
+    assert f'accept="{accept}"' in page
+    assert f'data-accept="{accept}"' in page
     assert 'data-formats="JPEG, PNG, WebP, GIF, BMP, HEIC or AVIF"' in page
-    assert f'data-max-bytes="{10 * 1024 * 1024}"' in page and 'data-max-files="20"' in page
+    assert f'data-max-bytes="{10 * 1024 * 1024}"' in page
+    assert 'data-max-files="20"' in page
     assert "JPEG, PNG, WebP, GIF, BMP, HEIC or AVIF, up to 10.0\xa0MB each, 20 at a time" in page
     assert 'src="/static/js/upload.js"' in page
 
@@ -169,12 +180,16 @@ def test_the_upload_rate_counts_each_photo_of_a_request(logged_in, user, setting
     response = logged_in.post(URL, {"image": [upload("d.jpg"), upload("e.jpg"), upload("f.jpg")]}, **JSON)
     assert response.status_code == 200
     d, e, f = response.json()["files"]
-    assert d["ok"] and e["ok"] and not f["ok"] and f["code"] == "rate_limited"
+    assert d["ok"]
+    assert e["ok"]
+    assert not f["ok"]
+    assert f["code"] == "rate_limited"
     assert f["error"].startswith("Not uploaded: you have sent as many photos as we accept for now. Please wait ")
     assert PetImage.objects.filter(owner=user).count() == 5
 
     response = logged_in.post(URL, {"image": upload()})
-    assert response.status_code == 429 and PetImage.objects.filter(owner=user).count() == 5
+    assert response.status_code == 429
+    assert PetImage.objects.filter(owner=user).count() == 5
 
 
 # --- The service ------------------------------------------------------------------------
@@ -187,9 +202,12 @@ def test_store_uploads_keeps_no_traceback_of_a_refusal(user):
     outcomes = uploads.store_uploads(user, [upload("cut.jpg", truncated), upload("ok.jpg")])
     refused, stored = outcomes
     assert [error.code for error in refused.error.error_list] == ["corrupt"]
-    assert refused.error.__traceback__ is None and refused.error.__context__ is None
+    assert refused.error.__traceback__ is None
+    assert refused.error.__context__ is None
     assert all(error.__traceback__ is None for error in refused.error.error_list)
-    assert stored.saved and stored.created and not refused.saved
+    assert stored.saved
+    assert stored.created
+    assert not refused.saved
     assert refused.reason.startswith("The image is damaged or incomplete")
 
 
@@ -203,11 +221,12 @@ def test_a_stored_photo_comes_with_its_gallery_tile(logged_in, user):
     pet = PetImage.objects.get(owner=user)
     gallery = logged_in.get(reverse("classifier:gallery")).content.decode()
     assert stored["tile"].strip() in gallery  # the gallery's own markup for that photo, from the same template
-    assert f'data-id="{pet.pk}"' in stored["tile"] and 'data-finished="false"' in stored["tile"]
+    assert f'data-id="{pet.pk}"' in stored["tile"]
+    assert 'data-finished="false"' in stored["tile"]
     assert "tile" not in refused
 
 
-@pytest.mark.parametrize("query, joins", [
+@pytest.mark.parametrize(("query", "joins"), [
     ("", True), ("?sort=newest", True), ("?page=1", True),
     ("?sort=oldest", False), ("?page=2", False), ("?species=cat", False),
 ])
@@ -220,4 +239,5 @@ def test_new_photos_join_the_grid_only_where_the_newest_come_first(logged_in, se
 
 def test_an_empty_gallery_has_a_grid_waiting_for_its_first_photos(logged_in):
     page = logged_in.get(reverse("classifier:gallery")).content.decode()
-    assert "No photos yet." in page and "data-live-gallery data-new-tiles" in page
+    assert "No photos yet." in page
+    assert "data-live-gallery data-new-tiles" in page

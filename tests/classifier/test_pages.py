@@ -20,15 +20,18 @@ def test_visitors_get_the_landing_page(client, db):
     response = client.get("/")
     assert response.status_code == 200
     page = response.content.decode()
-    assert "Which breed is your cat or dog?" in page and "37 cat and dog breeds" in page
-    assert f'href="{reverse("signup")}"' in page and f'href="{reverse("login")}"' in page
+    assert "Which breed is your cat or dog?" in page
+    assert "37 cat and dog breeds" in page
+    assert f'href="{reverse("signup")}"' in page
+    assert f'href="{reverse("login")}"' in page
     assert "My pets" not in page
 
 
 def test_logged_in_users_get_their_gallery_at_the_root(client, user):
     client.force_login(user)
     page = client.get("/").content.decode()
-    assert "<h1>My pets</h1>" in page and "Which breed is your cat or dog?" not in page
+    assert "<h1>My pets</h1>" in page
+    assert "Which breed is your cat or dog?" not in page
 
 
 # --- Deleting a photo -----------------------------------------------------------------------
@@ -50,18 +53,21 @@ def test_the_owner_deletes_a_photo_and_its_files_leave_storage(
     Classification.objects.create(image=pet, model_version=pet.model_version, predicted_breed="pug", confidence=0.9)
     names = _with_every_file(pet)
     storage = pet.image.storage
-    assert len(names) >= 2 and all(storage.exists(name) for name in names)
+    assert len(names) >= 2
+    assert all(storage.exists(name) for name in names)
     client.force_login(user)
 
     page = client.get(reverse("classifier:delete", args=[pet.pk])).content.decode()
-    assert "Delete this photo?" in page and 'method="post"' in page
+    assert "Delete this photo?" in page
+    assert 'method="post"' in page
     assert PetImage.objects.filter(pk=pet.pk).exists()  # asking deletes nothing
 
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(reverse("classifier:delete", args=[pet.pk]), follow=True)
     assert response.redirect_chain == [(reverse("classifier:gallery"), 302)]
     assert "The photo is deleted." in response.content.decode()
-    assert not PetImage.objects.filter(pk=pet.pk).exists() and not Classification.objects.filter(image_id=pet.pk)
+    assert not PetImage.objects.filter(pk=pet.pk).exists()
+    assert not Classification.objects.filter(image_id=pet.pk)
     assert not any(storage.exists(name) for name in names)
     assert client.get(pet.get_absolute_url()).status_code == 404
 
@@ -73,7 +79,8 @@ def test_files_stay_until_the_deletion_is_committed(user, make_image, django_cap
     storage, name = pet.image.storage, pet.image.name
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         uploads.delete_pet_image(pet)
-    assert storage.exists(name) and len(callbacks) == 1  # a rollback here would leave row and file together
+    assert storage.exists(name)
+    assert len(callbacks) == 1
     callbacks[0]()
     assert not storage.exists(name)
 
@@ -84,10 +91,12 @@ def test_only_the_owner_may_delete(client, user, other_user, make_image, django_
     with django_capture_on_commit_callbacks(execute=True):
         assert client.get(reverse("classifier:delete", args=[pet.pk])).status_code == 404
         assert client.post(reverse("classifier:delete", args=[pet.pk])).status_code == 404
-    assert PetImage.objects.filter(pk=pet.pk).exists() and pet.image.storage.exists(pet.image.name)
+    assert PetImage.objects.filter(pk=pet.pk).exists()
+    assert pet.image.storage.exists(pet.image.name)
     client.logout()
     response = client.post(reverse("classifier:delete", args=[pet.pk]))
-    assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login"))
     assert PetImage.objects.filter(pk=pet.pk).exists()
 
 
@@ -148,7 +157,8 @@ def test_feedback_form_once_there_is_a_result(client, user, make_image):
     pet = make_image("pug")
     client.force_login(user)
     page = client.get(pet.get_absolute_url()).content.decode()
-    assert _form_outside_templates(page) and "<template" not in page
+    assert _form_outside_templates(page)
+    assert "<template" not in page
 
 
 def test_no_feedback_form_for_a_failed_photo(client, user, make_image):
@@ -158,7 +168,7 @@ def test_no_feedback_form_for_a_failed_photo(client, user, make_image):
     assert 'id="feedback"' not in page
 
 
-@pytest.mark.parametrize("label, sentence", [
+@pytest.mark.parametrize(("label", "sentence"), [
     (NOT_A_PET, "You said:\n        \n        <strong>“Wrong, it is not a cat or dog.”</strong>"),
     ("Abyssinian", "<strong>“Wrong, it is an Abyssinian.”</strong>"),
     ("beagle", "<strong>“Wrong, it is a Beagle.”</strong>"),
@@ -188,7 +198,7 @@ def answered(make_image):
     }
 
 
-@pytest.mark.parametrize("params, expected", [
+@pytest.mark.parametrize(("params", "expected"), [
     ({"species": "cat"}, ["pug, owner says Persian", "pug, owner says beagle, reviewer Bengal",
                           "Siamese, reviewer says Siamese"]),
     ({"species": "dog"}, ["pug, unanswered"]),
@@ -208,7 +218,8 @@ def test_breed_filter_groups_cats_and_dogs(client, user, make_image):
     client.force_login(user)
     page = client.get(reverse("classifier:gallery")).content.decode()
     select = re.search(r'<select name="breed".*?</select>', page, flags=re.S).group(0)
-    assert '<optgroup label="Cats">' in select and '<optgroup label="Dogs">' in select
+    assert '<optgroup label="Cats">' in select
+    assert '<optgroup label="Dogs">' in select
     assert select.index("Abyssinian") < select.index('label="Dogs"') < select.index("Beagle")
 
 
@@ -221,16 +232,20 @@ WARNING = "Your photo will be saved and classified as soon as the classifier is 
 def test_the_upload_page_warns_when_no_model_is_active(client, user, django_user_model):
     client.force_login(user)
     page = client.get(reverse("classifier:upload")).content.decode()
-    assert WARNING in page and reverse("registry:model_list") not in page and "manage" not in page
+    assert WARNING in page
+    assert reverse("registry:model_list") not in page
+    assert "manage" not in page
 
     reviewer = django_user_model.objects.create_user("rita", password="pw", is_staff=True)
     reviewer.groups.add(Group.objects.get(name="Reviewers"))
     client.force_login(reviewer)
     page = client.get(reverse("classifier:upload")).content.decode()
-    assert WARNING in page and f'href="{reverse("registry:model_list")}"' in page  # a link, no command
+    assert WARNING in page
+    assert f'href="{reverse("registry:model_list")}"' in page
     assert "manage" not in page
     models = client.get(reverse("registry:model_list")).content.decode()
-    assert "No model yet" in models and "manage" not in models  # words for staff, no command
+    assert "No model yet" in models
+    assert "manage" not in models
 
 
 def test_no_warning_with_an_active_model(client, user, model_version):
@@ -250,7 +265,8 @@ def test_images_are_described_by_breed_and_date_not_file_name(client, user, make
     client.force_login(user)
     gallery = client.get(reverse("classifier:gallery")).content.decode()
     detail = client.get(pet.get_absolute_url()).content.decode()
-    assert f'alt="Pug, uploaded {date}"' in gallery and f'alt="Pug, uploaded {date}"' in detail
+    assert f'alt="Pug, uploaded {date}"' in gallery
+    assert f'alt="Pug, uploaded {date}"' in detail
     assert f'alt="Photo uploaded {date}, not classified yet"' in gallery
     assert f'alt="{pet.original_name}"' not in gallery + detail
     assert waiting.original_name not in re.findall(r'alt="([^"]*)"', gallery)
@@ -274,7 +290,8 @@ def test_every_form_control_has_a_label(client, user, make_image):
 def test_log_in_and_sign_up_forms_stack_labels_over_inputs(client, db):
     for url in [reverse("login"), reverse("signup")]:
         page = client.get(url).content.decode()
-        assert '<form method="post"' in page and 'class="stacked"' in page
+        assert '<form method="post"' in page
+        assert 'class="stacked"' in page
         assert re.search(r'<div class="field">\s*<label for="id_username">', page), url
 
 

@@ -35,7 +35,8 @@ def test_needs_review_comes_first(client, staff, queue):
     client.force_login(staff)
     listed = [p.pk for p in client.get(CHANGELIST).context["cl"].result_list]
     needing = {queue["owner_wrong"].pk, queue["unsure"].pk}
-    assert set(listed[:2]) == needing and set(listed[2:]) == {p.pk for p in queue.values()} - needing
+    assert set(listed[:2]) == needing
+    assert set(listed[2:]) == {p.pk for p in queue.values()} - needing
     filtered = client.get(CHANGELIST, {"review": "needed"}).context["cl"].result_list
     assert {p.pk for p in filtered} == needing
 
@@ -44,7 +45,8 @@ def test_threshold_is_configurable(client, staff, queue, settings):
     settings.PETSITE_REVIEW_CONFIDENCE = 0.98
     client.force_login(staff)
     filtered = client.get(CHANGELIST, {"review": "needed"}).context["cl"].result_list
-    assert queue["sure"] in filtered and queue["owner_right"] not in filtered
+    assert queue["sure"] in filtered
+    assert queue["owner_right"] not in filtered
 
 
 def test_confirm_prediction(client, staff, queue):
@@ -63,7 +65,8 @@ def test_accept_owner_answer(client, staff, queue):
     _act(client, "accept_owner_answer", [queue["owner_wrong"], queue["sure"]])
     queue["owner_wrong"].refresh_from_db()
     queue["sure"].refresh_from_db()
-    assert queue["owner_wrong"].reviewed_label == "boxer" and queue["sure"].reviewed_label == ""
+    assert queue["owner_wrong"].reviewed_label == "boxer"
+    assert queue["sure"].reviewed_label == ""
 
 
 def test_set_label_and_not_a_pet(client, staff, queue):
@@ -87,7 +90,8 @@ def test_single_review_in_change_form(client, staff, queue):
                                  "classifications-INITIAL_FORMS": 0})
     assert response.status_code == 302
     pet.refresh_from_db()
-    assert (pet.reviewed_label, pet.reviewed_by) == ("Birman", staff) and pet.reviewed_at
+    assert (pet.reviewed_label, pet.reviewed_by) == ("Birman", staff)
+    assert pet.reviewed_at
 
 
 def test_final_label_prefers_review_then_owner(make_image):
@@ -119,7 +123,9 @@ def test_dashboard_accuracy_confusions_and_waiting(client, staff, make_image, mo
     client.force_login(staff)
     response = client.get(reverse("classifier:review_dashboard"))
     context = response.context
-    assert context["waiting"] == 1 and context["reviewed"] == 4 and context["not_a_pet"] == 1
+    assert context["waiting"] == 1
+    assert context["reviewed"] == 4
+    assert context["not_a_pet"] == 1
     assert context["versions"] == [{"model_version__name": model_version.name, "name": model_version.name,
                                     "total": 3, "correct": 2, "accuracy": pytest.approx(2 / 3)}]
     assert context["confused"] == [{"actual": "Boxer", "predicted": "Beagle", "count": 1}]
@@ -137,7 +143,8 @@ def reviewer(django_user_model):
 def test_dashboard_needs_the_review_permission(client, user, reviewer, make_image):
     url = reverse("classifier:review_dashboard")
     response = client.get(url)
-    assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login"))
     client.force_login(user)
     assert client.get(url).status_code == 403
     user.is_staff = True
@@ -151,7 +158,8 @@ def test_review_queue_is_for_staff_with_permission(client, user, reviewer, make_
     assert client.get(CHANGELIST).status_code == 302  # anonymous: to the admin's login page
     client.force_login(user)
     response = client.get(CHANGELIST)
-    assert response.status_code == 302 and "login" in response["Location"]
+    assert response.status_code == 302
+    assert "login" in response["Location"]
     user.is_staff = True
     user.save()
     assert client.get(CHANGELIST).status_code == 403

@@ -178,7 +178,8 @@ def test_upload_view_stores_wholly_or_refuses_with_nothing_left(
         own_files = {settings.MEDIA_ROOT / pet.image.name, settings.MEDIA_ROOT / pet.thumbnail.name}
         assert own_files <= set(stored_files(settings.MEDIA_ROOT))
         if new_rows:  # a new image: exactly its row and its two files
-            assert new_rows == {pet.pk} and new_files == own_files
+            assert new_rows == {pet.pk}
+            assert new_files == own_files
             event("accepted")
         else:  # the same bytes sent before: the image already stored, nothing new
             assert not new_files
@@ -188,5 +189,6 @@ def test_upload_view_stores_wholly_or_refuses_with_nothing_left(
         errors = response.context["form"].errors.as_data()["image"]
         assert len(errors) == 1
         assert_plain_refusal(errors[0])
-        assert not new_rows and not new_files
+        assert not new_rows
+        assert not new_files
         event(f"refused: {errors[0].code}")

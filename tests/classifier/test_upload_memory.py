@@ -106,12 +106,14 @@ def test_eight_concurrent_uploads_decode_at_most_the_budgets_turns_at_once(user,
         for _ in range(slots):
             assert entered.acquire(timeout=60), "a decode never started"
         assert not entered.acquire(timeout=1)  # the six others wait for a turn…
-        assert count["now"] == slots and sum(t.is_alive() for t in threads) == 8  # …and none was turned away
+        assert count["now"] == slots
+        assert sum(t.is_alive() for t in threads) == 8
         release.set()
         for thread in threads:
             thread.join(timeout=120)
     assert count["most"] == slots
-    assert len(outcomes) == 8 and all(outcome.saved for outcome in outcomes)
+    assert len(outcomes) == 8
+    assert all(outcome.saved for outcome in outcomes)
     assert PetImage.objects.filter(owner=user).count() == 8
 
 
@@ -266,7 +268,8 @@ def test_open_image_reduces_only_when_asked():
 
     png = encoded(photo(2, (3000, 2000), "RGBA"), "PNG", compress_level=1)
     reduced = open_image(io.BytesIO(png), min_size=256)
-    assert reduced.mode == "RGB" and reduced.size == (1000, 667)  # by 3: still twice 256 and more
+    assert reduced.mode == "RGB"
+    assert reduced.size == (1000, 667)
 
     small = encoded(photo(3, (600, 400)), "PNG")
     assert open_image(io.BytesIO(small), min_size=256).size == (600, 400)
@@ -279,7 +282,8 @@ def test_reduced_images_are_still_upright():
         image = open_image(io.BytesIO(data), min_size=256)
         assert image.width < image.height  # turned
         red = image.getpixel((image.width - 10, 10))
-        assert red[0] > 200 and red[1] < 60  # now the top-right corner
+        assert red[0] > 200
+        assert red[1] < 60
 
 
 def rotated_exif() -> Image.Exif:

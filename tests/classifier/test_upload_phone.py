@@ -58,18 +58,27 @@ def near(pixel, colour, tolerance: int = 40) -> bool:
 def assert_stored_upright_jpeg_without_metadata(pet: PetImage) -> None:
     """The stored copy: a JPEG, portrait (the turn applied once: red now at the top right),
     no EXIF (so no GPS) and no XMP; the thumbnail a portrait JPEG too."""
-    assert pet.image.name.endswith(".jpg") and (pet.width, pet.height) == (80, 120)
+    assert pet.image.name.endswith(".jpg")
+    assert (pet.width, pet.height) == (80, 120)
     raw = pet.image.open("rb").read()
     stored = Image.open(io.BytesIO(raw))
-    assert stored.format == "JPEG" and stored.size == (80, 120)
-    assert near(stored.getpixel((70, 8)), RED) and near(stored.getpixel((8, 8)), BLUE)
-    assert near(stored.getpixel((8, 110)), BLUE) and near(stored.getpixel((70, 110)), BLUE)
-    assert not stored.getexif() and "exif" not in stored.info and "xmp" not in stored.info
-    assert b"Exif" not in raw and b"PetCam" not in raw  # nothing of the camera's block, GPS included
+    assert stored.format == "JPEG"
+    assert stored.size == (80, 120)
+    assert near(stored.getpixel((70, 8)), RED)
+    assert near(stored.getpixel((8, 8)), BLUE)
+    assert near(stored.getpixel((8, 110)), BLUE)
+    assert near(stored.getpixel((70, 110)), BLUE)
+    assert not stored.getexif()
+    assert "exif" not in stored.info
+    assert "xmp" not in stored.info
+    assert b"Exif" not in raw
+    assert b"PetCam" not in raw
 
     thumbnail = Image.open(pet.thumbnail.open("rb"))
-    assert thumbnail.format == "JPEG" and thumbnail.size == (80, 120)
-    assert near(thumbnail.getpixel((70, 8)), RED) and near(thumbnail.getpixel((8, 8)), BLUE)
+    assert thumbnail.format == "JPEG"
+    assert thumbnail.size == (80, 120)
+    assert near(thumbnail.getpixel((70, 8)), RED)
+    assert near(thumbnail.getpixel((8, 8)), BLUE)
 
 
 @pytest.fixture
@@ -85,7 +94,8 @@ def test_the_test_files_are_what_phones_send():
     for image in (heic, avif):
         assert image.getexif().get_ifd(ExifTags.IFD.GPSInfo)[ExifTags.GPS.GPSLatitude] == (51.0, 30.0, 12.5)
     # pillow-heif turns HEIC as libheif reads it (the turn is in the container); AVIF says "turn me" in EXIF.
-    assert heic.size == (80, 120) and avif.size == (120, 80)
+    assert heic.size == (80, 120)
+    assert avif.size == (120, 80)
     assert avif.getexif()[ExifTags.Base.Orientation] == 6
 
 
@@ -93,13 +103,15 @@ def test_the_test_files_are_what_phones_send():
 def test_a_phone_photo_through_the_page_is_stored_as_an_upright_jpeg_without_exif(logged_in, user, kind):
     response = logged_in.post(URL, {"image": phone_upload(kind)})
     pet = PetImage.objects.get(owner=user)
-    assert response.status_code == 302 and response["Location"] == pet.get_absolute_url()
+    assert response.status_code == 302
+    assert response["Location"] == pet.get_absolute_url()
     assert pet.original_name == KINDS[kind][1]
     assert_stored_upright_jpeg_without_metadata(pet)
     page = logged_in.get(pet.get_absolute_url())
     assert page.status_code == 200
     served = logged_in.get(reverse("classifier:image_file", args=[pet.pk]))
-    assert served.status_code == 200 and served["Content-Type"] == "image/jpeg"
+    assert served.status_code == 200
+    assert served["Content-Type"] == "image/jpeg"
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -110,10 +122,12 @@ def test_a_phone_photo_through_the_api_is_stored_as_jpeg(user, kind):
     assert response.status_code == 202, response.json()
     (outcome,) = response.json()["files"]
     pet = PetImage.objects.get(pk=outcome["image"]["id"])
-    assert outcome["ok"] and (outcome["image"]["width"], outcome["image"]["height"]) == (80, 120)
+    assert outcome["ok"]
+    assert (outcome["image"]["width"], outcome["image"]["height"]) == (80, 120)
     assert_stored_upright_jpeg_without_metadata(pet)
     downloaded = client.get(outcome["image"]["files"]["file"])
-    assert downloaded.status_code == 200 and downloaded["Content-Type"] == "image/jpeg"
+    assert downloaded.status_code == 200
+    assert downloaded["Content-Type"] == "image/jpeg"
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -122,7 +136,9 @@ def test_a_worker_classifies_a_phone_photo_from_the_stored_file(logged_in, user,
     pet = PetImage.objects.get(owner=user)
     classification.classify(pet.pk)  # the worker's own code, on the stored file
     pet.refresh_from_db()
-    assert pet.status == PetImage.Status.DONE and pet.predicted_breed and pet.model_version == model_version
+    assert pet.status == PetImage.Status.DONE
+    assert pet.predicted_breed
+    assert pet.model_version == model_version
 
 
 def test_a_transparent_avif_is_laid_on_white(logged_in, user):
@@ -130,8 +146,10 @@ def test_a_transparent_avif_is_laid_on_white(logged_in, user):
     assert Image.open(io.BytesIO(content)).mode == "RGBA"
     logged_in.post(URL, {"image": phone_upload("avif", content)})
     stored = Image.open(PetImage.objects.get(owner=user).image.open("rb"))
-    assert stored.format == "JPEG" and stored.mode == "RGB"
-    assert near(stored.getpixel((100, 40)), (255, 255, 255)) and near(stored.getpixel((40, 40)), BLUE)
+    assert stored.format == "JPEG"
+    assert stored.mode == "RGB"
+    assert near(stored.getpixel((100, 40)), (255, 255, 255))
+    assert near(stored.getpixel((40, 40)), BLUE)
 
 
 # --- refused, in words ------------------------------------------------------------------
@@ -172,8 +190,10 @@ def test_a_damaged_phone_photo_is_refused_in_words(logged_in, settings, kind):
             "The image is damaged or incomplete, so we cannot read it. Try exporting or saving it again."
         )
     page = logged_in.post(URL, {"image": phone_upload(kind, truncated(phone_photo(kind)))})
-    assert page.status_code == 400 and "damaged or incomplete" in page.content.decode()
-    assert PetImage.objects.count() == 0 and stored_files(settings.MEDIA_ROOT) == before
+    assert page.status_code == 400
+    assert "damaged or incomplete" in page.content.decode()
+    assert PetImage.objects.count() == 0
+    assert stored_files(settings.MEDIA_ROOT) == before
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -187,8 +207,10 @@ def test_a_phone_photo_with_too_many_pixels_is_refused_before_it_is_decoded(logg
     settings.PETSITE_MAX_IMAGE_PIXELS = 60_000  # 400x300 is 120,000 pixels (AVIF is allowed fewer still)
     response = logged_in.post(URL, {"image": phone_upload(kind, content)}, **JSON)
     (outcome,) = response.json()["files"]
-    assert response.status_code == 400 and outcome["code"] == "too_many_pixels", outcome
-    assert outcome["error"].startswith("The image is ") and "Make it smaller and try again." in outcome["error"]
+    assert response.status_code == 400, outcome
+    assert outcome["code"] == "too_many_pixels", outcome
+    assert outcome["error"].startswith("The image is ")
+    assert "Make it smaller and try again." in outcome["error"]
     assert PetImage.objects.count() == 0
 
 
@@ -208,7 +230,8 @@ def test_every_place_that_names_the_formats_reads_them_from_one_list(logged_in, 
     words = "JPEG, PNG, WebP, GIF, BMP, HEIC or AVIF"
     assert formats.names_in_words() == words
     page = logged_in.get(URL).content.decode()
-    assert f'data-formats="{words}"' in page and f'<p class="hint">{words}, up to' in page
+    assert f'data-formats="{words}"' in page
+    assert f'<p class="hint">{words}, up to' in page
     schema = client.get(reverse("api:schema"), {"format": "json"}).json()
     field = schema["components"]["schemas"]["UploadRequest"]["properties"]["image"]
     assert f"({words}; HEIC and AVIF are stored as JPEG)" in field["description"]
@@ -216,4 +239,5 @@ def test_every_place_that_names_the_formats_reads_them_from_one_list(logged_in, 
         Path(settings.BASE_DIR, "docs", "api.md").read_text()
     )
     script = Path(settings.BASE_DIR, "static", "js", "upload.js").read_text()
-    assert "JPEG, PNG" not in script and "image/jpeg" not in script  # the page's script reads the form's list
+    assert "JPEG, PNG" not in script
+    assert "image/jpeg" not in script

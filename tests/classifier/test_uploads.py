@@ -44,18 +44,21 @@ def test_bad_upload_is_a_form_error(logged_in, settings, name):
 
 def test_missing_file_is_a_form_error(logged_in):
     response = logged_in.post(reverse("classifier:upload"), {})
-    assert response.status_code == 400 and "required" in response.content.decode()
+    assert response.status_code == 400
+    assert "required" in response.content.decode()
 
 
 def test_too_large_and_too_many_pixels(logged_in, settings):
     settings.PETSITE_MAX_UPLOAD_BYTES = 100
     response = logged_in.post(reverse("classifier:upload"), {"image": upload()})
-    assert response.status_code == 400 and "the limit is 100" in response.content.decode()
+    assert response.status_code == 400
+    assert "the limit is 100" in response.content.decode()
 
     settings.PETSITE_MAX_UPLOAD_BYTES = 10_000_000
     settings.PETSITE_MAX_IMAGE_PIXELS = 50 * 50
     response = logged_in.post(reverse("classifier:upload"), {"image": upload()})
-    assert response.status_code == 400 and "can have at most 2,500 pixels" in response.content.decode()
+    assert response.status_code == 400
+    assert "can have at most 2,500 pixels" in response.content.decode()
     assert PetImage.objects.count() == 0
 
 
@@ -66,13 +69,16 @@ def test_good_upload_stores_image_thumbnail_and_hash(logged_in, user, settings):
     pet = PetImage.objects.get()
     assert pet.status == PetImage.Status.PENDING
     assert pet.sha256 == hashlib.sha256(content).hexdigest()  # of the bytes sent, not of the stored copy
-    assert pet.original_name == "Cat Photo.PNG" and "Cat Photo" not in pet.image.name
+    assert pet.original_name == "Cat Photo.PNG"
+    assert "Cat Photo" not in pet.image.name
     stored = Image.open(pet.image.open("rb"))
-    assert pet.image.name.endswith(".png") and stored.format == "PNG"
+    assert pet.image.name.endswith(".png")
+    assert stored.format == "PNG"
     assert stored.tobytes() == Image.open(io.BytesIO(content)).tobytes()  # re-encoded, losslessly
 
     thumb = Image.open(pet.thumbnail.open("rb"))
-    assert max(thumb.size) <= 320 and thumb.format == "JPEG"
+    assert max(thumb.size) <= 320
+    assert thumb.format == "JPEG"
 
 
 def test_upload_page_needs_csrf(client, user):
@@ -111,7 +117,9 @@ def test_big_image_thumbnail_is_small_and_faithful(logged_in):
     thumb = Image.open(PetImage.objects.get().thumbnail.open("rb"))
     assert thumb.size == (320, 213)
     red, white = thumb.getpixel((40, 100)), thumb.getpixel((280, 100))
-    assert red[0] > 150 and red[1] < 80 and min(white) > 220
+    assert red[0] > 150
+    assert red[1] < 80
+    assert min(white) > 220
 
 
 def encode_jpeg(image: Image.Image) -> bytes:
@@ -161,7 +169,8 @@ def test_duplicate_stored_meanwhile_wins_and_fresh_files_go(user, settings):
 
     pet_b, created_b = uploads.store_pet_image(user, file_b, info_b, sha256)
     assert (created_a, created_b) == (True, False)
-    assert pet_b == pet_a and PetImage.objects.count() == 1
+    assert pet_b == pet_a
+    assert PetImage.objects.count() == 1
     assert stored_files(settings.MEDIA_ROOT) == files
 
 
@@ -211,7 +220,8 @@ def test_oversized_body_is_refused_before_it_is_read(logged_in, settings):
     )
     assert response.status_code == 413
     page = response.content.decode()
-    assert "That upload is too large" in page and "at most 10.0\xa0MB" in page
+    assert "That upload is too large" in page
+    assert "at most 10.0\xa0MB" in page
     assert "Log out alice" in page  # the site's layout, for the signed-in user
     assert PetImage.objects.count() == 0
 
@@ -220,11 +230,13 @@ def test_request_limit_follows_the_setting(logged_in, settings):
     content = image_bytes(size=(300, 200))
     settings.PETSITE_MAX_REQUEST_BYTES = len(content) // 2
     response = logged_in.post(reverse("classifier:upload"), {"image": upload("rex.jpg", content)})
-    assert response.status_code == 413 and PetImage.objects.count() == 0
+    assert response.status_code == 413
+    assert PetImage.objects.count() == 0
 
     settings.PETSITE_MAX_REQUEST_BYTES = len(content) + 4096  # the file and the multipart framing
     response = logged_in.post(reverse("classifier:upload"), {"image": upload("rex.jpg", content)})
-    assert response.status_code == 302 and PetImage.objects.count() == 1
+    assert response.status_code == 302
+    assert PetImage.objects.count() == 1
 
 
 def test_default_request_limit_is_a_full_request_of_photos_and_a_margin(settings):

@@ -22,7 +22,8 @@ def test_upload_is_classified_and_shown(client, user, model_version, worker, che
     content = image_bytes(size=(120, 90), color=(30, 160, 90))
     response = client.post(reverse("classifier:upload"), {"image": upload("my dog.jpg", content)})
     pet = PetImage.objects.get()
-    assert response.status_code == 302 and response["Location"] == pet.get_absolute_url()
+    assert response.status_code == 302
+    assert response["Location"] == pet.get_absolute_url()
     assert (pet.owner, pet.original_name, pet.width, pet.height) == (user, "my dog.jpg", 120, 90)
 
     wait_for(lambda: _status(client, pet.pk)["finished"], what="the worker to classify the upload")
@@ -36,7 +37,8 @@ def test_upload_is_classified_and_shown(client, user, model_version, worker, che
     assert data["confidence"] == pytest.approx(expected[0].probability, abs=1e-4)
     assert data["model_version"] == model_version.name
     probabilities = [row["probability"] for row in data["top_k"]]
-    assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1.0001
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert sum(probabilities) <= 1.0001
 
     # A random-weight model is far from sure (about 3 %): the pages say so, with no percentage.
     pet.refresh_from_db()
@@ -44,9 +46,11 @@ def test_upload_is_classified_and_shown(client, user, model_version, worker, che
     headline = f"Not sure. Closest breed: {display_name(expected[0].label)}"
     assert data["headline"] == headline
     gallery = client.get(reverse("classifier:gallery")).content.decode()
-    assert headline in gallery and f"{round(expected[0].probability * 100)}%" not in gallery
+    assert headline in gallery
+    assert f"{round(expected[0].probability * 100)}%" not in gallery
     detail = client.get(pet.get_absolute_url()).content.decode()
-    assert headline in detail and model_version.name in detail
+    assert headline in detail
+    assert model_version.name in detail
     assert client.get(reverse("classifier:thumbnail", args=[pet.pk])).status_code == 200
 
 
@@ -64,4 +68,6 @@ def test_pending_without_model_then_activation_classifies_it(client, user, worke
     call_command("import_model", str(checkpoint_file), "--name", "first", "--activate")
     wait_for(lambda: _status(client, pet.pk)["finished"], what="classification after activation")
     data = _status(client, pet.pk)
-    assert data["status"] == "done" and data["model_version"] == "first" and data["message"] == ""
+    assert data["status"] == "done"
+    assert data["model_version"] == "first"
+    assert data["message"] == ""

@@ -34,7 +34,8 @@ def test_a_worker_is_live_until_not_seen_for_the_gone_after_setting(settings):
     assert {w.node for w in workers.live_workers()} == {"celery@a", "training@a"}
     WorkerHeartbeat.objects.filter(node="celery@a").update(last_seen=timezone.now() - timedelta(seconds=61))
     report = workers.queue_workers(queue)
-    assert report.missing and report.live == []
+    assert report.missing
+    assert report.live == []
     assert report.last_seen == WorkerHeartbeat.objects.get(node="celery@a").last_seen  # the latest of the gone
     assert workers.queue_workers("nobody-serves-this").as_json() == {
         "queue": "nobody-serves-this", "live": 0, "last_seen": None}
@@ -44,7 +45,8 @@ def test_a_heartbeat_updates_one_row_per_node_and_prunes_rows_gone_for_a_day():
     beat("celery@old", ["petsite"], seconds_ago=workers.PRUNE_AFTER.total_seconds() + 1)
     first = beat("celery@a", ["petsite"], seconds_ago=30, processes=0)
     again = beat("celery@a", ["petsite", "extra"], processes=2)
-    assert first.pk == again.pk and (again.processes, again.queues, again.pid) == (2, ["extra", "petsite"], os.getpid())
+    assert first.pk == again.pk
+    assert (again.processes, again.queues, again.pid) == (2, ["extra", "petsite"], os.getpid())
     assert list(WorkerHeartbeat.objects.values_list("node", flat=True)) == ["celery@a"]
 
 
@@ -94,7 +96,8 @@ def test_the_model_pages_warn_when_no_classification_worker_was_seen(reviewer_cl
     for page in pages:
         html = reviewer_client.get(page).content.decode()
         assert 'id="no-classification-worker"' not in html, page
-        assert 'id="classification-workers"' in html and "celery@here (1 process ready" in html
+        assert 'id="classification-workers"' in html
+        assert "celery@here (1 process ready" in html
         assert "celery@gone" not in html
 
 
@@ -102,8 +105,10 @@ def test_the_training_page_warns_when_no_training_worker_was_seen(client, django
     client.force_login(django_user_model.objects.create_superuser("boss", password="pw"))
     beat("celery@here", [settings.CELERY_TASK_DEFAULT_QUEUE])
     html = client.get(reverse("training:run_list")).content.decode()
-    assert 'id="no-training-worker"' in html and "Training runs wait in the queue" in html
+    assert 'id="no-training-worker"' in html
+    assert "Training runs wait in the queue" in html
     beat("training@here", [workers.TRAINING_QUEUE])
     html = client.get(reverse("training:run_list")).content.decode()
-    assert 'id="no-training-worker"' not in html and "training@here" in html
+    assert 'id="no-training-worker"' not in html
+    assert "training@here" in html
 

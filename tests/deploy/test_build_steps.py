@@ -112,7 +112,8 @@ def test_static_files_checks_and_gunicorn_with_production_settings(tmp_path, dja
     assert "System check identified no issues" in built.stdout
     manifest = json.loads((tmp_path / "static" / "staticfiles.json").read_text())["paths"]
     hashed_css = manifest["css/site.css"]
-    assert hashed_css != "css/site.css" and (tmp_path / "static" / f"{hashed_css}.gz").is_file()
+    assert hashed_css != "css/site.css"
+    assert (tmp_path / "static" / f"{hashed_css}.gz").is_file()
 
     port = free_port()
     env = {**worker_env(), **production, "PORT": str(port), "WEB_CONCURRENCY": "1"}
@@ -131,11 +132,13 @@ def test_static_files_checks_and_gunicorn_with_production_settings(tmp_path, dja
         assert (status, headers["Location"]) == (301, "https://pets.example.com/accounts/login/")
         status, headers, page = get(f"{base}/accounts/login/", **host, **{"X-Forwarded-Proto": "https"})
         assert status == 200
-        assert "Secure" in headers["Set-Cookie"] and "max-age=31536000" in headers["Strict-Transport-Security"]
+        assert "Secure" in headers["Set-Cookie"]
+        assert "max-age=31536000" in headers["Strict-Transport-Security"]
         request_id = headers["X-Request-ID"]
         assert f'/static/{hashed_css}"' in page.decode()
         status, headers, css = get(f"{base}/static/{hashed_css}", **host, **{"X-Forwarded-Proto": "https"})
-        assert status == 200 and "immutable" in headers["Cache-Control"]
+        assert status == 200
+        assert "immutable" in headers["Cache-Control"]
         assert css == (tmp_path / "static" / hashed_css).read_bytes()
     finally:
         server.terminate()
@@ -151,13 +154,16 @@ def test_the_bucket_is_made_once_and_private(s3_env, s3_client):
     env = {**os.environ, **s3_env, "AWS_STORAGE_BUCKET_NAME": bucket}
     script = [sys.executable, DOCKER / "ensure_bucket.py"]
     first = subprocess.run(script, env=env, capture_output=True, text=True, timeout=60)
-    assert first.returncode == 0 and first.stdout.strip() == f"bucket {bucket} created", first.stderr
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == f"bucket {bucket} created", first.stderr
     again = subprocess.run(script, env=env, capture_output=True, text=True, timeout=60)
-    assert again.returncode == 0 and again.stdout.strip() == f"bucket {bucket} exists", again.stderr
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == f"bucket {bucket} exists", again.stderr
     block = s3_client.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
     assert all(block.values())
     grants = s3_client.get_bucket_acl(Bucket=bucket)["Grants"]
-    assert [g["Permission"] for g in grants] == ["FULL_CONTROL"] and "ID" in grants[0]["Grantee"]  # the owner only
+    assert [g["Permission"] for g in grants] == ["FULL_CONTROL"]
+    assert "ID" in grants[0]["Grantee"]
 
 
 def healthcheck(*args: str, **env: str) -> subprocess.CompletedProcess:
@@ -167,7 +173,8 @@ def healthcheck(*args: str, **env: str) -> subprocess.CompletedProcess:
 
 def test_the_web_health_check_fails_without_a_server():
     result = healthcheck("web", PORT=str(closed_port()))
-    assert result.returncode == 1 and "Connection refused" in result.stdout
+    assert result.returncode == 1
+    assert "Connection refused" in result.stdout
 
 
 @pytest.mark.slow
@@ -197,6 +204,7 @@ def test_worker_and_beat_health_checks(tmp_path, django_db_setup):
     for path in schedule.parent.iterdir():
         os.utime(path, (an_hour_ago, an_hour_ago))
     stale = healthcheck("beat", PETSITE_BEAT_SCHEDULE=str(schedule))
-    assert stale.returncode == 1 and "not written for" in stale.stdout
+    assert stale.returncode == 1
+    assert "not written for" in stale.stdout
 
 

@@ -115,7 +115,8 @@ def config(*files, **variables) -> dict:
 def test_compose_refuses_to_start_without_the_required_variables():
     for missing in REQUIRED:
         result = compose("-f", str(COMPOSE), "config", **{k: v for k, v in REQUIRED.items() if k != missing})
-        assert result.returncode != 0 and f"set {missing} in .env" in result.stderr, missing
+        assert result.returncode != 0, missing
+        assert f"set {missing} in .env" in result.stderr, missing
 
 
 def test_the_gpu_override_gives_the_trainer_a_gpu_and_cuda_wheels():
@@ -125,7 +126,8 @@ def test_the_gpu_override_gives_the_trainer_a_gpu_and_cuda_wheels():
     assert trainer["deploy"]["resources"]["reservations"]["devices"] == [
         {"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
     assert trainer["build"]["args"]["TORCH_INDEX_URL"].startswith("https://download.pytorch.org/whl/cu")
-    assert trainer["image"] == "petsite:cuda" and trainer["command"] == base["trainer"]["command"]
+    assert trainer["image"] == "petsite:cuda"
+    assert trainer["command"] == base["trainer"]["command"]
     assert trainer["environment"].items() >= base["trainer"]["environment"].items()  # the base settings stay
     assert {name: s for name, s in gpu.items() if name != "trainer"} == {
         name: s for name, s in base.items() if name != "trainer"}
@@ -156,10 +158,13 @@ def test_the_web_service_runs_with_production_settings_and_a_clean_deploy_check(
     )
     result = run(["-c", code, *names], tmp_path, **env)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "System check identified no issues" in result.stdout and "WARNING" not in result.stderr
+    assert "System check identified no issues" in result.stdout
+    assert "WARNING" not in result.stderr
     values = yaml.safe_load(result.stdout.splitlines()[-1])
     assert values["DEBUG"] is False
-    assert values["SESSION_COOKIE_SECURE"] and values["CSRF_COOKIE_SECURE"] and values["SECURE_SSL_REDIRECT"]
+    assert values["SESSION_COOKIE_SECURE"]
+    assert values["CSRF_COOKIE_SECURE"]
+    assert values["SECURE_SSL_REDIRECT"]
     assert values["SECURE_PROXY_SSL_HEADER"] == ["HTTP_X_FORWARDED_PROTO", "https"]
     assert values["STORAGES"]["default"]["BACKEND"] == "petsite.storage.MediaStorage"
     assert values["STORAGES"]["staticfiles"]["BACKEND"] == "whitenoise.storage.CompressedManifestStaticFilesStorage"
@@ -174,5 +179,6 @@ def test_the_web_process_sees_the_dataset_the_trainer_trains_on():
     web, trainer = stack["web"], stack["trainer"]
     assert web["environment"]["PETSITE_DATASET_DIR"] == trainer["environment"]["PETSITE_DATASET_DIR"]
     folder = trainer["environment"]["PETSITE_DATASET_DIR"]
-    assert f"datasets:{folder}:ro" in web["volumes"] and any(v.startswith(f"datasets:{folder}")
+    assert f"datasets:{folder}:ro" in web["volumes"]
+    assert any(v.startswith(f"datasets:{folder}")
                                                              for v in trainer["volumes"])

@@ -54,9 +54,11 @@ def assert_each_once(pks, failed: tuple[int, ...] = ()) -> None:
     """Every image DONE (or FAILED with a reason where expected), one history row per version."""
     for pet in PetImage.objects.filter(pk__in=pks):
         if pet.pk in failed:
-            assert pet.status == Status.FAILED and pet.error_message, pet.error_message
+            assert pet.status == Status.FAILED, pet.error_message
+            assert pet.error_message, pet.error_message
         else:
-            assert pet.status == Status.DONE and pet.claim_token is None, (pet.pk, pet.status, pet.error_message)
+            assert pet.status == Status.DONE, (pet.pk, pet.status, pet.error_message)
+            assert pet.claim_token is None, (pet.pk, pet.status, pet.error_message)
             assert pet.classifications.filter(model_version=pet.model_version).count() == 1
     per_version = Classification.objects.filter(image__in=pks).values("image", "model_version").annotate(n=Count("pk"))
     assert all(row["n"] == 1 for row in per_version)

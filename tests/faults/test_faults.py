@@ -188,7 +188,8 @@ def test_database_unreachable_for_a_worker_for_30_seconds(user, model_version, s
     wait_for(lambda: WorkerHeartbeat.objects.filter(pid=worker.process.pid, last_seen__gt=restored).exists(),
              timeout=30, what="the heartbeat to be written again")
     log = "".join(worker.lines)
-    assert log.count("Worker heartbeat could not be written") == 1 and "Worker heartbeat written again" in log
+    assert log.count("Worker heartbeat could not be written") == 1
+    assert "Worker heartbeat written again" in log
     record(record_property, recovery_s=recovery, bound_s=bound)
 
 

@@ -67,7 +67,8 @@ def test_model_activated_during_a_burst(user, model_version, other_version, tmp_
 
         # The new model classified its first photo while its warm-up was still running.
         assert PetImage.objects.get(pk=first).model_version == other_version
-        assert warming is not None and warming.state == State.RUNNING, worker.full_log()
+        assert warming is not None, worker.full_log()
+        assert warming.state == State.RUNNING, worker.full_log()
         assert first_photo_s < bound, (first_photo_s, bound)
         # Every photo is classified once, by one model or the other.
         assert PetImage.objects.filter(pk__in=after).exclude(model_version=other_version).count() == 0

@@ -78,7 +78,8 @@ def test_children_of_every_worker_killed_come_back_though_they_start_slowly(
         served_at = worker.first_line_after(killed_at, "succeeded in")
         assert served_at is not None, log  # each worker's new child classified
         serving.append(served_at - killed_at)
-        assert worker.children() and killed[worker] not in worker.children()
+        assert worker.children()
+        assert killed[worker] not in worker.children()
         assert "Timed out waiting for UP message" not in log  # no child killed for its slow start
         assert f"{CHILD_STARTED} after {SLOW_CHILD_START:.1f} s (torch imported: False)" in log
         assert "(torch imported: True)" not in log  # heavy imports come after the child is up
@@ -107,12 +108,14 @@ def test_a_poison_image_whose_tries_hit_two_workers_fails_after_three(
     took = time.monotonic() - sent_at
     assert_each_once(pks, failed=(poison,))
     failed = PetImage.objects.get(pk=poison)
-    assert failed.attempts == 3 and failed.error_message.startswith("Classification did not finish after 3 tries.")
+    assert failed.attempts == 3
+    assert failed.error_message.startswith("Classification did not finish after 3 tries.")
     evidence = "signal 9 (SIGKILL)" if mode == "kill" else "PoisonError"
     if mode == "raise":
         assert "PoisonError: the forward pass failed on a poison image" in failed.error_message
     logs = ["".join(worker.lines) for worker in pair]
-    assert sum(log.count(evidence) for log in logs) >= 3 and all(evidence in log for log in logs), logs
+    assert sum(log.count(evidence) for log in logs) >= 3, logs
+    assert all(evidence in log for log in logs), logs
     assert all(worker.process.poll() is None for worker in pair)
     assert took < bound, (took, bound)
     record(record_property, recovery_s=took, bound_s=bound)
@@ -162,7 +165,8 @@ def test_a_killed_worker_is_seen_gone_by_its_heartbeat(start_worker, settings, c
     detected = time.monotonic() - killed_at
     assert gone_after - 2 * heartbeat <= detected < bound, (detected, bound)  # by its age, not removed
     report = workers.queue_workers(queue)
-    assert report.missing and report.last_seen is not None
+    assert report.missing
+    assert report.last_seen is not None
     settings.CELERY_TASK_DEFAULT_QUEUE = queue
     assert client.get("/readyz").json()["workers"]["classification"]["live"] == 0
     record(record_property, detected_s=detected, bound_s=bound)
@@ -194,7 +198,8 @@ def test_the_embedded_broker_with_several_producers_and_consumers(
     assert_each_once(pks)
     for worker in pair:
         log = "".join(worker.lines)
-        assert worker.process.poll() is None and "Unrecoverable error" not in log
+        assert worker.process.poll() is None
+        assert "Unrecoverable error" not in log
         assert "succeeded in" in log  # both consumed
     assert took < bound, (took, bound)
     record(record_property, recovery_s=took, bound_s=bound)
@@ -249,6 +254,7 @@ def test_bin_runs_restart_loop_brings_back_a_killed_worker(transactional_db, tmp
         left = alive(seen)
         for process in left:  # a failed test still leaves nothing behind
             process.kill()
-    assert loop.returncode == 0 and not left  # the worker stopped with the loop
+    assert loop.returncode == 0
+    assert not left
     assert restarted < bound, (restarted, bound)
     record(record_property, restarted_s=restarted, bound_s=bound)

@@ -45,7 +45,8 @@ def reference(checkpoint):
 
 def test_default_backend_is_eager_fp32(checkpoint):
     predictor = Predictor(checkpoint)
-    assert predictor.backend.name == EAGER and predictor.backend_report is None
+    assert predictor.backend.name == EAGER
+    assert predictor.backend_report is None
     assert next(predictor.model.parameters()).dtype == torch.float32
 
 
@@ -84,10 +85,12 @@ def test_unknown_backend_is_a_clear_error(checkpoint):
 def test_onnx_export_is_cached_per_weights(checkpoint, tmp_path):
     model = checkpoint.build_model()
     first = backends.make_backend(backends.ONNX, model, tmp_path)
-    assert first.path.parent == tmp_path / "onnx" and first.path.exists()
+    assert first.path.parent == tmp_path / "onnx"
+    assert first.path.exists()
     written = first.path.stat().st_mtime_ns
     second = backends.make_backend(backends.ONNX, checkpoint.build_model(), tmp_path)
-    assert second.path == first.path and second.path.stat().st_mtime_ns == written  # not exported again
+    assert second.path == first.path
+    assert second.path.stat().st_mtime_ns == written
     assert list((tmp_path / "onnx").iterdir()) == [first.path]  # no temporary file left behind
 
     with torch.no_grad():
@@ -98,7 +101,8 @@ def test_onnx_export_is_cached_per_weights(checkpoint, tmp_path):
 def test_onnx_without_onnxruntime_is_left_out_with_a_reason(checkpoint, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # what Python does when it cannot import
     ok, why = backends.OnnxBackend.available()
-    assert not ok and "onnxruntime does not import" in why
+    assert not ok
+    assert "onnxruntime does not import" in why
     with pytest.raises(ValueError, match="'onnx' cannot run here: onnxruntime does not import"):
         backends.make_backend(backends.ONNX, checkpoint.build_model(), tmp_path)
     candidates = {EAGER: EagerBackend, backends.ONNX: backends.OnnxBackend}
@@ -153,16 +157,24 @@ def test_auto_rejects_wrong_backends_and_caches_its_choice(checkpoint, tmp_path,
                                            repeats=1)
 
     assert name in (EAGER, backends.CHANNELS_LAST)
-    assert report["chosen"] == name and report["cached"] is False
+    assert report["chosen"] == name
+    assert report["cached"] is False
     wrong, off = report["candidates"]["wrong"], report["candidates"]["slightly_off"]
-    assert not wrong["accepted"] and not wrong["top1_agrees"] and "top-1" in wrong["reason"]
-    assert not off["accepted"] and off["top1_agrees"] and off["max_probability_diff"] > FP32_TOLERANCE
+    assert not wrong["accepted"]
+    assert not wrong["top1_agrees"]
+    assert "top-1" in wrong["reason"]
+    assert not off["accepted"]
+    assert off["top1_agrees"]
+    assert off["max_probability_diff"] > FP32_TOLERANCE
     assert "timings" not in wrong  # rejected before timing
     for accepted in (EAGER, backends.CHANNELS_LAST):
         figures = report["candidates"][accepted]
-        assert figures["accepted"] and figures["max_probability_diff"] <= FP32_TOLERANCE
-        assert set(figures["timings"]) == {"1", "4"} and figures["timings"]["4"]["images_per_s"] > 0
-    assert f"Inference backend {name!r} chosen" in caplog.text and "wrong: rejected" in caplog.text
+        assert figures["accepted"]
+        assert figures["max_probability_diff"] <= FP32_TOLERANCE
+        assert set(figures["timings"]) == {"1", "4"}
+        assert figures["timings"]["4"]["images_per_s"] > 0
+    assert f"Inference backend {name!r} chosen" in caplog.text
+    assert "wrong: rejected" in caplog.text
     # The model handed in is left as it was (candidates ran on copies).
     assert model.conv1.weight.is_contiguous()
     assert all(c.calls == 1 for c in counted.values())
@@ -172,7 +184,8 @@ def test_auto_rejects_wrong_backends_and_caches_its_choice(checkpoint, tmp_path,
 
     again, cached_report = backend_choice.choose_backend(model, 64, candidates=counted, batch_sizes=(1, 4),
                                                    cache_dir=tmp_path)
-    assert again == name and cached_report["cached"] is True
+    assert again == name
+    assert cached_report["cached"] is True
     assert all(c.calls == 1 for c in counted.values())  # nothing measured a second time
 
     # Another input size is another choice: measured again.
@@ -212,7 +225,8 @@ def test_predictor_auto_uses_the_measured_choice(checkpoint, reference, cache_di
     assert [r.top_k[0].label for r in results] == [r.top_k[0].label for r in expected]
 
     second = Predictor(checkpoint, backend="auto", backend_cache_dir=cache_dir)
-    assert second.backend_report["cached"] and second.backend.name == predictor.backend.name
+    assert second.backend_report["cached"]
+    assert second.backend.name == predictor.backend.name
 
 
 # CPUs to stand for, whatever this machine is: the choice must depend on the flags it is given.
@@ -228,15 +242,19 @@ def test_bf16_is_not_timed_on_a_cpu_without_native_bf16(checkpoint, tmp_path):
                                            repeats=1, cpu=AVX2_ONLY)
     bf16 = report["candidates"][backends.BF16]
     assert bf16 == {"accepted": False, "reason": bf16["reason"]}  # never built, run nor timed
-    assert bf16["reason"].startswith("skipped: ") and "avx512_bf16" in bf16["reason"]
-    assert name == EAGER and "timings" in report["candidates"][EAGER]
-    assert report["machine"]["cpu"] == AVX2_ONLY["model"] and not report["machine"]["cpu_flags"]["avx512_bf16"]
+    assert bf16["reason"].startswith("skipped: ")
+    assert "avx512_bf16" in bf16["reason"]
+    assert name == EAGER
+    assert "timings" in report["candidates"][EAGER]
+    assert report["machine"]["cpu"] == AVX2_ONLY["model"]
+    assert not report["machine"]["cpu_flags"]["avx512_bf16"]
 
     # With AMX (or AVX-512 BF16: test_bf16_can_win_by_cpu_flags...) BF16 is a candidate: timed.
     _, report = backend_choice.choose_backend(model, 32, candidates=candidates, batch_sizes=(2,), cache_dir=tmp_path,
                                         repeats=1, cpu=WITH_AMX)
     assert report["cached"] is False  # another CPU: another choice, not the AVX2 one from the cache
-    assert report["candidates"][backends.BF16]["accepted"] and "timings" in report["candidates"][backends.BF16]
+    assert report["candidates"][backends.BF16]["accepted"]
+    assert "timings" in report["candidates"][backends.BF16]
 
 
 def test_bf16_can_win_by_cpu_flags_on_cpus_and_always_on_gpus():
@@ -257,7 +275,9 @@ def test_cached_choice_finds_what_the_automatic_choice_cached(checkpoint, tmp_pa
 
     name, report = backend_choice.choose_backend(model, 32, cache_dir=tmp_path, model_key=key, repeats=1, cpu=AVX2_ONLY)
     found, cached = backend_choice.cached_choice(key, 32, cache_dir=tmp_path, cpu=AVX2_ONLY)
-    assert found == name and cached["cached"] is True and cached["candidates"] == report["candidates"]
+    assert found == name
+    assert cached["cached"] is True
+    assert cached["candidates"] == report["candidates"]
     assert backend_choice.cached_choice(key, 32, cache_dir=tmp_path, cpu=WITH_BF16) is None  # another machine
     assert backend_choice.cached_choice(key, 64, cache_dir=tmp_path, cpu=AVX2_ONLY) is None  # another input size
     assert backend_choice.cached_choice("other weights", 32, cache_dir=tmp_path, cpu=AVX2_ONLY) is None
@@ -267,7 +287,8 @@ def test_predictor_changes_backend_in_place(checkpoint, reference, cache_dir):
     tensors, expected, _, _ = reference
     predictor = Predictor(checkpoint, backend_cache_dir=cache_dir)
     predictor.use_backend(backends.CHANNELS_LAST, {"chosen": backends.CHANNELS_LAST})
-    assert predictor.backend.name == backends.CHANNELS_LAST and predictor.backend_report["chosen"] == "channels_last"
+    assert predictor.backend.name == backends.CHANNELS_LAST
+    assert predictor.backend_report["chosen"] == "channels_last"
     results = predictor.classify_batch(tensors, k=5)
     assert [r.top_k[0].label for r in results] == [r.top_k[0].label for r in expected]
     with pytest.raises(ValueError, match="Unknown inference backend"):

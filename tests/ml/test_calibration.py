@@ -99,10 +99,12 @@ def test_shrinkage_makes_a_singular_covariance_usable():
     covariance, shrinkage = cal.shrunk_covariance(centred)
     assert 0 < shrinkage <= 1
     eigenvalues = torch.linalg.eigvalsh(covariance)
-    assert eigenvalues.min() > 0 and eigenvalues.max() / eigenvalues.min() < 1e4
+    assert eigenvalues.min() > 0
+    assert eigenvalues.max() / eigenvalues.min() < 1e4
     means, precision, _ = cal.fit_gaussian(few, torch.zeros(20, dtype=torch.long), 1)
     distances = cal.mahalanobis_score(torch.randn(5, 50, generator=g) * scales, means, precision)
-    assert torch.isfinite(distances).all() and (distances > 0).all()
+    assert torch.isfinite(distances).all()
+    assert (distances > 0).all()
 
 
 def test_ledoit_wolf_shrinks_as_much_as_the_data_needs():
@@ -113,7 +115,8 @@ def test_ledoit_wolf_shrinks_as_much_as_the_data_needs():
     round_cloud = torch.randn(4000, 20, generator=g)  # the identity target is the truth itself
     shrink = {name: cal.shrunk_covariance(x - x.mean(0))[1]
               for name, x in [("many", many_clear), ("few", few_clear), ("round", round_cloud)]}
-    assert shrink["many"] < 0.01 < shrink["few"] and shrink["round"] > 0.5, shrink
+    assert shrink["many"] < 0.01 < shrink["few"], shrink
+    assert shrink["round"] > 0.5, shrink
 
 
 def test_probability_threshold_starts_where_predictions_are_mostly_wrong():
@@ -144,7 +147,9 @@ def test_verdicts_say_why():
     assert [r.verdict for r in results] == [CONFIDENT, NOT_A_PET, UNSURE, NOT_A_PET]
     first = results[0].scores
     assert set(first) == {"top_probability", "probability_threshold", "ood_method", "ood_score", "ood_threshold"}
-    assert first["ood_method"] == ENERGY and first["ood_threshold"] == -2.0 and first["probability_threshold"] == 0.6
+    assert first["ood_method"] == ENERGY
+    assert first["ood_threshold"] == -2.0
+    assert first["probability_threshold"] == 0.6
     assert first["ood_score"] == pytest.approx(-torch.logsumexp(logits[0], 0).item())
     assert first["top_probability"] == pytest.approx(logits[0].softmax(0).max().item())
 
@@ -201,9 +206,11 @@ def test_calibration_round_trips_through_the_checkpoint(calibrated_file):
     assert raw["format"] == FORMAT
     checkpoint = load_checkpoint(calibrated_file)
     calibration = checkpoint.calibration
-    assert calibration["ood_score"] == cal.DEFAULT_OOD_SCORE and calibration["keep"] == 0.95
+    assert calibration["ood_score"] == cal.DEFAULT_OOD_SCORE
+    assert calibration["keep"] == 0.95
     assert set(calibration["ood_thresholds"]) == {ENERGY, MAHALANOBIS}
-    assert calibration["class_means"].shape == (37, 512) and calibration["precision"].shape == (512, 512)
+    assert calibration["class_means"].shape == (37, 512)
+    assert calibration["precision"].shape == (512, 512)
     assert calibration["class_means"].dtype == torch.float32
     checkpoint.verify(BREED_KEYS)  # statistics that fit the model pass
 
@@ -252,7 +259,8 @@ def test_classify_is_one_forward_pass_agreeing_with_one_by_one(calibrated_file):
     for result, predictions in zip(results, top_k, strict=True):
         assert [p.label for p in result.top_k] == [p.label for p in predictions]
         assert result.scores["top_probability"] == pytest.approx(predictions[0].probability)
-    assert not predictor.model.fc._forward_pre_hooks and not predictor.model.conv1._forward_hooks
+    assert not predictor.model.fc._forward_pre_hooks
+    assert not predictor.model.conv1._forward_hooks
 
 
 # --- one real run: generated pets and non-pets --------------------------------------------------
@@ -299,7 +307,8 @@ def test_non_pets_are_refused_and_pets_kept_with_their_breed(trained):
     assert np.mean(right) >= 0.85
     confident = [ok for ok, r in zip(right, pets, strict=True) if r.verdict == CONFIDENT]
     unsure = [ok for ok, r in zip(right, pets, strict=True) if r.verdict == UNSURE]
-    assert len(confident) >= 0.8 * len(pets) and np.mean(confident) >= 0.95
+    assert len(confident) >= 0.8 * len(pets)
+    assert np.mean(confident) >= 0.95
     assert np.mean(unsure) < np.mean(confident)  # unsure means something
 
 
@@ -324,7 +333,8 @@ def test_both_ood_scores_measured(trained):
         assert 0.9 <= m["pets_kept"] <= 0.99, (score, m)  # the 95 % promise holds on new pets
     default, other = measured[cal.DEFAULT_OOD_SCORE], measured[ENERGY if cal.DEFAULT_OOD_SCORE == MAHALANOBIS
                                                                else MAHALANOBIS]
-    assert default["caught"] >= 0.8 and default["caught"] >= other["caught"] - 0.05  # the default is not worse
+    assert default["caught"] >= 0.8
+    assert default["caught"] >= other["caught"] - 0.05
 
 
 @slow
@@ -341,7 +351,8 @@ def test_training_stores_the_calibration_and_reports_verdicts(trained, fake_pets
     assert reported["accuracy_by_verdict"][CONFIDENT] > reported["accuracy_by_verdict"][UNSURE]
     # The evaluate command's core gives the same verdicts from the checkpoint alone.
     evaluated, _ = run_evaluation(result.checkpoint, fake_pets, tmp_path, split="test", workers=0, progress=False)
-    assert evaluated["verdicts"] == metrics["verdicts"] and evaluated["calibration"] == reported
+    assert evaluated["verdicts"] == metrics["verdicts"]
+    assert evaluated["calibration"] == reported
 
 
 def test_the_sites_verdict_names_are_the_cores():

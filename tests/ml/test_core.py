@@ -13,12 +13,14 @@ from tests.helpers import image_bytes
 
 
 def test_breeds_are_the_datasets_37_in_class_order():
-    assert breeds.NUM_CLASSES == 37 and len(set(breeds.BREED_KEYS)) == 37
+    assert breeds.NUM_CLASSES == 37
+    assert len(set(breeds.BREED_KEYS)) == 37
     assert breeds.BREED_KEYS == sorted(breeds.BREED_KEYS, key=str.lower)  # list.txt ids are alphabetical
     assert sum(b.species == breeds.CAT for b in breeds.BREEDS) == 12
     assert breeds.display_name("great_pyrenees") == "Great Pyrenees"
     assert breeds.key_for_display_name("British Shorthair") == "British_Shorthair"
-    assert breeds.species_of("Sphynx") == breeds.CAT and breeds.species_of("pug") == breeds.DOG
+    assert breeds.species_of("Sphynx") == breeds.CAT
+    assert breeds.species_of("pug") == breeds.DOG
 
 
 def test_model_has_new_head_and_right_output_shape():
@@ -52,7 +54,8 @@ def test_checkpoint_round_trip(checkpoint_file):
     checkpoint = load_checkpoint(checkpoint_file)
     assert checkpoint.classes == breeds.BREED_KEYS
     assert (checkpoint.arch, checkpoint.image_size, checkpoint.resize_size) == ("resnet34", 64, 73)
-    assert checkpoint.torch_version == torch.__version__ and checkpoint.created_at
+    assert checkpoint.torch_version == torch.__version__
+    assert checkpoint.created_at
     assert checkpoint.metrics == {"accuracy": 0.0}
     model = checkpoint.build_model()
     assert not model.training
@@ -95,10 +98,12 @@ def test_predictor_top_k_is_sorted_probabilities(predictor):
     assert len(predictions) == 5
     probabilities = [p.probability for p in predictions]
     assert probabilities == sorted(probabilities, reverse=True)
-    assert all(0 <= p <= 1 for p in probabilities) and sum(probabilities) <= 1 + 1e-6
+    assert all(0 <= p <= 1 for p in probabilities)
+    assert sum(probabilities) <= 1 + 1e-6
     assert all(p.label in breeds.BREED_KEYS for p in predictions)
     all_37 = predictor.classify(io.BytesIO(image_bytes()), k=100).top_k
-    assert len(all_37) == 37 and sum(p.probability for p in all_37) == pytest.approx(1, abs=1e-5)
+    assert len(all_37) == 37
+    assert sum(p.probability for p in all_37) == pytest.approx(1, abs=1e-5)
 
 
 def test_batch_equals_one_by_one(predictor):

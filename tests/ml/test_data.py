@@ -41,7 +41,8 @@ def test_official_splits_and_stratified_validation(fake_pets):
     per_class = Counter(trainval[i][1] for i in valid_indices)
     assert set(per_class.values()) == {round(TRAINVAL_PER_CLASS * 0.2)}  # every breed, the same share
     image, label = datasets.valid[0]
-    assert image.shape == (3, 32, 32) and image.dtype == torch.float32
+    assert image.shape == (3, 32, 32)
+    assert image.dtype == torch.float32
     assert label == trainval[valid_indices[0]][1]
 
 
@@ -66,7 +67,8 @@ def test_extra_roots_only_add_training_images(fake_pets, tiny_pets):
     plain = load_pet_datasets(fake_pets, image_size=32, seed=3)
     extended = load_pet_datasets(fake_pets, image_size=32, seed=3, extra_roots=[tiny_pets])
     assert len(extended.train) == len(plain.train) + len(read_split(tiny_pets, "trainval"))
-    assert extended.valid.indices == plain.valid.indices and len(extended.test) == len(plain.test)
+    assert extended.valid.indices == plain.valid.indices
+    assert len(extended.test) == len(plain.test)
     assert extended.train[len(plain.train)][1] == read_split(tiny_pets, "trainval")[0][1]
 
 
@@ -84,7 +86,8 @@ def test_loaders_drop_the_last_partial_training_batch_and_shuffle_by_seed(tiny_p
     again = [y.tolist() for _, y in make_loader(datasets.train, 16, train=True, seed=5)]
     other = [y.tolist() for _, y in make_loader(datasets.train, 16, train=True, seed=6)]
     assert first == again != other
-    assert len(first) == n_train // 16 and all(len(batch) == 16 for batch in first)
+    assert len(first) == n_train // 16
+    assert all(len(batch) == 16 for batch in first)
     ordered = [y for _, ys in make_loader(datasets.valid, 16, train=False) for y in ys.tolist()]
     assert ordered == [datasets.valid[i][1] for i in range(len(datasets.valid))]
 
@@ -95,7 +98,9 @@ def _assert_actionable(error: DatasetError, *needles: str) -> None:
     message = str(error)
     for needle in needles:
         assert needle in message, f"{needle!r} not in: {message}"
-    assert DATASET_URLS[0] in message and DATASET_URLS[1] in message and "--download" in message
+    assert DATASET_URLS[0] in message
+    assert DATASET_URLS[1] in message
+    assert "--download" in message
 
 
 def test_missing_directory(tmp_path):
@@ -155,8 +160,8 @@ def test_wrong_layout_rows(tiny_pets, tmp_path):
 
 def test_torchvision_error_is_never_what_the_user_sees(tmp_path):
     """torchvision alone says only 'Dataset not found'; load_split checks first."""
+    (tmp_path / "oxford-iiit-pet" / "annotations").mkdir(parents=True)
     with pytest.raises(DatasetError, match="images is missing"):
-        (tmp_path / "oxford-iiit-pet" / "annotations").mkdir(parents=True)
         load_split(tmp_path, "test")
 
 

@@ -38,7 +38,8 @@ def assert_valid_png(path) -> None:
     with Image.open(io.BytesIO(data)) as image:
         image.verify()
     with Image.open(io.BytesIO(data)) as image:
-        assert image.format == "PNG" and min(image.size) >= 200
+        assert image.format == "PNG"
+        assert min(image.size) >= 200
 
 
 def _logits(predicted, n_classes=4, confidence=3.0):
@@ -84,8 +85,10 @@ def test_per_class_precision_recall_f1():
     assert rows["beagle"]["precision"] == pytest.approx(2 / 5)
     assert rows["beagle"]["recall"] == pytest.approx(2 / 3)
     assert rows["beagle"]["f1"] == pytest.approx(2 * (2 / 5) * (2 / 3) / (2 / 5 + 2 / 3))
-    assert rows["beagle"]["support"] == 3 and rows["beagle"]["name"] == "Beagle"
-    assert rows["pug"]["precision"] == 1.0 and rows["pug"]["recall"] == 0.5
+    assert rows["beagle"]["support"] == 3
+    assert rows["beagle"]["name"] == "Beagle"
+    assert rows["pug"]["precision"] == 1.0
+    assert rows["pug"]["recall"] == 0.5
     assert rows["Sphynx"] == {"class": "Sphynx", "name": "Sphynx", "precision": 0.0, "recall": 0.0,
                               "f1": 0.0, "support": 1}  # never predicted: 0, not NaN
 
@@ -114,7 +117,8 @@ def test_metrics_json_agrees_with_its_confusion_matrix(tmp_path):
     evaluation = Evaluation(_logits(PREDICTED), TARGETS, CLASSES)
     metrics = json.loads(write_json(tmp_path / "metrics.json", evaluation.to_metrics("test")).read_text())
     matrix = np.array(metrics["confusion_matrix"])
-    assert metrics["split"] == "test" and metrics["num_images"] == matrix.sum() == 8
+    assert metrics["split"] == "test"
+    assert metrics["num_images"] == matrix.sum() == 8
     assert metrics["accuracy"] == pytest.approx(np.trace(matrix) / matrix.sum())
     assert metrics["error_rate"] == pytest.approx(1 - metrics["accuracy"])
     for i, row in enumerate(metrics["per_class"]):
@@ -149,13 +153,13 @@ def test_evaluate_keeps_the_features_the_head_saw():
 
 def test_atomic_path_leaves_nothing_behind_when_interrupted(tmp_path):
     target = tmp_path / "metrics.json"
-    with pytest.raises(KeyboardInterrupt):
-        with atomic_path(target) as tmp:
-            tmp.write_text("half")
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), atomic_path(target) as tmp:  # noqa: PT012  (the interruption is the point)
+        tmp.write_text("half")
+        raise KeyboardInterrupt
     assert list(tmp_path.iterdir()) == []
     write_json(target, {"a": 1})
-    assert json.loads(target.read_text()) == {"a": 1} and list(tmp_path.iterdir()) == [target]
+    assert json.loads(target.read_text()) == {"a": 1}
+    assert list(tmp_path.iterdir()) == [target]
 
 
 def test_every_figure_is_a_readable_png(tmp_path):

@@ -70,15 +70,19 @@ def test_the_patch_model_decides_by_the_patch(patch_model):
 def test_heat_lies_on_the_patch(patch_model, at):
     explanation = grad_cam(patch_model, _image(np.random.default_rng(2), at))
     heat = explanation.heatmap
-    assert heat.shape == (SIZE, SIZE) and heat.dtype == np.float32
-    assert heat.min() >= 0 and heat.max() == pytest.approx(1.0)
+    assert heat.shape == (SIZE, SIZE)
+    assert heat.dtype == np.float32
+    assert heat.min() >= 0
+    assert heat.max() == pytest.approx(1.0)
     inside = np.zeros_like(heat, dtype=bool)
     inside[at[0]:at[0] + PATCH[0], at[1]:at[1] + PATCH[1]] = True
-    assert explanation.class_index == PATCH_CLASS and explanation.probability > 0.9
+    assert explanation.class_index == PATCH_CLASS
+    assert explanation.probability > 0.9
     assert heat[inside].mean() > 2 * heat[~inside].mean(), (heat[inside].mean(), heat[~inside].mean())
     # The hottest cell is on the patch (or touches it: a layer4 cell covers 32 pixels).
     row, col = np.unravel_index(heat.argmax(), heat.shape)
-    assert at[0] - 32 <= row < at[0] + PATCH[0] + 32 and at[1] - 32 <= col < at[1] + PATCH[1] + 32
+    assert at[0] - 32 <= row < at[0] + PATCH[0] + 32
+    assert at[1] - 32 <= col < at[1] + PATCH[1] + 32
 
 
 def test_the_other_class_is_not_explained_by_the_patch(patch_model):
@@ -119,9 +123,11 @@ def test_overlay_is_an_rgb_photo_tinted_by_the_heat():
     heat = np.zeros((10, 10), dtype=np.float32)
     heat[:, 5:] = 1.0  # hot right half
     tinted = overlay(photo, heat, alpha=0.5, colormap="jet")
-    assert tinted.mode == "RGB" and tinted.size == photo.size
+    assert tinted.mode == "RGB"
+    assert tinted.size == photo.size
     left, right = np.asarray(tinted)[15, 2], np.asarray(tinted)[15, 37]
-    assert right[0] > right[2] and left[2] > left[0]  # jet: red where hot, blue where cold
+    assert right[0] > right[2]
+    assert left[2] > left[0]
     assert np.array_equal(np.asarray(overlay(photo, heat, alpha=0.0)), np.asarray(photo))
 
 
@@ -130,7 +136,9 @@ def test_explain_image_through_a_predictor(checkpoint_file):
     photo = image_bytes(size=(96, 64))
     explanation, shown = explain_image(predictor, io.BytesIO(photo))
     size = predictor.checkpoint.image_size
-    assert explanation.heatmap.shape == (size, size) and shown.size == (size, size) and shown.mode == "RGB"
+    assert explanation.heatmap.shape == (size, size)
+    assert shown.size == (size, size)
+    assert shown.mode == "RGB"
     top = predictor.classify(io.BytesIO(photo), k=1).top_k[0]
     assert predictor.classes[explanation.class_index] == top.label
     assert explanation.probability == pytest.approx(top.probability, abs=1e-5)

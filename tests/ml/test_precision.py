@@ -51,11 +51,13 @@ def test_auto_on_this_cpu_follows_its_flags_and_a_measurement(model):
     chosen = precision.resolve_precision("auto", CPU, model, 32, 64, lines.append)
     (line,) = lines
     if not precision.cpu_has_native_bf16():
-        assert chosen == "fp32" and "has no avx512_bf16 or amx_bf16" in line
+        assert chosen == "fp32"
+        assert "has no avx512_bf16 or amx_bf16" in line
     else:
         speedup = precision.bf16_speedup(model, 32, 8, CPU)  # the measurement auto made (kept per process)
         assert chosen == ("bf16" if speedup >= precision.MIN_SPEEDUP else "fp32")
-        assert f"measured {speedup:.2f}x FP32" in line and "batch 8" in line
+        assert f"measured {speedup:.2f}x FP32" in line
+        assert "batch 8" in line
     # The measurement ran on copies and drew no random numbers: a seeded run stays seeded.
     assert torch.equal(torch.get_rng_state(), rng)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
@@ -64,7 +66,8 @@ def test_auto_on_this_cpu_follows_its_flags_and_a_measurement(model):
 def test_sample_image_size_reads_the_dataset_without_moving_any_rng(loader):
     torch_state, python_state = torch.get_rng_state(), random.getstate()
     assert precision.sample_image_size(loader.dataset) == 32
-    assert torch.equal(torch.get_rng_state(), torch_state) and random.getstate() == python_state
+    assert torch.equal(torch.get_rng_state(), torch_state)
+    assert random.getstate() == python_state
 
 
 def _one_epoch(model, loader, chosen):
@@ -76,7 +79,7 @@ def _one_epoch(model, loader, chosen):
                            progress=False, precision=chosen)
 
 
-@pytest.mark.parametrize("chosen, dtype", [("bf16", torch.bfloat16), ("fp32", torch.float32)])
+@pytest.mark.parametrize(("chosen", "dtype"), [("bf16", torch.bfloat16), ("fp32", torch.float32)])
 def test_the_training_loop_computes_in_the_chosen_precision(loader, chosen, dtype):
     torch.manual_seed(0)
     model = build_resnet34(weights=None)
@@ -85,7 +88,8 @@ def test_the_training_loop_computes_in_the_chosen_precision(loader, chosen, dtyp
     before = model.fc.weight.detach().clone()
     loss, _ = _one_epoch(model, loader, chosen)
     assert seen == {dtype}
-    assert torch.isfinite(torch.tensor(loss)) and not torch.equal(before, model.fc.weight)
+    assert torch.isfinite(torch.tensor(loss))
+    assert not torch.equal(before, model.fc.weight)
     assert model.fc.weight.dtype == torch.float32  # autocast: the weights stay FP32
 
 
@@ -97,5 +101,6 @@ def test_fit_records_the_precision_it_used(tiny_pets):
     lines = []
     history = fit(build_resnet34(weights=None), train, valid, freeze_epochs=1, epochs=0, progress=False,
                   log=lines.append, precision="bf16")
-    assert history.precision == "bf16" and history.to_dict()["precision"] == "bf16"
+    assert history.precision == "bf16"
+    assert history.to_dict()["precision"] == "bf16"
     assert lines[0] == "precision bf16 (asked for)"

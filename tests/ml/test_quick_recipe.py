@@ -75,7 +75,8 @@ def test_files_are_split_as_the_datasets_are(tiny_pets):
     rows = read_split(tiny_pets, "trainval")
     assert [(p.stem, y) for p, y in files.valid] == [rows[i] for i in datasets.valid.indices]
     assert [(p.stem, y) for p, y in files.train] == [rows[i] for i in datasets.train.datasets[0].indices]
-    assert len(files.test) == len(datasets.test) and all(p.is_file() for p, _ in files.test + files.train)
+    assert len(files.test) == len(datasets.test)
+    assert all(p.is_file() for p, _ in files.test + files.train)
 
 
 def test_views_are_deterministic_per_image_and_view(tiny_pets):
@@ -87,7 +88,8 @@ def test_views_are_deterministic_per_image_and_view(tiny_pets):
     assert torch.equal(torch.random.get_rng_state(), state)  # the global generator is untouched
     assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
     assert torch.equal(first[1], first[0].flip(-1))  # view 1: the centre view mirrored
-    assert not torch.equal(first[2], first[3]) and not torch.equal(first[2], first[0])
+    assert not torch.equal(first[2], first[3])
+    assert not torch.equal(first[2], first[0])
     assert not torch.equal(first[2], first[6])  # another image, same view index: another crop
     assert len({views.description(v) for v in range(4)}) == 4
     assert views.description(2) != ImageViews(image_size=32, crop_scale=(0.5, 1.0)).description(2)
@@ -101,13 +103,15 @@ def test_a_second_extraction_reads_everything_from_the_cache(tiny_pets, tmp_path
     cache = FeatureCache(tmp_path, body_fingerprint(model))
     stats = CacheStats()
     first = extract_features(model, items, views, cache, batch_size=8, progress=False, stats=stats)
-    assert first.shape == (len(items), 512) and stats == CacheStats(cached=0, computed=len(items))
+    assert first.shape == (len(items), 512)
+    assert stats == CacheStats(cached=0, computed=len(items))
     assert counter.images == len(items)
 
     stats = CacheStats()
     second = extract_features(model, items, views, FeatureCache(tmp_path, body_fingerprint(model)),
                               batch_size=8, progress=False, stats=stats)
-    assert stats == CacheStats(cached=len(items), computed=0) and counter.images == len(items)  # no new passes
+    assert stats == CacheStats(cached=len(items), computed=0)
+    assert counter.images == len(items)
     assert torch.equal(first, second)
 
     # what the model itself computes for an image: the cached value is the fc input
@@ -149,7 +153,8 @@ def test_features_from_another_backend_are_kept_apart(tiny_pets, tmp_path):
     backend = make_backend("channels_last", model.eval())
     other = extract_features(model, items, views, FeatureCache(tmp_path, key, backend.name), progress=False,
                              stats=stats, forward=backend)
-    assert stats.computed == len(items) and torch.allclose(eager, other, atol=1e-4)
+    assert stats.computed == len(items)
+    assert torch.allclose(eager, other, atol=1e-4)
     assert len({p.parent.parent.parent for p in tmp_path.rglob("*.npy")}) == 2  # one folder per body and backend
 
 
@@ -179,7 +184,8 @@ def test_an_interrupted_extraction_keeps_finished_batches_and_no_half_file(tiny_
                          progress=False)
     monkeypatch.setattr(features_.np, "save", real_save)
     npy = sorted(tmp_path.rglob("*.npy"))
-    assert len(npy) == 2 and not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp.npy")]
+    assert len(npy) == 2
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp.npy")]
 
     stats = CacheStats()
     extract_features(model, items, views, FeatureCache(tmp_path, body_fingerprint(model)), progress=False, stats=stats)
@@ -193,7 +199,8 @@ def test_an_unreadable_cache_file_is_computed_again(tiny_pets, tmp_path):
     next(tmp_path.rglob("*.npy")).write_bytes(b"garbage")
     stats = CacheStats()
     again = extract_features(model, items, views, cache, progress=False, stats=stats)
-    assert stats.computed == 1 and torch.equal(good, again)
+    assert stats.computed == 1
+    assert torch.equal(good, again)
 
 
 # --- the head -------------------------------------------------------------------------------
@@ -213,7 +220,8 @@ def test_the_head_learns_and_is_folded_for_raw_features():
     assert accuracy > 0.9
     assert history.epochs[-1]["accuracy"] == pytest.approx(accuracy)  # the history measured the folded head
     assert [row["epoch"] for row in history.epochs] == list(range(1, 16))
-    assert {s["stage"] for s in history.steps} == {FROZEN} and all(len(s["lr"]) == 1 for s in history.steps)
+    assert {s["stage"] for s in history.steps} == {FROZEN}
+    assert all(len(s["lr"]) == 1 for s in history.steps)
 
 
 # --- weights: nothing downloaded unless asked ---------------------------------------------
@@ -237,7 +245,9 @@ def test_imagenet_weights_are_not_downloaded_unless_asked(no_cached_weights, tmp
         build_resnet34(weights="imagenet")
     message = str(error.value)
     assert no_cached_weights == []
-    assert "--download" in message and "--weights PATH" in message and "--no-pretrained" in message
+    assert "--download" in message
+    assert "--weights PATH" in message
+    assert "--no-pretrained" in message
     assert str(tmp_path / "empty-hub" / "checkpoints" / "resnet34-b627a593.pth") in message
     with pytest.raises(WeightsUnavailableError, match="--download"):
         model_.fetch_imagenet_weights()
@@ -254,7 +264,8 @@ def test_cached_imagenet_weights_load_without_download(no_cached_weights, tmp_pa
     path.parent.mkdir(parents=True)
     torch.save(imagenet_like.state_dict(), path)
     model = build_resnet34(weights="imagenet")
-    assert torch.equal(model.conv1.weight, imagenet_like.conv1.weight) and no_cached_weights == []
+    assert torch.equal(model.conv1.weight, imagenet_like.conv1.weight)
+    assert no_cached_weights == []
     assert model_.fetch_imagenet_weights() == path
 
 
@@ -270,7 +281,9 @@ def test_a_quick_run_without_weights_stops_before_any_work(no_cached_weights, ti
                           progress=False)
     with pytest.raises(WeightsUnavailableError, match="--download"):
         run_quick(config, tmp_path / "out", log=lambda _: None)
-    assert no_cached_weights == [] and not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
+    assert no_cached_weights == []
+    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "cache").exists()
 
 
 # --- whole runs -----------------------------------------------------------------------------
@@ -294,7 +307,8 @@ def quick_runs(fake_pets, tmp_path_factory):
 def test_the_quick_recipe_learns(quick_runs):
     config, first, _, _ = quick_runs
     chance = 1 / NUM_CLASSES
-    assert first.metrics["split"] == "test" and first.metrics["accuracy"] >= 0.4 > 10 * chance, first.metrics
+    assert first.metrics["split"] == "test", first.metrics
+    assert first.metrics["accuracy"] >= 0.4 > 10 * chance, first.metrics
     assert first.metrics["top5_accuracy"] >= 0.75
     assert first.metrics["valid"]["accuracy"] == pytest.approx(first.history["epochs"][-1]["accuracy"])
     assert len(first.history["epochs"]) == config.quick.head_epochs
@@ -317,7 +331,8 @@ def test_a_second_run_does_no_body_passes_and_gives_the_same_model(quick_runs, f
 def test_the_quick_run_writes_what_a_full_run_writes(quick_runs, fake_pets):
     config, first, _, _ = quick_runs
     out = first.out_dir
-    assert set(first.figures) == set(FIGURES) and all((out / "figures" / f"{n}.png").is_file() for n in FIGURES)
+    assert set(first.figures) == set(FIGURES)
+    assert all((out / "figures" / f"{n}.png").is_file() for n in FIGURES)
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"accuracy", "per_class", "confusion_matrix", "most_confused", "valid", "verdicts", "calibration"} <= set(
         metrics)
@@ -325,7 +340,8 @@ def test_the_quick_run_writes_what_a_full_run_writes(quick_runs, fake_pets):
 
     checkpoint = load_checkpoint(first.checkpoint)
     checkpoint.verify(BREED_KEYS)  # what registering a model checks
-    assert checkpoint.training_args["recipe"] == QUICK and checkpoint.image_size == config.image_size
+    assert checkpoint.training_args["recipe"] == QUICK
+    assert checkpoint.image_size == config.image_size
     assert checkpoint.calibration["class_means"].shape == (NUM_CLASSES, 512)
 
     # The checkpoint as the Predictor runs it agrees with the run's own test numbers.
@@ -365,8 +381,10 @@ def test_late_layers_fine_tune_moves_only_the_late_body(tiny_pets, tmp_path):
     assert [row["stage"] for row in result.history["epochs"]] == [FROZEN] * 3 + [LATE]
     assert result.history["param_groups"] == ["head (fc)", "late body (layer3, layer4)"]
     late_steps = [s for s in result.history["steps"] if s["stage"] == LATE]
-    assert late_steps and all(s["lr"][1] == pytest.approx(s["lr"][0] / 10) for s in late_steps)
-    assert result.metrics["split"] == "valid" and set(result.figures) == set(FIGURES)
+    assert late_steps
+    assert all(s["lr"][1] == pytest.approx(s["lr"][0] / 10) for s in late_steps)
+    assert result.metrics["split"] == "valid"
+    assert set(result.figures) == set(FIGURES)
 
 
 # --- the command and the pages --------------------------------------------------------------
@@ -398,7 +416,8 @@ def test_train_downloads_weights_only_with_download(db, tiny_pets, tmp_path, no_
     with pytest.raises(CommandError, match="could not be loaded"):  # asked: tried, and no network here
         call_command("train", "--data", str(tiny_pets), "--download", "--out", str(tmp_path / "d"))
     assert no_cached_weights == [model_.ResNet34_Weights.IMAGENET1K_V1.url]
-    assert not ModelVersion.objects.exists() and not list(tmp_path.glob("*/model.pt"))
+    assert not ModelVersion.objects.exists()
+    assert not list(tmp_path.glob("*/model.pt"))
 
 
 def test_the_models_page_points_to_the_training_page_while_none_is_active(admin_client, model_version):
@@ -408,8 +427,10 @@ def test_the_models_page_points_to_the_training_page_while_none_is_active(admin_
     model_version.is_active = False
     model_version.save()
     page = admin_client.get(reverse("registry:model_list")).content.decode()
-    assert "No model is active" in page and f'href="{reverse("training:run_list")}"' in page
-    assert FIRST_MODEL not in page and "manage" not in page
+    assert "No model is active" in page
+    assert f'href="{reverse("training:run_list")}"' in page
+    assert FIRST_MODEL not in page
+    assert "manage" not in page
 
     model_version.is_active = True
     model_version.save()
@@ -425,7 +446,9 @@ def test_bin_run_prints_the_first_model_command():
     assert FIRST_MODEL.replace("python manage.py", "bin/manage") in script
     parser = load_command_class("registry", "train").create_parser("manage.py", "train")
     options = parser.parse_args(FIRST_MODEL.split()[3:])  # a command `train` accepts
-    assert options.download and options.activate and options.recipe == "auto"
+    assert options.download
+    assert options.activate
+    assert options.recipe == "auto"
 
 
 @slow
@@ -438,4 +461,5 @@ def test_an_exception_from_progress_leaves_no_model(tiny_pets, tmp_path):
                          **{**QUICK_LEARNING, "image_size": 32, "head_epochs": 2})
     with pytest.raises(RuntimeError, match="cancelled"):
         run_quick(config, tmp_path / "out", log=lambda _: None, on_progress=cancel)
-    assert not (tmp_path / "out" / "model.pt").exists() and list((tmp_path / "cache").rglob("*.npy"))
+    assert not (tmp_path / "out" / "model.pt").exists()
+    assert list((tmp_path / "cache").rglob("*.npy"))

@@ -31,7 +31,8 @@ def test_to_dict_is_the_base_and_the_part_that_runs_flat():
     config = RunConfig(data=Path("/data"), crop_scale=[0.5, 1.0], full=FullOptions(lr=1e-3),
                        quick=QuickOptions(lr=4e-3, cache_dir=Path("/cache")))
     full, quick = config.to_dict(FULL), config.to_dict(QUICK)
-    assert set(full) == FULL_KEYS and set(quick) == QUICK_KEYS
+    assert set(full) == FULL_KEYS
+    assert set(quick) == QUICK_KEYS
     assert (full["lr"], quick["lr"], quick["recipe"]) == (1e-3, 4e-3, QUICK)
     assert full["crop_scale"] == quick["crop_scale"] == [0.5, 1.0]  # plain JSON types
     assert (full["data"], quick["cache_dir"]) == ("/data", "/cache")
@@ -73,16 +74,20 @@ def test_run_resolves_the_recipe_says_so_and_records_settings_before_any_work(ti
         runs.run(recipe, config, tmp_path / "out", log=lines.append, on_progress=on_progress,
                  on_start=lambda settings: events.append(settings))
     settings = events[0]
-    assert settings["recipe"] == ran and settings["why"] and lines[0] == f"Recipe: {ran} ({settings['why']})."
+    assert settings["recipe"] == ran
+    assert settings["why"]
+    assert lines[0] == f"Recipe: {ran} ({settings['why']})."
     assert settings == {**config.to_dict(ran), "recipe": ran, "why": settings["why"]}
-    assert "progress" in events[1:] and not (tmp_path / "out" / "model.pt").exists()
+    assert "progress" in events[1:]
+    assert not (tmp_path / "out" / "model.pt").exists()
 
 
 def test_an_unknown_recipe_stops_before_anything_starts(tmp_path):
     started = []
     with pytest.raises(ValueError, match="auto, quick, full"):
         runs.run("fast", RunConfig(data=tmp_path), tmp_path / "out", on_start=started.append)
-    assert started == [] and not (tmp_path / "out").exists()
+    assert started == []
+    assert not (tmp_path / "out").exists()
 
 
 # The training modules, lowest first: each may import only those before it.

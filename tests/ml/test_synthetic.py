@@ -32,7 +32,8 @@ def _rows(path):
 def test_layout_matches_the_real_dataset(tiny_pets):
     base = tiny_pets / "oxford-iiit-pet"
     list_txt = (base / "annotations" / "list.txt").read_text()
-    assert list_txt.startswith(REAL_LIST_HEADER) and LIST_HEADER == REAL_LIST_HEADER
+    assert list_txt.startswith(REAL_LIST_HEADER)
+    assert LIST_HEADER == REAL_LIST_HEADER
 
     rows = _rows(base / "annotations" / "list.txt")
     assert len(rows) == 37 * 4
@@ -43,12 +44,15 @@ def test_layout_matches_the_real_dataset(tiny_pets):
         assert species == ("1" if breed.species == CAT else "2")
         breed_numbers[breed.species].add(int(breed_id))
         assert (base / "images" / f"{name}.jpg").is_file()
-    assert breed_numbers[CAT] == set(range(1, 13)) and breed_numbers["dog"] == set(range(1, 26))
-    assert (base / "images" / "Abyssinian_1.jpg").is_file() and (base / "images" / "yorkshire_terrier_4.jpg").is_file()
+    assert breed_numbers[CAT] == set(range(1, 13))
+    assert breed_numbers["dog"] == set(range(1, 26))
+    assert (base / "images" / "Abyssinian_1.jpg").is_file()
+    assert (base / "images" / "yorkshire_terrier_4.jpg").is_file()
 
     trainval = _rows(base / "annotations" / "trainval.txt")
     test = _rows(base / "annotations" / "test.txt")
-    assert len(trainval) == 37 * 3 and len(test) == 37
+    assert len(trainval) == 37 * 3
+    assert len(test) == 37
     assert sorted(trainval + test) == sorted(rows)
     assert not (base / "annotations" / "trainval.txt").read_text().startswith("#")
 
@@ -62,8 +66,10 @@ def test_torchvision_loads_it_with_correct_labels(fake_pets, split):
     for index in range(0, len(dataset), 97):
         image, label = dataset[index]
         name, expected = rows[index]
-        assert label == expected and name.rsplit("_", 1)[0] == BREED_KEYS[label]
-        assert image.mode == "RGB" and image.size == (64, 64)
+        assert label == expected
+        assert name.rsplit("_", 1)[0] == BREED_KEYS[label]
+        assert image.mode == "RGB"
+        assert image.size == (64, 64)
 
 
 def test_same_arguments_write_the_same_files_and_seeds_differ(tmp_path):
@@ -83,7 +89,8 @@ def test_every_breed_has_its_own_pattern_and_colour_alone_never_decides():
     for a in patterns:
         for b in patterns:
             if a != b and a[2] == b[2]:  # same coat colour: silhouette and texture both differ
-                assert a[0] != b[0] and a[1] != b[1]
+                assert a[0] != b[0]
+                assert a[1] != b[1]
     assert max(Counter(p[2] for p in patterns).values()) == 2
 
 
@@ -108,9 +115,9 @@ def test_mean_colour_is_far_from_enough(fake_pets):
 
 
 def test_bad_arguments_are_refused(tmp_path):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="images_per_class must be at least 1"):
         make_fake_pets(tmp_path, images_per_class=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"test_fraction must be in \[0, 1\)"):
         make_fake_pets(tmp_path, test_fraction=1.0)
 
 

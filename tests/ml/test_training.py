@@ -66,7 +66,8 @@ def test_learning_is_real(run):
     final = result.history["epochs"][-1]
     assert final["accuracy"] >= 0.90, result.history["epochs"]
     assert result.metrics["valid"]["accuracy"] == pytest.approx(final["accuracy"])
-    assert result.metrics["split"] == "test" and result.metrics["accuracy"] >= 0.85
+    assert result.metrics["split"] == "test"
+    assert result.metrics["accuracy"] >= 0.85
     first_unfrozen = next(row for row in result.history["epochs"] if row["stage"] == UNFROZEN)
     assert final["valid_loss"] < first_unfrozen["valid_loss"]
 
@@ -95,7 +96,8 @@ def test_metrics_json_is_consistent_with_its_confusion_matrix(run, fake_pets):
     metrics = json.loads((result.out_dir / "metrics.json").read_text())
     assert metrics == result.metrics
     matrix = np.array(metrics["confusion_matrix"])
-    assert matrix.shape == (37, 37) and metrics["classes"] == BREED_KEYS
+    assert matrix.shape == (37, 37)
+    assert metrics["classes"] == BREED_KEYS
     test_labels = [label for _, label in read_split(fake_pets, "test")]
     assert metrics["num_images"] == matrix.sum() == len(test_labels)
     assert matrix.sum(axis=1).tolist() == np.bincount(test_labels, minlength=37).tolist()
@@ -103,7 +105,8 @@ def test_metrics_json_is_consistent_with_its_confusion_matrix(run, fake_pets):
     assert metrics["error_rate"] == pytest.approx(1 - metrics["accuracy"])
     assert metrics["accuracy"] <= metrics["top5_accuracy"] <= 1
     for i, row in enumerate(metrics["per_class"]):
-        assert row["class"] == BREED_KEYS[i] and row["support"] == matrix[i].sum()
+        assert row["class"] == BREED_KEYS[i]
+        assert row["support"] == matrix[i].sum()
         assert row["recall"] == pytest.approx(matrix[i, i] / matrix[i].sum())
         predicted = matrix[:, i].sum()
         assert row["precision"] == pytest.approx(matrix[i, i] / predicted if predicted else 0.0)
@@ -119,9 +122,11 @@ def test_metrics_json_is_consistent_with_its_confusion_matrix(run, fake_pets):
 def test_checkpoint_loads_in_the_predictor_and_agrees_with_the_evaluation(run, fake_pets):
     config, result, _ = run
     checkpoint = load_checkpoint(result.checkpoint)
-    assert checkpoint.classes == BREED_KEYS and checkpoint.image_size == 32
+    assert checkpoint.classes == BREED_KEYS
+    assert checkpoint.image_size == 32
     assert checkpoint.metrics == result.metrics
-    assert checkpoint.training_args["weights"] is None and checkpoint.training_args["seed"] == 0
+    assert checkpoint.training_args["weights"] is None
+    assert checkpoint.training_args["seed"] == 0
     assert {k: checkpoint.training_args[k] for k in config.to_dict("full")} == config.to_dict("full")
 
     predictor = Predictor(checkpoint)
@@ -155,13 +160,17 @@ def test_history_per_epoch_and_per_step(run):
     assert [row["stage"] for row in epochs] == [FROZEN] * config.full.freeze_epochs + [UNFROZEN] * config.full.epochs
     for row in epochs:
         assert set(row) >= {"epoch", "train_loss", "valid_loss", "accuracy", "error_rate", "time"}
-        assert row["error_rate"] == pytest.approx(1 - row["accuracy"]) and row["time"] > 0
+        assert row["error_rate"] == pytest.approx(1 - row["accuracy"])
+        assert row["time"] > 0
     steps_per_epoch = {sum(s["epoch"] == e["epoch"] for s in steps) for e in epochs}
-    assert len(steps_per_epoch) == 1 and steps_per_epoch.pop() == len(steps) // len(epochs)
+    assert len(steps_per_epoch) == 1
+    assert steps_per_epoch.pop() == len(steps) // len(epochs)
     assert [s["step"] for s in steps] == list(range(1, len(steps) + 1))
     assert all(len(s["lr"]) == 3 and s["loss"] > 0 for s in steps)
     summaries = [line for line in lines if line.startswith("epoch ")]
-    assert len(summaries) == len(epochs) and "accuracy" in summaries[-1] and "valid_loss" in summaries[-1]
+    assert len(summaries) == len(epochs)
+    assert "accuracy" in summaries[-1]
+    assert "valid_loss" in summaries[-1]
 
 
 @slow
@@ -172,9 +181,11 @@ def test_one_cycle_with_discriminative_learning_rates(run):
         lrs = np.array([s["lr"] for s in steps if s["stage"] == stage])
         peaks = lrs.max(axis=0)
         assert peaks == pytest.approx(stage_lrs(config.full.lr, stage, config.full.lr_mult), rel=0.02)
-        assert lrs[0, -1] < peaks[-1] / 4 and lrs[-1, -1] < peaks[-1] / 100  # warm up, then anneal
+        assert lrs[0, -1] < peaks[-1] / 4
+        assert lrs[-1, -1] < peaks[-1] / 100
     head, late, early = (np.array([s["lr"][g] for s in steps if s["stage"] == UNFROZEN]) for g in (2, 1, 0))
-    assert np.allclose(head / early, config.full.lr_mult) and np.allclose(head / late, config.full.lr_mult ** 0.5)
+    assert np.allclose(head / early, config.full.lr_mult)
+    assert np.allclose(head / late, config.full.lr_mult ** 0.5)
 
 
 def test_stage_learning_rates_follow_fastai():
@@ -214,7 +225,8 @@ def test_freezing_really_freezes(tiny_pets):
     assert not torch.equal(before["fc.weight"], after["fc.weight"])
     assert not torch.equal(before["fc.bias"], after["fc.bias"])
     assert not torch.equal(before["bn1.weight"], after["bn1.weight"])  # BatchNorm trains (fastai's train_bn)
-    assert len(history.epochs) == 1 and history.epochs[0]["stage"] == FROZEN
+    assert len(history.epochs) == 1
+    assert history.epochs[0]["stage"] == FROZEN
     assert all(p.requires_grad for p in model.parameters())  # handed back unfrozen
 
 
@@ -228,7 +240,8 @@ def test_seeded_cpu_runs_are_deterministic(tiny_pets):
         return model.state_dict(), [s["loss"] for s in history.steps]
 
     (a, losses_a), (b, losses_b), (_, losses_c) = short_run(1), short_run(1), short_run(2)
-    assert losses_a == losses_b and all(torch.equal(a[k], b[k]) for k in a)
+    assert losses_a == losses_b
+    assert all(torch.equal(a[k], b[k]) for k in a)
     assert losses_a != losses_c
 
 

@@ -45,7 +45,9 @@ def result(process: subprocess.Popen, timeout: float = 600) -> dict:
 
 def test_names_are_those_of_ml_backends():
     assert warmup.NEEDS_WARM_UP == (backends.AUTO, backends.ONNX)
-    assert warmup.needs_warm_up("auto") and warmup.needs_warm_up("onnx") and not warmup.needs_warm_up("eager")
+    assert warmup.needs_warm_up("auto")
+    assert warmup.needs_warm_up("onnx")
+    assert not warmup.needs_warm_up("eager")
 
 
 def test_importing_the_warm_up_loads_neither_torch_nor_django():
@@ -66,7 +68,9 @@ def test_warm_up_writes_the_choice_and_the_export_under_the_lock(checkpoint_file
     first = result(process)
     assert not warmup.is_running(tmp_path, key)  # and let it go when it ended
 
-    assert first["exported"] and first["threads"] == 1 and first["choice"]["cached"] is False
+    assert first["exported"]
+    assert first["threads"] == 1
+    assert first["choice"]["cached"] is False
     checkpoint = load_checkpoint(checkpoint_file)
     model_key = machine.weights_key(checkpoint.state_dict)
     onnx_file = onnx_export.onnx_path(checkpoint.build_model(), tmp_path, model_key)
@@ -77,11 +81,14 @@ def test_warm_up_writes_the_choice_and_the_export_under_the_lock(checkpoint_file
             first["backend"], {**first["choice"], "cached": True, "cache_file": cache_file})
     candidates = first["choice"]["candidates"]
     assert set(candidates) == set(backends.AUTO_CANDIDATES)
-    assert candidates[first["backend"]]["accepted"] and candidates[backends.ONNX]["accepted"]
+    assert candidates[first["backend"]]["accepted"]
+    assert candidates[backends.ONNX]["accepted"]
 
     exported_at = onnx_file.stat().st_mtime_ns
     again = result(start(checkpoint_file, tmp_path))  # nothing left to do: reads the cache
-    assert again["backend"] == first["backend"] and not again["exported"] and again["choice"]["cached"]
+    assert again["backend"] == first["backend"]
+    assert not again["exported"]
+    assert again["choice"]["cached"]
     assert onnx_file.stat().st_mtime_ns == exported_at
 
 
@@ -91,7 +98,8 @@ def test_two_warm_ups_of_one_model_at_once_export_once(checkpoint_file, tmp_path
     processes = [start(checkpoint_file, tmp_path), start(checkpoint_file, tmp_path)]
     first, second = sorted((result(p) for p in processes), key=lambda r: r["waited_s"])
     assert [first["exported"], second["exported"]] == [True, False]  # one export, counted by each process
-    assert first["choice"]["cached"] is False and second["choice"]["cached"] is True  # measured once
+    assert first["choice"]["cached"] is False
+    assert second["choice"]["cached"] is True
     assert second["backend"] == first["backend"]
     assert second["waited_s"] >= first["seconds"] - first["waited_s"] - 1  # waited for the whole of the first
     assert len(list((tmp_path / "onnx").iterdir())) == 1
@@ -113,14 +121,17 @@ def test_a_predictor_serves_eager_while_the_warm_up_runs_then_switches(checkpoin
             process = start(checkpoint_file, tmp_path)
             assert switch.warming_up()
             for _ in range(3):  # batch after batch: eager FP32, nothing waits
-                assert not switch.poll() and predictor.backend.name == backends.EAGER
+                assert not switch.poll()
+                assert predictor.backend.name == backends.EAGER
                 assert [r.top_k[0].label for r in predictor.classify_batch(photos)] == expected
             assert process.poll() is None  # the warm-up waits for the lock, it did not go ahead
         done = result(process)
         assert not switch.warming_up()
 
-        assert switch.poll() and switch.done
-        assert predictor.backend.name == done["backend"] and predictor.backend_report["cached"]
+        assert switch.poll()
+        assert switch.done
+        assert predictor.backend.name == done["backend"]
+        assert predictor.backend_report["cached"]
         assert [r.top_k[0].label for r in predictor.classify_batch(photos)] == expected
         assert not switch.poll()  # once switched, it stays
 
@@ -131,10 +142,14 @@ def test_the_onnx_backend_waits_for_its_export(checkpoint_file, tmp_path):
     data = checkpoint_file.read_bytes()
     predictor = Predictor(data, backend_cache_dir=tmp_path)
     switch = warmup.BackendSwitch(predictor, warmup.ONNX, tmp_path, warmup.checkpoint_key(data))
-    assert not switch.poll() and predictor.backend.name == backends.EAGER
+    assert not switch.poll()
+    assert predictor.backend.name == backends.EAGER
     assert not (tmp_path / "onnx").exists()  # building the switch exported nothing
 
     done = result(start(checkpoint_file, tmp_path, backend=warmup.ONNX))
-    assert done["backend"] == backends.ONNX and done["exported"] and done["choice"] is None
+    assert done["backend"] == backends.ONNX
+    assert done["exported"]
+    assert done["choice"] is None
     assert not (tmp_path / backend_choice.CACHE_FILE).exists()  # an export only: nothing timed
-    assert switch.poll() and predictor.backend.name == backends.ONNX
+    assert switch.poll()
+    assert predictor.backend.name == backends.ONNX

@@ -18,7 +18,9 @@ def test_import_and_activate(db, checkpoint_file, capsys):
     call_command("activate_model", "v1")
     assert list(ModelVersion.objects.filter(is_active=True).values_list("name", flat=True)) == ["v1"]
     v1 = ModelVersion.objects.get(name="v1")
-    assert v1.classes[0] == "Abyssinian" and v1.image_size == 64 and v1.metrics == {"accuracy": 0.0}
+    assert v1.classes[0] == "Abyssinian"
+    assert v1.image_size == 64
+    assert v1.metrics == {"accuracy": 0.0}
     assert v1.file.read() == checkpoint_file.read_bytes()
 
 
@@ -44,7 +46,7 @@ def _checkpoint(path, num_outputs: int, classes, image_size: int = 32):
                            image_size=image_size)
 
 
-@pytest.mark.parametrize("case, message", [
+@pytest.mark.parametrize(("case", "message"), [
     ("other classes", "classes are not the 37 expected (unknown ['cat', 'dog']"),
     ("breeds in another order", "the order differs"),
     ("weights that do not fit", "weights do not fit"),
@@ -95,7 +97,8 @@ def test_predict_with_the_auto_backend_leaves_no_warm_up_behind(model_version, s
     finally:
         services._cached_predictor.cache_clear()
     assert capsys.readouterr().out.startswith(f"{path}  [{model_version.name}]")
-    assert not services._warming and not ModelWarmup.objects.exists()
+    assert not services._warming
+    assert not ModelWarmup.objects.exists()
 
 
 def test_predict_without_model_says_how_to_get_one(db, tmp_path):

@@ -89,7 +89,8 @@ def test_make_active_switches_and_sends_the_waiting_photos(
     assert f"{other.name} is now the active model" in text(response)
     assert list(ModelVersion.objects.filter(is_active=True)) == [other]
     waiting.refresh_from_db()
-    assert waiting.enqueue_count == 1 and waiting.enqueued_at is not None  # sent to the new model
+    assert waiting.enqueue_count == 1
+    assert waiting.enqueued_at is not None
     again = client.post(reverse("registry:model_activate", args=[other.name]), follow=True)
     assert f"{other.name} is already the active model." in text(again)
 
@@ -107,11 +108,13 @@ def test_an_imported_models_page_says_why_it_has_no_figures(client, root, review
     response = client.get(reverse("registry:model_detail", args=[version.name]))
     page = text(response)
     assert "This version has no figures: it was imported from a checkpoint file, not trained here." in page
-    assert "the site cannot start an evaluation" in page and not COMMAND.search(page)
+    assert "the site cannot start an evaluation" in page
+    assert not COMMAND.search(page)
     assert f'href="{reverse("training:run_list")}"' in response.content.decode()
     client.force_login(reviewer)
     response = client.get(reverse("registry:model_detail", args=[version.name]))
-    assert "This version has no figures" in text(response) and reverse("training:run_list") not in (
+    assert "This version has no figures" in text(response)
+    assert reverse("training:run_list") not in (
         response.content.decode())
 
 
@@ -121,7 +124,8 @@ def test_a_trained_models_page_shows_its_figures_without_the_note(client, root, 
     model_version.save()
     client.force_login(root)
     page = client.get(reverse("registry:model_detail", args=[model_version.name])).content.decode()
-    assert 'id="no-figures"' not in page and reverse("registry:model_figure", args=[model_version.name, "loss"]) in page
+    assert 'id="no-figures"' not in page
+    assert reverse("registry:model_figure", args=[model_version.name, "loss"]) in page
 
 
 def test_the_epochs_table_names_each_stage_in_words(client, root, model_version):
@@ -130,5 +134,7 @@ def test_the_epochs_table_names_each_stage_in_words(client, root, model_version)
     model_version.save()
     client.force_login(root)
     page = client.get(reverse("registry:model_detail", args=[model_version.name])).content.decode()
-    assert "<td>last layer</td>" in page and "<td>every layer</td>" in page
-    assert "<td>frozen</td>" not in page and "<td>unfrozen</td>" not in page
+    assert "<td>last layer</td>" in page
+    assert "<td>every layer</td>" in page
+    assert "<td>frozen</td>" not in page
+    assert "<td>unfrozen</td>" not in page

@@ -25,7 +25,9 @@ def test_train_registers_an_active_version_with_everything(db, tiny_pets, tmp_pa
     out = tmp_path / "run"
     call_command("train", "--data", str(tiny_pets), "--out", str(out), "--name", "tiny-v1", "--activate", *TINY)
     version = ModelVersion.objects.get(name="tiny-v1")
-    assert version.is_active and version.image_size == 32 and version.classes == BREED_KEYS
+    assert version.is_active
+    assert version.image_size == 32
+    assert version.classes == BREED_KEYS
 
     predictions = Predictor(version.file.open("rb").read()).classify(Image.new("RGB", (40, 40)), k=5).top_k
     assert len(predictions) == 5
@@ -37,12 +39,14 @@ def test_train_registers_an_active_version_with_everything(db, tiny_pets, tmp_pa
         assert (out / "figures" / f"{name}.png").read_bytes() == data
 
     metrics = json.loads((out / "metrics.json").read_text())
-    assert version.metrics == metrics and metrics["split"] == "test"
+    assert version.metrics == metrics
+    assert metrics["split"] == "test"
     matrix = metrics["confusion_matrix"]
     assert sum(map(sum, matrix)) == metrics["num_images"] == len(BREED_KEYS)  # one test image per breed
     assert metrics["accuracy"] == pytest.approx(sum(matrix[i][i] for i in range(37)) / metrics["num_images"])
     assert [e["stage"] for e in version.history["epochs"]] == ["frozen", "unfrozen"]
-    assert version.training_args["init_checkpoint"] is None and version.training_args["weights"] is None
+    assert version.training_args["init_checkpoint"] is None
+    assert version.training_args["weights"] is None
 
     page = admin_client.get(reverse("registry:model_detail", args=["tiny-v1"]))
     assert page.status_code == 200
@@ -87,15 +91,19 @@ def test_train_with_the_quick_recipe_registers_a_version_with_everything(db, tin
             "--head-epochs", "3", "--workers", "0", "--threads", "2", "--verbosity", "0"]
     call_command("train", *args, "--out", str(tmp_path / "q1"), "--name", "quick-v1", "--activate")
     version = ModelVersion.objects.get(name="quick-v1")
-    assert version.is_active and version.training_args["recipe"] == "quick" and set(version.figures) == set(FIGURES)
+    assert version.is_active
+    assert version.training_args["recipe"] == "quick"
+    assert set(version.figures) == set(FIGURES)
     assert len(Predictor(version.file.open("rb").read()).classify(Image.new("RGB", (40, 40)), k=5).top_k) == 5
     assert [e["stage"] for e in version.history["epochs"]] == ["frozen"] * 3
     computed = version.history["features"]["computed"]
-    assert computed == 2 * (3 * 37 - 37) + 37 + 37 and version.history["features"]["cached"] == 0
+    assert computed == 2 * (3 * 37 - 37) + 37 + 37
+    assert version.history["features"]["cached"] == 0
     assert len(list((tmp_path / "var" / "cache" / "features").rglob("*.npy"))) == computed
 
     first = capsys.readouterr().out
-    assert "Recipe: quick (--recipe quick)." in first and "body backend: " in first  # --backend auto: measured
+    assert "Recipe: quick (--recipe quick)." in first
+    assert "body backend: " in first
     call_command("train", *args, "--out", str(tmp_path / "q2"), "--name", "quick-v2")
     assert f"body features: 0 computed, {computed} read from the cache" in capsys.readouterr().out
     assert ModelVersion.objects.get(name="quick-v2").metrics["accuracy"] == version.metrics["accuracy"]
@@ -130,7 +138,9 @@ def test_fine_tune_from_a_version_on_exported_reviews(model_version, tiny_pets, 
     v2 = ModelVersion.objects.get(name="tiny-v2")
     assert v2.training_args["extra_data"] == [str(tmp_path / "reviewed")]
     assert v2.training_args["num_train_images"] == 3 * 37 - 37 + 3  # trainval minus validation, plus the exports
-    assert v2.notes == f"Fine-tuned from {model_version.name}." and not v2.is_active and set(v2.figures) == set(FIGURES)
+    assert v2.notes == f"Fine-tuned from {model_version.name}."
+    assert not v2.is_active
+    assert set(v2.figures) == set(FIGURES)
 
 
 def test_clear_errors(db, tmp_path, tiny_pets):
@@ -158,7 +168,8 @@ def test_model_pages_are_staff_only(client, model_version, user, django_user_mod
     ]:
         client.logout()
         response = client.get(url)
-        assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
+        assert response.status_code == 302
+        assert response["Location"].startswith(reverse("login"))
         for who, status in [(user, 403), (staff, 403), (reviewer, allowed)]:
             client.force_login(who)
             assert client.get(url).status_code == status, (url, who.username)

@@ -76,7 +76,8 @@ def simulate(tracker: progress.Tracker, clock: FakeClock, run=QUICK_RUN, jitter:
 def test_time_left_is_smooth_over_the_whole_plan():
     clock = FakeClock()
     seen = [s for s in simulate(progress.Tracker(clock), clock) if s[1] is not None]
-    assert seen and seen[0][0] < seen[-1][0] / 5  # an estimate early in the run
+    assert seen
+    assert seen[0][0] < seen[-1][0] / 5
     # Never a jump like 31 -> 9 -> 2 minutes within 20 s: over any 20 s, the estimate keeps
     # at least half of what it said minus the time that passed, and at most doubles.
     for i, (when, estimate, _) in enumerate(seen):
@@ -102,7 +103,8 @@ def test_the_old_estimate_jumped_where_the_tracker_does_not():
     elapsed = after[0]  # the old rule: all time so far over the 11 head steps done
     old_after = elapsed / 11 * (1400 - 11)
     assert abs(old_after - after[2]) > 5 * after[2] or old_after < 0.2 * after[2]  # the old rule was far off
-    assert abs(after[1] - after[2]) <= 0.35 * after[2] and after[1] >= 0.5 * (before[1] - (after[0] - before[0]))
+    assert abs(after[1] - after[2]) <= 0.35 * after[2]
+    assert after[1] >= 0.5 * (before[1] - (after[0] - before[0]))
 
 
 def test_a_slow_batch_moves_the_estimate_a_little():
@@ -135,7 +137,8 @@ def test_a_small_stage_slower_than_planned_moves_the_estimate_a_little():
     for step in range(1, 11):
         clock.now += 0.5  # 5 s for 1 unit: fifty times the plan
         tracker.update({"step": step, "steps": 10})
-    assert before == pytest.approx(100.0, rel=0.05) and tracker.seconds_left() < 1.3 * before
+    assert before == pytest.approx(100.0, rel=0.05)
+    assert tracker.seconds_left() < 1.3 * before
 
 
 def test_the_summary_says_how_much_of_the_whole_run_is_done():
@@ -160,7 +163,8 @@ def test_every_stage_has_its_own_label_that_never_repeats_the_state():
     assert len(set(labels)) == len(labels)
     state = TrainingRun.State.RUNNING.label.lower()
     for label in labels:
-        assert label[0].isupper() and not label.lower().startswith(state + " " + state)
+        assert label[0].isupper()
+        assert not label.lower().startswith(state + " " + state)
     with pytest.raises(ValueError, match="Unknown stage"):
         progress.Reporter().stage("training (head on cached features)")
 
@@ -177,8 +181,11 @@ def test_the_run_page_reads_each_stage_in_words(client, staff, db, stage):
     page = client.get(run.get_absolute_url()).content.decode()
     section = re.sub(r"<[^>]+>", " ", page[page.index('id="run-status"'):page.index('id="run-message"')])
     words = " ".join(section.split())
-    assert progress.LABELS[stage] in words and "Epoch 2 of 40" in words and "Step 3 of 12" in words
-    assert "41% of the whole run" in words and progress.EPOCH_LABELS[progress.FROZEN] in words
+    assert progress.LABELS[stage] in words
+    assert "Epoch 2 of 40" in words
+    assert "Step 3 of 12" in words
+    assert "41% of the whole run" in words
+    assert progress.EPOCH_LABELS[progress.FROZEN] in words
     assert not re.search(r"\b(\w+) \1\b", words, re.IGNORECASE), words  # "Training training ..."
     status = client.get(reverse("training:run_status", args=[run.pk])).json()
     assert status["progress"]["stage_label"] == progress.LABELS[stage]
@@ -193,7 +200,8 @@ def test_the_time_left_counts_down_between_the_workers_saves(client, staff, db):
     )
     client.force_login(staff)
     status = client.get(reverse("training:run_status", args=[run.pk])).json()["progress"]
-    assert 230 <= status["eta_seconds"] <= 240 and status["eta_words"] == "about 4 min"
+    assert 230 <= status["eta_seconds"] <= 240
+    assert status["eta_words"] == "about 4 min"
     assert "about 4 min" in client.get(run.get_absolute_url()).content.decode()
 
 
@@ -229,12 +237,17 @@ def test_a_quick_run_labels_every_stage_and_shows_epochs_and_steps(staff, site_r
     for code in (progress.TIMING, progress.FEATURES_TRAIN, progress.FEATURES_EVAL, progress.FIGURES,
                  progress.COMPARING):
         steps = [u for u in by_stage[code] if u.get("steps")]
-        assert steps and steps[-1]["step"] == steps[-1]["steps"], (code, steps[-3:])
+        assert steps, (code, steps[-3:])
+        assert steps[-1]["step"] == steps[-1]["steps"], (code, steps[-3:])
     head = [u for u in by_stage[progress.HEAD_ON_FEATURES] if "epoch" in u]
-    assert head and {u["epochs"] for u in head} == {3} and [u["epoch"] for u in head][-1] == 3
-    assert head[-1]["step"] == head[-1]["steps"] and all("loss" in u and "accuracy" in u for u in head)
+    assert head
+    assert {u["epochs"] for u in head} == {3}
+    assert [u["epoch"] for u in head][-1] == 3
+    assert head[-1]["step"] == head[-1]["steps"]
+    assert all("loss" in u and "accuracy" in u for u in head)
     assert len(run.progress["history"]) == 3
-    assert run.progress["percent"] == 100 and run.result is not None
+    assert run.progress["percent"] == 100
+    assert run.result is not None
 
 
 @pytest.mark.slow
@@ -245,7 +258,8 @@ def test_a_full_run_shows_epochs_and_steps_in_both_stages(staff, site_run, model
         progress.stages_in(updates)) <= set(progress.LABELS)
     for code, epoch in ((progress.HEAD, 1), (progress.ALL_LAYERS, 2)):
         training = [u for u in by_stage[code] if "epoch" in u]
-        assert training and {(u["epoch"], u["epochs"]) for u in training} == {(epoch, 2)}, code
+        assert training, code
+        assert {(u["epoch"], u["epochs"]) for u in training} == {(epoch, 2)}, code
         assert all(u["step"] >= 1 and "loss" in u for u in training)
         counted = [u for u in by_stage[code] if "steps" in u]
         assert counted[-1]["step"] == counted[-1]["steps"] > training[-1]["step"]  # then validation batches
@@ -282,9 +296,11 @@ def test_cancel_stops_a_long_stage_at_its_next_step(staff, site_run, model_versi
     observe, seen = _cancel_at(stage, after_steps)
     training_services.execute(run.pk, observer=observe)
     run.refresh_from_db()
-    assert seen["cancelled_at"] is not None and seen["cancelled_at"]["step"] < seen["cancelled_at"]["steps"]
+    assert seen["cancelled_at"] is not None
+    assert seen["cancelled_at"]["step"] < seen["cancelled_at"]["steps"]
     assert seen["after"] == 0  # not one more call timed, not one more batch extracted
-    assert run.state == State.CANCELLED and "No model was registered" in run.message
+    assert run.state == State.CANCELLED
+    assert "No model was registered" in run.message
     assert list(ModelVersion.objects.values_list("name", flat=True)) == [model_version.name]
 
 
@@ -303,7 +319,8 @@ def test_cancel_is_read_at_most_every_poll_while_progress_comes(staff, db, monke
     with pytest.raises(training_services.Cancelled):
         report({"step": 2, "steps": 10})
     saved = TrainingRun.objects.get(pk=run.pk).progress
-    assert saved["stage"] == progress.FEATURES_TRAIN and saved["steps"] == 10
+    assert saved["stage"] == progress.FEATURES_TRAIN
+    assert saved["steps"] == 10
 
 
 # --- The dataset, checked before a run is queued ---------------------------------------------------
@@ -314,15 +331,21 @@ def test_a_run_without_the_dataset_is_refused_before_it_is_queued(client, staff,
     settings.PETSITE_DATASET_DIR = tmp_path / "pets"
     client.force_login(staff)
     page = client.get(reverse("training:run_list")).content.decode()
-    assert 'id="dataset-missing"' in page and f"{tmp_path / 'pets'} does not exist" in page
-    assert 'href="#training-needs"' in page and 'id="training-needs"' in page
+    assert 'id="dataset-missing"' in page
+    assert f"{tmp_path / 'pets'} does not exist" in page
+    assert 'href="#training-needs"' in page
+    assert 'id="training-needs"' in page
     with django_capture_on_commit_callbacks() as sent:
         response = client.post(reverse("training:run_list"),
                                {"start_from": "active", "recipe": "quick", "epochs": 2, "image_size": 128})
-    assert response.status_code == 400 and not sent and not TrainingRun.objects.exists()
+    assert response.status_code == 400
+    assert not sent
+    assert not TrainingRun.objects.exists()
     text = response.content.decode()
-    assert "The training images are not ready on the server" in text and "What to do about the training images" in text
-    assert "--download" not in text and "torchvision" not in text
+    assert "The training images are not ready on the server" in text
+    assert "What to do about the training images" in text
+    assert "--download" not in text
+    assert "torchvision" not in text
 
     with pytest.raises(training_services.TrainingError) as refused:
         training_services.start_run(staff, recipe="quick")
@@ -352,8 +375,10 @@ def test_a_dataset_gone_after_queueing_fails_in_words(staff, site_run, settings,
     run = TrainingRun.objects.create(requested_by=staff, base_version=model_version, recipe="quick", image_size=32)
     training_services.execute(run.pk)
     run.refresh_from_db()
-    assert run.state == State.FAILED and "The training images are not ready on the server" in run.message
-    assert "--download" not in run.message and "No model was registered" in run.message
+    assert run.state == State.FAILED
+    assert "The training images are not ready on the server" in run.message
+    assert "--download" not in run.message
+    assert "No model was registered" in run.message
 
 
 # --- Pages: promotion, no commands -----------------------------------------------------------------
@@ -367,12 +392,14 @@ def test_promote_without_the_tick_says_so_beside_the_box(client, staff, model_ve
     assert response.status_code == 400
     page = response.content.decode()
     form = page[page.index('id="promote-form"'):page.index("</form>", page.index('id="promote-form"'))]
-    assert 'id="promote-error"' in form and "tick the box to promote it anyway" in form
+    assert 'id="promote-error"' in form
+    assert "tick the box to promote it anyway" in form
     assert 'aria-invalid="true"' in form
     assert ModelVersion.objects.get(is_active=True) == model_version
 
     response = client.post(reverse("training:run_promote", args=[run.pk]), {"confirm": "on"})
-    assert response.status_code == 302 and ModelVersion.objects.get(is_active=True) == other_version
+    assert response.status_code == 302
+    assert ModelVersion.objects.get(is_active=True) == other_version
 
 
 def test_the_training_pages_show_no_commands(client, staff, model_version, settings, tiny_dataset):

@@ -19,7 +19,8 @@ def test_export_writes_the_dataset_layout(tmp_path, make_image, capsys):
     ]
     call_command("export_reviewed", str(tmp_path))
     out = capsys.readouterr().out
-    assert "Exported 3 reviewed image(s) of 3 breed(s)" in out and "Beagle" in out
+    assert "Exported 3 reviewed image(s) of 3 breed(s)" in out
+    assert "Beagle" in out
 
     check_dataset(tmp_path, splits=("trainval",))
     expected = {
@@ -32,7 +33,8 @@ def test_export_writes_the_dataset_layout(tmp_path, make_image, capsys):
     assert len(dataset) == 3
     assert sorted(label for _, label in dataset) == sorted(expected.values())
     image, _ = dataset[0]
-    assert image.mode == "RGB" and image.size == (96, 72)
+    assert image.mode == "RGB"
+    assert image.size == (96, 72)
 
 
 def test_export_since(tmp_path, make_image, capsys):
@@ -57,7 +59,8 @@ def test_reclassify_through_the_worker_keeps_history(worker, user, model_version
     new_version = ml_services.register_model(other_checkpoint_file, name="v2")
     call_command("reclassify", "--model", "v2", "--chunk-size", "2", "--wait", "--timeout", "90")
     out = capsys.readouterr().out
-    assert "Sent 3 image(s) in 2 chunk(s)" in out and "All 3 image(s) classified by v2" in out
+    assert "Sent 3 image(s) in 2 chunk(s)" in out
+    assert "All 3 image(s) classified by v2" in out
 
     from ml.inference import Predictor
 

@@ -48,7 +48,8 @@ def dataset(settings, tiny_dataset):
 def test_check_set_is_a_fixed_fifth_and_never_exported_for_training(reviewed, tmp_path):
     check = set(training_services.check_set().values_list("pk", flat=True))
     training = set(training_services.training_set().values_list("pk", flat=True))
-    assert check | training == {pet.pk for pet in reviewed} and not check & training
+    assert check | training == {pet.pk for pet in reviewed}
+    assert not check & training
     assert check == {pet.pk for pet in reviewed if pet.pk % training_services.CHECK_SET_EVERY == 0}
     assert len(check) == 2  # ten consecutive ids hold two multiples of five
 
@@ -59,16 +60,19 @@ def test_check_set_is_a_fixed_fifth_and_never_exported_for_training(reviewed, tm
 
 def test_one_run_at_a_time(staff, model_version, dataset, django_capture_on_commit_callbacks):
     first = training_services.start_run(staff, recipe="quick", epochs=1)
-    assert first.state == State.QUEUED and first.base_version == model_version
+    assert first.state == State.QUEUED
+    assert first.base_version == model_version
     with pytest.raises(training_services.TrainingError, match=f"Training run {first.pk} is waiting.*one run at a time"):
         training_services.start_run(staff)
 
     training_services.cancel(first)
     first.refresh_from_db()
-    assert first.state == State.CANCELLED and not first.is_current
+    assert first.state == State.CANCELLED
+    assert not first.is_current
     training_services.execute(first.pk)  # the task arrives after the cancellation: nothing happens
     first.refresh_from_db()
-    assert first.state == State.CANCELLED and first.started_at is None
+    assert first.state == State.CANCELLED
+    assert first.started_at is None
     assert training_services.start_run(staff).state == State.QUEUED
 
 
@@ -91,7 +95,9 @@ def test_a_run_whose_worker_died_is_marked_failed_by_beat_not_by_a_look(client, 
     assert tasks.expire_dead_runs.apply().get() == 1  # the task beat sends, run here
     assert training_services.current_run() is None
     run.refresh_from_db()
-    assert run.state == State.FAILED and "training worker stopped" in run.message and run.result is None
+    assert run.state == State.FAILED
+    assert "training worker stopped" in run.message
+    assert run.result is None
 
 
 @pytest.mark.django_db(transaction=True)
@@ -101,9 +107,12 @@ def test_a_failing_run_registers_nothing_and_says_why(staff, settings, tmp_path,
                                      image_size=32)
     training_services.execute(run.pk)  # no ImageNet weights on this machine, and none downloaded
     run.refresh_from_db()
-    assert run.state == State.FAILED and not run.is_current
-    assert "ImageNet" in run.message and "No model was registered" in run.message
-    assert "Start from the active model instead" in run.message and "--" not in run.message  # words, no options
+    assert run.state == State.FAILED
+    assert not run.is_current
+    assert "ImageNet" in run.message
+    assert "No model was registered" in run.message
+    assert "Start from the active model instead" in run.message
+    assert "--" not in run.message
     assert not ModelVersion.objects.exists()
 
 
@@ -114,7 +123,8 @@ def test_a_cancelled_run_stops_before_training(staff, settings, tmp_path, tiny_d
                                      cancel_requested=True)
     training_services.execute(run.pk)
     run.refresh_from_db()
-    assert run.state == State.CANCELLED and "No model was registered" in run.message
+    assert run.state == State.CANCELLED
+    assert "No model was registered" in run.message
     assert list(ModelVersion.objects.values_list("name", flat=True)) == [model_version.name]
     assert not (tmp_path / "runs" / f"site-run-{run.pk}" / "train" / "model.pt").exists()
 
@@ -123,7 +133,8 @@ def test_compare_champion_and_challenger(reviewed, model_version, other_checkpoi
     comparison = training_services.compare(other_checkpoint_file, model_version, tiny_dataset, tmp_path)
     check, test = comparison["sets"]["check"], comparison["sets"]["test"]
     assert comparison["champion"] == model_version.name
-    assert check["num_images"] == 2 and test["num_images"] == 37  # one test image per breed
+    assert check["num_images"] == 2
+    assert test["num_images"] == 37
     for numbers in (check, test):
         for role in ("champion", "challenger"):
             assert 0.0 <= numbers[role]["accuracy"] <= numbers[role]["top5_accuracy"] <= 1.0
@@ -134,7 +145,8 @@ def test_compare_champion_and_challenger(reviewed, model_version, other_checkpoi
                           for numbers in (check, test))
     assert comparison["recommended"] == better_or_equal
     for row in comparison["per_breed"]:
-        assert row["change"] == pytest.approx(row["after"] - row["before"]) and row["change"] != 0
+        assert row["change"] == pytest.approx(row["after"] - row["before"])
+        assert row["change"] != 0
 
 
 def test_promotion_of_a_worse_model_needs_confirmation(staff, model_version, other_version):
@@ -152,18 +164,21 @@ def test_promotion_of_a_worse_model_needs_confirmation(staff, model_version, oth
 def test_training_pages(client, staff, model_version, dataset, django_capture_on_commit_callbacks):
     client.force_login(staff)
     page = client.get(reverse("training:run_list"))
-    assert page.status_code == 200 and "Start training" in page.content.decode()
+    assert page.status_code == 200
+    assert "Start training" in page.content.decode()
     with django_capture_on_commit_callbacks() as sent:
         response = client.post(reverse("training:run_list"),
                                {"start_from": "active", "recipe": "quick", "epochs": 2, "image_size": 160})
     assert len(sent) == 1  # the training task, sent once the run's row is committed
     run = TrainingRun.objects.get()
-    assert response.status_code == 302 and response["Location"] == run.get_absolute_url()
+    assert response.status_code == 302
+    assert response["Location"] == run.get_absolute_url()
     assert (run.recipe, run.epochs, run.image_size) == ("quick", 2, 160)
 
     second = client.post(reverse("training:run_list"),
                          {"start_from": "active", "recipe": "auto", "epochs": 1, "image_size": 224})
-    assert second.status_code == 400 and "one run at a time" in second.content.decode()
+    assert second.status_code == 400
+    assert "one run at a time" in second.content.decode()
 
     TrainingRun.objects.filter(pk=run.pk).update(
         state=State.RUNNING, started_at=timezone.now() - timedelta(seconds=30), heartbeat_at=timezone.now(),
@@ -171,14 +186,17 @@ def test_training_pages(client, staff, model_version, dataset, django_capture_on
                   "accuracy": 0.25},
     )
     status = client.get(reverse("training:run_status", args=[run.pk])).json()
-    assert status["state"] == "running" and status["progress"]["step"] == 3
+    assert status["state"] == "running"
+    assert status["progress"]["step"] == 3
     assert "eta_seconds" not in status["progress"]  # the worker has not measured a rate yet
     detail = client.get(run.get_absolute_url()).content.decode()
-    assert progress.LABELS[progress.ALL_LAYERS] in detail and "Cancel this run" in detail
+    assert progress.LABELS[progress.ALL_LAYERS] in detail
+    assert "Cancel this run" in detail
 
     client.post(reverse("training:run_cancel", args=[run.pk]))
     run.refresh_from_db()
-    assert run.cancel_requested and run.state == State.RUNNING  # the worker stops it at its next step
+    assert run.cancel_requested
+    assert run.state == State.RUNNING
 
 
 def _owners_upload_and_correct(client, user, breeds: list[int]) -> None:
@@ -293,8 +311,11 @@ def test_a_full_recipe_run_reports_progress_and_registers_its_model(staff, setti
     training_services.execute(run.pk)
     run.refresh_from_db()
     assert run.state == State.SUCCEEDED, run.message
-    assert run.settings["recipe"] == "full" and run.settings["epochs"] == 1
+    assert run.settings["recipe"] == "full"
+    assert run.settings["epochs"] == 1
     assert [row["stage"] for row in run.progress["history"]] == ["frozen", "unfrozen"]
     assert run.progress["step"] == run.progress["steps"] > 0
-    assert run.result.training_args["init_checkpoint"] and not run.result.is_active
-    assert run.comparison["champion"] == model_version.name and "test" in run.comparison["sets"]
+    assert run.result.training_args["init_checkpoint"]
+    assert not run.result.is_active
+    assert run.comparison["champion"] == model_version.name
+    assert "test" in run.comparison["sets"]
