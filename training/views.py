@@ -10,7 +10,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from classifier.models import PetImage
 from registry import services as registry_services
 
-from . import services, tasks
+from . import comparison, services, tasks
 from .forms import PromoteForm, TrainingForm
 from .models import TrainingRun
 
@@ -40,7 +40,7 @@ def run_list(request: HttpRequest) -> HttpResponse:
         "runs": TrainingRun.objects.select_related("result", "base_version", "requested_by")[:50],
         "dataset_dir": settings.PETSITE_DATASET_DIR,
         "dataset_problems": services.dataset_problems(),
-        "reviewed": {"training": services.training_set().count(), "check": services.check_set().count()},
+        "reviewed": {"training": comparison.training_set().count(), "check": comparison.check_set().count()},
     }
     return render(request, "training/runs.html", context, status=400 if form.errors else 200)
 

@@ -166,12 +166,12 @@ def send_files(page, files: list[tuple[str, bytes]], drop: bool) -> None:
 def finished_training_run(champion, challenger_file: str, tmp_path: Path) -> TrainingRun:
     """A run that finished and was compared, the way the training worker leaves it."""
     from registry.services import local_checkpoint
-    from training import services as training_services
+    from training.comparison import compare
 
     challenger = ModelVersion.objects.create(name="site-run-challenger", file=challenger_file, classes=BREED_KEYS,
                                              image_size=champion.image_size)
     dataset = make_fake_pets(tmp_path / "pets", images_per_class=2, image_size=48)
     with local_checkpoint(challenger) as path:
-        comparison = training_services.compare(path, champion, dataset, tmp_path / "compare")
+        comparison = compare(path, champion, dataset, tmp_path / "compare")
     return TrainingRun.objects.create(state=TrainingRun.State.SUCCEEDED, is_current=False, result=challenger,
                                       base_version=champion, comparison=comparison, message="Finished.")

@@ -13,8 +13,8 @@ from ml import progress
 from ml.data import read_split
 from ml.synthetic import make_fake_pets
 from registry.models import ModelVersion
+from training import comparison, tasks
 from training import services as training_services
-from training import tasks
 from training.models import TrainingRun
 
 State = TrainingRun.State
@@ -46,14 +46,14 @@ def dataset(settings, tiny_dataset):
 
 
 def test_check_set_is_a_fixed_fifth_and_never_exported_for_training(reviewed, tmp_path):
-    check = set(training_services.check_set().values_list("pk", flat=True))
-    training = set(training_services.training_set().values_list("pk", flat=True))
+    check = set(comparison.check_set().values_list("pk", flat=True))
+    training = set(comparison.training_set().values_list("pk", flat=True))
     assert check | training == {pet.pk for pet in reviewed}
     assert not check & training
-    assert check == {pet.pk for pet in reviewed if pet.pk % training_services.CHECK_SET_EVERY == 0}
+    assert check == {pet.pk for pet in reviewed if pet.pk % comparison.CHECK_SET_EVERY == 0}
     assert len(check) == 2  # ten consecutive ids hold two multiples of five
 
-    export_reviewed(tmp_path, images=training_services.training_set())
+    export_reviewed(tmp_path, images=comparison.training_set())
     exported = {int(name.rsplit("_", 1)[1]) for name, _ in read_split(tmp_path, "trainval")}
     assert exported == training
 
@@ -130,21 +130,21 @@ def test_a_cancelled_run_stops_before_training(staff, settings, tmp_path, tiny_d
 
 
 def test_compare_champion_and_challenger(reviewed, model_version, other_checkpoint_file, tiny_dataset, tmp_path):
-    comparison = training_services.compare(other_checkpoint_file, model_version, tiny_dataset, tmp_path)
-    check, test = comparison["sets"]["check"], comparison["sets"]["test"]
-    assert comparison["champion"] == model_version.name
+    result = comparison.compare(other_checkpoint_file, model_version, tiny_dataset, tmp_path)
+    check, test = result["sets"]["check"], result["sets"]["test"]
+    assert result["champion"] == model_version.name
     assert check["num_images"] == 2
     assert test["num_images"] == 37
     for numbers in (check, test):
         for role in ("champion", "challenger"):
             assert 0.0 <= numbers[role]["accuracy"] <= numbers[role]["top5_accuracy"] <= 1.0
     # The images that changed are exactly those whose top-1 rightness differs.
-    assert set(check["right_to_wrong"]) | set(check["wrong_to_right"]) <= set(training_services.check_set().values_list(
+    assert set(check["right_to_wrong"]) | set(check["wrong_to_right"]) <= set(comparison.check_set().values_list(
         "pk", flat=True))
     better_or_equal = all(numbers["challenger"]["accuracy"] >= numbers["champion"]["accuracy"]
                           for numbers in (check, test))
-    assert comparison["recommended"] == better_or_equal
-    for row in comparison["per_breed"]:
+    assert result["recommended"] == better_or_equal
+    for row in result["per_breed"]:
         assert row["change"] == pytest.approx(row["after"] - row["before"])
         assert row["change"] != 0
 
@@ -282,7 +282,7 @@ def test_the_whole_loop_from_feedback_to_promotion(worker, client, user, model_v
 
         reviewer = django_user_model.objects.create_superuser("boss", password="pw")
         assert review.accept_owner_answers(user.pet_images.all(), reviewer) == len(breeds)
-        check = set(training_services.check_set().values_list("pk", flat=True))
+        check = set(comparison.check_set().values_list("pk", flat=True))
         assert 1 <= len(check) < len(breeds)
 
         run = _staff_train_from_the_page(client, reviewer, trainer, runs, len(breeds), check)
