@@ -46,7 +46,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from PIL import Image, UnidentifiedImageError
 
-from registry import services as ml_services
+from registry import services as registry_services
 from registry.models import ModelVersion
 
 from .models import Classification, PetImage
@@ -169,11 +169,11 @@ def classify_images(pks: Sequence[int], version_id: int | None = None) -> list[i
     classified one at a time, the least tried first, so that an image that kills
     workers only fails itself: after MAX_ATTEMPTS it ends FAILED with the reason.
     """
-    version = ModelVersion.objects.filter(pk=version_id).first() if version_id else ml_services.active_version()
+    version = ModelVersion.objects.filter(pk=version_id).first() if version_id else registry_services.active_version()
     if version is None:
         if version_id is None:
             PetImage.objects.filter(pk__in=pks, status=Status.PENDING).update(
-                error_code=Error.NO_ACTIVE_MODEL, error_message=ml_services.NO_ACTIVE_MODEL
+                error_code=Error.NO_ACTIVE_MODEL, error_message=registry_services.NO_ACTIVE_MODEL
             )
         return []
     token, pets = claim(pks, version, reclassify=version_id is not None)
@@ -186,7 +186,7 @@ def classify_images(pks: Sequence[int], version_id: int | None = None) -> list[i
     from ml.checkpoints import CheckpointError  # torch: only in the worker, never in the web process
 
     try:
-        predictor = ml_services.predictor_for(version)
+        predictor = registry_services.predictor_for(version)
     except (CheckpointError, OSError) as exc:
         log.exception("Model %s cannot be loaded", version.name)
         _release(pets, token, Error.MODEL_UNLOADABLE, f"The model {version.name} cannot be loaded: {exc}")

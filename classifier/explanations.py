@@ -26,7 +26,7 @@ from django.core.files.base import ContentFile
 from PIL import Image
 
 from petsite.outages import CACHE, outages, unreachable_service
-from registry import services as ml_services
+from registry import services as registry_services
 
 from .models import PetImage
 
@@ -78,7 +78,7 @@ def make_heatmap(pk: int) -> None:
     pet = PetImage.objects.select_related("model_version").filter(pk=pk).first()
     if pet is None or not needs_heatmap(pet):
         return
-    predictor = ml_services.predictor_for(pet.model_version)
+    predictor = registry_services.predictor_for(pet.model_version)
     class_index = predictor.classes.index(pet.predicted_breed) if pet.predicted_breed in predictor.classes else None
     with pet.image.open("rb") as f:  # decoded once, large enough for the display
         photo = open_image(f, min_size=predictor.checkpoint.resize_size * DISPLAY_SCALE)

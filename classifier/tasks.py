@@ -29,7 +29,7 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerUnreachable
 
 from petsite.outages import BROKER, outages, unreachable_service
-from registry import services as ml_services
+from registry import services as registry_services
 from registry.models import ModelVersion
 
 from . import classification, explanations
@@ -165,7 +165,7 @@ def reclassify(images: QuerySet, version: ModelVersion | None = None, chunk_size
 
     The previous predictions stay in the Classification history. Returns the chunks sent.
     """
-    version = version or ml_services.require_active_version()
+    version = version or registry_services.require_active_version()
     pks = list(images.order_by("pk").values_list("pk", flat=True))
     return send_on_commit(pks, version.pk, chunk_size)
 

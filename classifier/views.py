@@ -15,7 +15,7 @@ from django.template.loader import render_to_string
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from ml.breeds import BREEDS
-from registry import services as ml_services
+from registry import services as registry_services
 
 from . import explanations, formats, review, serving, tasks, uploads
 from .filters import GalleryFilter, filter_fields_html, gallery_neighbours
@@ -108,7 +108,7 @@ def upload(request: HttpRequest) -> HttpResponse:
 
 
 def _upload_page(request: HttpRequest, form: UploadForm, status: int = 200) -> HttpResponse:
-    context = {"form": form, "no_model": ml_services.active_version() is None, **upload_limits()}
+    context = {"form": form, "no_model": registry_services.active_version() is None, **upload_limits()}
     return render(request, "classifier/upload.html", context, status=status)
 
 

@@ -19,7 +19,7 @@ from django.db.models.functions import Mod
 from classifier.models import NOT_A_PET, PetImage
 from ml import layout
 from ml import progress as progress_
-from registry import services as ml_services
+from registry import services as registry_services
 from registry.models import ModelVersion
 
 # Every fifth reviewed image, by id, is held out: a fixed rule, so an image never moves
@@ -85,7 +85,7 @@ def compare(challenger_path: Path, champion: ModelVersion | None, dataset_dir: P
     models = {"challenger": Predictor(challenger_path)}
     comparison: dict[str, Any] = {"champion": champion.name if champion else None, "sets": {}}
     test_metrics = {}
-    with ml_services.local_checkpoint(champion) if champion else contextlib.nullcontext() as champion_path:
+    with registry_services.local_checkpoint(champion) if champion else contextlib.nullcontext() as champion_path:
         if champion_path:
             models["champion"] = Predictor(champion_path)
         comparison["sets"]["check"] = _compare_on_check_set(models, images, report.counter(steps))

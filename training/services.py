@@ -33,7 +33,7 @@ from django.utils import timezone
 
 from ml import layout
 from ml import progress as progress_
-from registry import services as ml_services
+from registry import services as registry_services
 from registry.models import ModelVersion
 
 from .comparison import compare, comparison_work, training_set
@@ -113,7 +113,7 @@ def start_run(
     """Record a run and send it to the training queue; refused while another run is
     unfinished, and before anything is queued when the dataset is missing or incomplete
     (a run would only fail on it minutes later)."""
-    base = ml_services.active_version()
+    base = registry_services.active_version()
     if start_from == TrainingRun.Start.ACTIVE and base is None:
         raise TrainingError("No model is active yet, so there is nothing to start from: start from ImageNet weights.",
                             TrainingError.NO_ACTIVE_MODEL)
@@ -315,7 +315,7 @@ def _train_compare_register(run: TrainingRun, run_dir: Path, progress: Callable[
     from ml.runs import run as run_recipe
 
     report = progress_.Reporter(progress)
-    champion = ml_services.active_version()
+    champion = registry_services.active_version()
     to_export = training_set().count()
     report.plan({
         progress_.EXPORTING: to_export * progress_.EXPORT_COST,
@@ -342,19 +342,19 @@ def _train_compare_register(run: TrainingRun, run_dir: Path, progress: Callable[
     base = run.base_version if run.start_from == TrainingRun.Start.ACTIVE else None
     if run.start_from == TrainingRun.Start.ACTIVE and base is None:
         raise TrainingError("the model it was to start from no longer exists.", TrainingError.NO_ACTIVE_MODEL)
-    with ml_services.local_checkpoint(base) if base else contextlib.nullcontext() as base_path:
+    with registry_services.local_checkpoint(base) if base else contextlib.nullcontext() as base_path:
         config.init_checkpoint = str(base_path) if base_path else None
         result = run_recipe(
             run.recipe, config, run_dir / "train", log=log.info, on_progress=progress,
             on_start=lambda settings_: TrainingRun.objects.filter(pk=run.pk).update(settings=settings_),
         )
 
-    champion = ml_services.active_version()
+    champion = registry_services.active_version()
     comparison = compare(result.checkpoint, champion, dataset_dir, run_dir / "compare", on_progress=progress)
     report.stage(progress_.REGISTERING, 1)  # raises Cancelled if staff cancelled meanwhile
 
     with transaction.atomic():
-        version = ml_services.register_model(
+        version = registry_services.register_model(
             result.checkpoint, name=f"site-run-{run.pk}-{timezone.now():%Y%m%d-%H%M%S}", run_dir=result.out_dir,
             notes=f"Trained from the site (run {run.pk}), from {run.get_start_from_display().lower()}.",
         )
@@ -388,6 +388,6 @@ def promote(run: TrainingRun, *, confirmed: bool = False) -> ModelVersion:
     if not run.comparison.get("recommended") and not confirmed:
         raise TrainingError("This model did worse than the active one: tick the box to promote it anyway.",
                             TrainingError.NEEDS_CONFIRMATION)
-    ml_services.activate_version(run.result)
+    registry_services.activate_version(run.result)
     TrainingRun.objects.filter(pk=run.pk).update(promoted_at=timezone.now())
     return run.result

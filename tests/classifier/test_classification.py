@@ -305,13 +305,13 @@ def test_a_worker_takes_what_waits_into_one_forward_pass(user, model_version, se
 
 
 def test_workers_run_the_backend_the_settings_name(pet, model_version, settings, tmp_path):
-    from registry import services as ml_services
+    from registry import services as registry_services
 
     settings.PETSITE_INFERENCE_BACKEND, settings.PETSITE_BACKEND_CACHE_DIR = "channels_last", tmp_path
-    ml_services._cached_predictor.cache_clear()
+    registry_services._cached_predictor.cache_clear()
     try:
-        assert ml_services.predictor_for(model_version).backend.name == "channels_last"
+        assert registry_services.predictor_for(model_version).backend.name == "channels_last"
         classification.classify(pet.pk)
         assert _refresh(pet).status == Status.DONE
     finally:
-        ml_services._cached_predictor.cache_clear()  # later tests get the tests' default (eager)
+        registry_services._cached_predictor.cache_clear()  # later tests get the tests' default (eager)

@@ -54,9 +54,9 @@ def test_reclassify_through_the_worker_keeps_history(worker, user, model_version
     wait_for(lambda: PetImage.objects.filter(status="done").count() == 3, what="the first classification")
     assert Classification.objects.filter(model_version=model_version).count() == 3
 
-    from registry import services as ml_services
+    from registry import services as registry_services
 
-    new_version = ml_services.register_model(other_checkpoint_file, name="v2")
+    new_version = registry_services.register_model(other_checkpoint_file, name="v2")
     call_command("reclassify", "--model", "v2", "--chunk-size", "2", "--wait", "--timeout", "90")
     out = capsys.readouterr().out
     assert "Sent 3 image(s) in 2 chunk(s)" in out
@@ -82,13 +82,13 @@ def test_admin_rerun_action_uses_the_new_active_model(worker, user, model_versio
     from django.contrib.admin import helpers
     from django.urls import reverse
 
-    from registry import services as ml_services
+    from registry import services as registry_services
 
     file = upload()
     pet = store_photo(user, file)
     wait_for(lambda: PetImage.objects.get(pk=pet.pk).status == "done", what="the first classification")
 
-    ml_services.register_model(other_checkpoint_file, name="v2", activate=True)
+    registry_services.register_model(other_checkpoint_file, name="v2", activate=True)
     user.is_staff = user.is_superuser = True
     user.save()
     client.force_login(user)

@@ -7,7 +7,7 @@ from classifier import tasks
 from classifier.management.arguments import since
 from classifier.models import PetImage
 from petsite.health import check_broker
-from registry import services as ml_services
+from registry import services as registry_services
 from registry.models import ModelVersion
 
 
@@ -28,10 +28,10 @@ class Command(BaseCommand):
 
     def handle(self, model, status, since, chunk_size, wait, timeout, **options):
         try:
-            version = ModelVersion.objects.get(name=model) if model else ml_services.require_active_version()
+            version = ModelVersion.objects.get(name=model) if model else registry_services.require_active_version()
         except ModelVersion.DoesNotExist:
             raise CommandError(f"No model version named {model!r}.") from None
-        except ml_services.NoActiveModel as exc:
+        except registry_services.NoActiveModel as exc:
             raise CommandError(str(exc)) from None
         try:  # finished images are never re-sent by the beat: a message lost here would be lost for good
             check_broker()
