@@ -6,19 +6,8 @@ import re
 from django.urls import reverse
 from rest_framework.test import APIClient
 
+from tests.api.test_images import IMAGES, detail, feedback
 from tests.helpers import upload
-
-IMAGES = reverse("api:image-list")
-NOT_AN_IMAGE = b"shopping list: milk, eggs\n" * 10
-
-
-def detail(pet) -> str:
-    return reverse("api:image-detail", args=[pet.pk])
-
-
-def feedback(pet) -> str:
-    return reverse("api:image-feedback", args=[pet.pk])
-
 
 # --- authentication ---------------------------------------------------------------------------
 
