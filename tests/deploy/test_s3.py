@@ -144,8 +144,10 @@ def test_upload_classify_view_and_delete_through_a_worker_on_s3(client, user, s3
     assert pet.model_version == version
     assert pet.predicted_breed in BREED_KEYS
 
-    # The photo's page asks the worker for the heatmap, which lands in S3 and is served like the photo.
+    # The photo's page asks the worker for the heatmap (its script's POST), which lands in S3 and is
+    # served like the photo.
     assert client.get(reverse("classifier:detail", args=[pet.pk])).status_code == 200
+    assert client.post(reverse("classifier:explain", args=[pet.pk])).status_code == 202
     wait_for(lambda: PetImage.objects.get(pk=pet.pk).heatmap, timeout=120, what="the heatmap")
     pet.refresh_from_db()
     assert photo_files(pet) <= s3.keys()
