@@ -50,7 +50,10 @@ def test_default_backend_is_eager_fp32(checkpoint):
     assert next(predictor.model.parameters()).dtype == torch.float32
 
 
-@pytest.mark.parametrize("name", AVAILABLE)
+# The ONNX export takes 10-15 s on two cores: the tests that make one (this one's ONNX case,
+# the automatic choice, the export cache) run in the full suite, not the quick loop.
+@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.slow) if name == backends.ONNX else name
+                                  for name in AVAILABLE])
 def test_every_available_backend_agrees_with_eager_fp32(checkpoint, reference, name, cache_dir):
     tensors, expected, ref_features, ref_logits = reference
     predictor = Predictor(checkpoint, backend=name, backend_cache_dir=cache_dir)
@@ -214,6 +217,7 @@ def test_cache_key_changes_with_the_weights(checkpoint, tmp_path):
     assert len(json.loads((tmp_path / "backends.json").read_text())["choices"]) == 2
 
 
+@pytest.mark.slow  # measures ONNX too: an export (see above)
 def test_predictor_auto_uses_the_measured_choice(checkpoint, reference, cache_dir):
     tensors, expected, _, _ = reference
     predictor = Predictor(checkpoint, backend="auto", backend_cache_dir=cache_dir)
