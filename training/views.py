@@ -28,10 +28,10 @@ def run_list(request: HttpRequest) -> HttpResponse:
         if form.is_valid():
             try:
                 run = services.start_run(request.user, **form.cleaned_data)
-                tasks.train_model.delay_on_commit(run.pk)
             except services.TrainingError as exc:
                 form.add_error(None, str(exc))
             else:
+                tasks.train_model.delay_on_commit(run.pk)
                 messages.success(request, "Training started. This page follows it.")
                 return redirect(run)
     context = {
@@ -56,8 +56,7 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return _run_page(request, _run_or_404(pk), PromoteForm())
 
 
-def _run_page(request: HttpRequest, run: TrainingRun, promote_form: PromoteForm,
-                       status: int = 200) -> HttpResponse:
+def _run_page(request: HttpRequest, run: TrainingRun, promote_form: PromoteForm, status: int = 200) -> HttpResponse:
     check = run.comparison.get("sets", {}).get("check", {})
     changed = PetImage.objects.in_bulk(check.get("right_to_wrong", []) + check.get("wrong_to_right", []))
     context = {
