@@ -104,11 +104,16 @@ def send(pks: Sequence[int], version_id: int | None = None) -> bool:
     return True
 
 
+def in_chunks(pks: Sequence[int], chunk_size: int = CHUNK_SIZE) -> list[list[int]]:
+    """``pks`` in messages of ``chunk_size`` ids, in order."""
+    pks = list(pks)
+    return [pks[i : i + chunk_size] for i in range(0, len(pks), chunk_size)]
+
+
 def send_on_commit(pks: Sequence[int], version_id: int | None = None, chunk_size: int = CHUNK_SIZE) -> list[list[int]]:
     """Send ``pks`` once the current transaction commits (at once outside one), ``chunk_size``
     per message; returns the chunks. A worker only sees committed rows."""
-    pks = list(pks)
-    chunks = [pks[i : i + chunk_size] for i in range(0, len(pks), chunk_size)]
+    chunks = in_chunks(pks, chunk_size)
     for chunk in chunks:
         transaction.on_commit(partial(send, chunk, version_id))
     return chunks
@@ -126,8 +131,7 @@ def requeue_stale() -> int:
     broker restart: the beat runs it, each worker at start, and ``requeue_pending``."""
     pks = list(classification.stale_images().order_by("pk").values_list("pk", flat=True))
     sent = 0
-    for i in range(0, len(pks), CHUNK_SIZE):
-        chunk = pks[i : i + CHUNK_SIZE]
+    for chunk in in_chunks(pks):
         sent += len(chunk) if send(chunk) else 0
     if sent:
         log.info("Re-sent %d image(s) that waited too long", sent)
