@@ -32,6 +32,8 @@ from ml.breeds import BREED_KEYS
 from registry.models import ModelVersion
 
 from . import tokens
+from .headers import upload_headers
+from .idempotency import IdempotentUploads
 from .permissions import CanViewModelVersions
 from .serializers import (
     FeedbackRequestSerializer,
@@ -70,7 +72,7 @@ def form_errors(form) -> dict:
         parameters=[OpenApiParameter("breed", str, enum=BREED_KEYS, description="Breed key (the best label known)")],
     ),
 )
-class ImageList(generics.ListAPIView):
+class ImageList(IdempotentUploads, generics.ListAPIView):  # Idempotency-Key on uploads
     serializer_class = ImageSerializer
     filter_backends = [DjangoFilterBackend]
     filterset_class = GalleryFilter
@@ -104,6 +106,7 @@ class ImageList(generics.ListAPIView):
         return Response(
             UploadResultSerializer(result, context=self.get_serializer_context()).data,
             status=status.HTTP_202_ACCEPTED if stored else status.HTTP_400_BAD_REQUEST,
+            headers=upload_headers(request, outcomes),  # Location, Retry-After (api/headers.py)
         )
 
     def throttled(self, request: Request, wait: float) -> None:
@@ -157,7 +160,7 @@ class ImageFile(APIView):
                    404: NOT_FOUND},
     )
     def get(self, request: Request, pk: int, kind: str) -> HttpResponse:
-        return serving.serve_image_file(request.user, pk, kind)
+        return serving.serve_image_file(request, pk, kind)
 
 
 class NoResultYet(exceptions.APIException):

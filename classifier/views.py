@@ -252,4 +252,4 @@ def _is_id(word: str) -> bool:
 @login_required
 @require_GET
 def image_file(request, pk: int, kind: str):
-    return serving.serve_image_file(request.user, pk, kind)
+    return serving.serve_image_file(request, pk, kind)

@@ -75,6 +75,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # The API's RateLimit, ETag/304, Cache-Control and Vary headers, errors included (api/headers.py).
+    "api.headers.ApiHeadersMiddleware",
     "petsite.middleware.RequestSizeLimitMiddleware",  # 413 before any body is read; after auth, for the page's menu
     "django.contrib.messages.middleware.MessageMiddleware",
     # The site's 404 page with DEBUG too; after CommonMiddleware (its slash redirect) and
@@ -336,7 +338,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "api.pagination.LinkedPageNumberPagination",  # page_size, Link
     "PAGE_SIZE": PETSITE_GALLERY_PAGE_SIZE,
 }
 SPECTACULAR_SETTINGS = {
@@ -344,6 +346,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Classify photos of cats and dogs into the 37 breeds of the Oxford-IIIT Pet dataset.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,  # the schema's own address is no endpoint of the API
+    # Each endpoint once, under /api/v1/; the headers the API adds around its views (api/schema_headers.py).
+    "PREPROCESSING_HOOKS": ["api.schema_headers.only_v1"],
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "api.schema_headers.document_headers"],
 }
 
 # --- Celery ---------------------------------------------------------------------------

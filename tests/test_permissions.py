@@ -179,6 +179,12 @@ RULES: dict[str, Rule] = {
     "admin:axes_accessfailurelog_history": admin_page(403, 403),
     "admin:axes_accessfailurelog_delete": admin_page(403, 403),
 }
+# The unversioned alias of the API's endpoints (/api/images/… for /api/v1/images/…, api/urls.py):
+# the same views, the same rules.
+RULES |= {
+    f"api:unversioned:{name.removeprefix('api:')}": rule for name, rule in list(RULES.items())
+    if name.startswith(("api:image", "api:model"))
+}
 
 
 def url_patterns(resolver: URLResolver | None = None, namespace: str = "", params: tuple[str, ...] = ()):

@@ -99,11 +99,11 @@ def test_the_examples_call_each_endpoint_with_a_token(page):
     text = "".join(parsed.text)
     base = "http://testserver"
     assert text.count('-H "Authorization: Token $TOKEN"') == 11
-    assert f'-F image=@rex.jpg \\\n  -F image=@tom.jpg \\\n  {base}/api/images/' in text  # upload: file parts
+    assert f'-F image=@rex.jpg \\\n  -F image=@tom.jpg \\\n  {base}/api/v1/images/' in text  # upload: file parts
     assert f"""-H "Content-Type: application/json" \\\n  -d '{{"answer": "correct"}}' \\\n  """ \
-           f"{base}/api/images/1/feedback/" in text  # the required field, an allowed value
-    assert f'curl -X DELETE \\\n  -H "Authorization: Token $TOKEN" \\\n  {base}/api/images/1/' in text
-    assert f"{base}/api/models/NAME/" in text
+           f"{base}/api/v1/images/1/feedback/" in text  # the required field, an allowed value
+    assert f'curl -X DELETE \\\n  -H "Authorization: Token $TOKEN" \\\n  {base}/api/v1/images/1/' in text
+    assert f"{base}/api/v1/models/NAME/" in text
 
 
 def test_it_tells_how_to_get_a_token(client, user, page):

@@ -280,7 +280,7 @@ class TestWalk:
 
         review, name = walk.pages["review"], walk.version.name
         review.goto("/api/docs/")  # the documentation page, made from the schema on the server
-        expect(review.locator("#op-images_create")).to_contain_text("/api/images/")
+        expect(review.locator("#op-images_create")).to_contain_text("/api/v1/images/")
         walk.check(review, "api-docs")
         review.goto("/")
         review.get_by_role("link", name="Models").click()

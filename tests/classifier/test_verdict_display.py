@@ -149,7 +149,7 @@ def test_the_gallery_offers_the_verdict_filter(client, user, mixed):
 
 def test_the_api_schema_lists_the_verdict_filter(client, db):
     schema = client.get(reverse("api:schema"), {"format": "json"}).json()
-    parameters = {p["name"]: p for p in schema["paths"]["/api/images/"]["get"]["parameters"]}
+    parameters = {p["name"]: p for p in schema["paths"]["/api/v1/images/"]["get"]["parameters"]}
     assert parameters["verdict"]["schema"]["enum"] == ["confident", "not_a_pet", "unsure"]
 
 
