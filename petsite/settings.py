@@ -346,6 +346,8 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,  # the schema's own address is no endpoint of the API
 }
 
+PETSITE_WAIT_MAX_WAITERS = env.int("PETSITE_WAIT_MAX_WAITERS", default=env.int("WEB_THREADS", default=4) // 2 or 1)
+PETSITE_WAIT_MAX_PER_USER = env.int("PETSITE_WAIT_MAX_PER_USER", default=2)  # ?wait=N bounds: api/waiting.py
 # --- Celery ---------------------------------------------------------------------------
 # Default broker: a Redis server of the site's own on a unix socket under var/, started by
 # bin/run from the virtualenv (petsite/broker.py). kombu's file-system transport, the
