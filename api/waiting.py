@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 MAX_WAIT = 30  # seconds, the most a request may ask for
 RECHECK_SECONDS = 5.0  # the row is read at least this often while subscribed
+SUBSCRIBE_TIMEOUT = 1.0  # seconds Redis has to confirm a subscription
 POLL_FIRST, POLL_MAX = 0.05, 0.5  # the fallback's back-off, in seconds
 
 
@@ -102,17 +103,38 @@ def _read(pk: int) -> PetImage:
     return pet
 
 
+def _subscribe(client, pk: int):
+    """A subscription to the image's channel once Redis has confirmed it: from then on no
+    publish is missed, so the row is read after this. None when Redis cannot be reached."""
+    pubsub = client.pubsub()
+    try:
+        pubsub.subscribe(channel(pk))
+        reply = pubsub.get_message(timeout=SUBSCRIBE_TIMEOUT)
+        if reply and reply["type"] == "subscribe":
+            return pubsub
+        error = "no confirmation"
+    except Exception as exc:
+        error = exc
+    _close(pubsub)
+    log.warning("Waiting for image %s without Redis (%s): reading the database with a back-off", pk, error)
+    return None
+
+
+def _close(pubsub) -> None:
+    try:
+        pubsub.close()
+    except Exception:  # noqa: S110 - closing a broken connection: nothing to do
+        pass
+
+
 def _wait_subscribed(pk: int, deadline: float, client) -> PetImage | None:
     """Wait on the image's channel until it is finished or ``deadline``; None when Redis
     cannot be reached (the caller then polls)."""
-    try:
-        pubsub = client.pubsub(ignore_subscribe_messages=True)
-        pubsub.subscribe(channel(pk))
-    except Exception as error:
-        log.warning("Waiting for image %s without Redis (%s): reading the database with a back-off", pk, error)
+    pubsub = _subscribe(client, pk)
+    if pubsub is None:
         return None
     try:
-        pet = _read(pk)  # after subscribing: a finish published before is seen here
+        pet = _read(pk)  # after the subscription: a finish published before it is seen here
         while not pet.is_finished and (left := deadline - time.monotonic()) > 0:
             try:
                 pubsub.get_message(timeout=min(left, RECHECK_SECONDS))  # sleeps in select()
@@ -122,10 +144,7 @@ def _wait_subscribed(pk: int, deadline: float, client) -> PetImage | None:
             pet = _read(pk)
         return pet
     finally:
-        try:
-            pubsub.close()
-        except Exception:  # noqa: S110 - closing a broken connection: nothing to do
-            pass
+        _close(pubsub)
 
 
 def _poll(pk: int, deadline: float) -> PetImage:
