@@ -31,7 +31,7 @@ from classifier.models import PetImage
 from ml.breeds import BREED_KEYS
 from registry.models import ModelVersion
 
-from . import tokens
+from . import tokens, waiting
 from .headers import upload_headers
 from .idempotency import IdempotentUploads
 from .permissions import CanViewModelVersions
@@ -115,7 +115,8 @@ class ImageList(IdempotentUploads, generics.ListAPIView):  # Idempotency-Key on 
 
 
 @extend_schema_view(
-    get=extend_schema(summary="One of your images", description="Poll it until `finished` is true."),
+    get=extend_schema(summary="One of your images", description="Poll it until `finished` is true.",
+                      parameters=[waiting.WAIT_PARAMETER]),  # ?wait=N (api/waiting.py)
     delete=extend_schema(summary="Delete one of your images", description="The image, its result and all its files."),
 )
 class ImageDetail(generics.RetrieveDestroyAPIView):
@@ -123,6 +124,10 @@ class ImageDetail(generics.RetrieveDestroyAPIView):
 
     def get_queryset(self) -> QuerySet[PetImage]:
         return own_images(self.request.user)
+
+    def retrieve(self, request: Request, *args, **kwargs) -> HttpResponse:
+        answer = waiting.wait_for(request, self.get_object())  # ?wait=N: at once when finished, else up to N s
+        return answer if isinstance(answer, HttpResponse) else Response(self.get_serializer(answer).data)
 
     def perform_destroy(self, instance: PetImage) -> None:
         uploads.delete_pet_image(instance)

@@ -50,6 +50,7 @@ from registry import services as registry_services
 from registry.models import ModelVersion
 
 from .models import Classification, PetImage
+from .signals import image_finished
 from .workers import process_running
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,10 @@ def _held(pet: PetImage, token: uuid.UUID) -> QuerySet:
 
 
 def _finish(pet: PetImage, token: uuid.UUID, **fields) -> bool:
-    return bool(_held(pet, token).update(claim_token=None, claimed_by="", **fields))
+    finished = bool(_held(pet, token).update(claim_token=None, claimed_by="", **fields))
+    if finished:  # the one place an image becomes done or failed (classifier/signals.py)
+        image_finished.send(sender=PetImage, pk=pet.pk, status=fields["status"])
+    return finished
 
 
 def _release(pets: Sequence[PetImage], token: uuid.UUID, code: str, reason: str) -> list[int]:

@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "classifier",
     "training",
     "api",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -351,6 +352,9 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "api.schema_headers.document_headers"],
 }
 
+PETSITE_WAIT_MAX_WAITERS = env.int("PETSITE_WAIT_MAX_WAITERS", default=env.int("WEB_THREADS", default=4) // 2 or 1)
+PETSITE_WAIT_MAX_PER_USER = env.int("PETSITE_WAIT_MAX_PER_USER", default=2)  # ?wait=N bounds: api/waiting.py
+PETSITE_WEBHOOKS_ALLOW_PRIVATE = env.bool("PETSITE_WEBHOOKS_ALLOW_PRIVATE", default=False)  # webhooks/addresses.py
 # --- Celery ---------------------------------------------------------------------------
 # Default broker: a Redis server of the site's own on a unix socket under var/, started by
 # bin/run from the virtualenv (petsite/broker.py). kombu's file-system transport, the
@@ -410,6 +414,7 @@ CELERY_BEAT_SCHEDULE = {
     # A training run whose worker died is marked failed within a minute of its heartbeat's
     # timeout (training/services.py), whether or not anyone looks at it.
     "expire-dead-training-runs": {"task": "training.tasks.expire_dead_runs", "schedule": 60.0},
+    "send-due-webhooks": {"task": "webhooks.tasks.send_due", "schedule": 10.0},  # retries, lost messages
 }
 # How the workers run the model: "auto" keeps the fastest backend that agrees with eager
 # FP32 (ml/backends.py), measured among those that can win on the CPU at hand. Each worker

@@ -41,5 +41,6 @@ urlpatterns = [
     path("models/", include("registry.urls")),
     path("training/", include("training.urls")),
     path("api/", include("api.urls")),
+    path("webhooks/", include("webhooks.urls")),  # the token page's webhook section posts here
     path("", include("classifier.urls")),
 ]

@@ -112,6 +112,7 @@ RULES: dict[str, Rule] = {
     "api:docs": everyone(200),
     "api:token": logged_in(),  # the user's own token page
     "api:not-found": everyone(404),  # any other address under /api/: a problem+json 404
+    "webhooks:endpoint": logged_in(302, method="post"),  # the token page's webhook section: back to it (issue 18)
     # --- accounts (password reset is not offered: no e-mail is configured in tests) -------
     "signup": everyone(200),
     "login": everyone(200),
@@ -162,6 +163,11 @@ RULES: dict[str, Rule] = {
     "admin:authtoken_tokenproxy_change": admin_page(403, 403),
     "admin:authtoken_tokenproxy_history": admin_page(403, 403),
     "admin:authtoken_tokenproxy_delete": admin_page(403, 403),
+    # Webhooks (issue 18): superusers only; users manage their own endpoint on api:token.
+    **{f"admin:webhooks_{model}_{page}": admin_page(*outcome)
+       for model in ("endpoint", "delivery") for page, outcome in [
+           ("changelist", (403, 403)), ("add", (403, 403, 403)), ("change", (403, 403)), ("history", (403, 403)),
+           ("delete", (403, 403))]},
     # Login records (django-axes): superusers only; written by axes, never added by hand.
     "admin:axes_accessattempt_changelist": admin_page(403, 403),
     "admin:axes_accessattempt_add": admin_page(403, 403, 403),
@@ -256,7 +262,16 @@ def objects(people) -> dict:
         "axes_accessattempt": AccessAttempt.objects.create(**seen, get_data="", post_data="", failures_since_start=1),
         "axes_accesslog": AccessLog.objects.create(**seen),
         "axes_accessfailurelog": AccessFailureLog.objects.create(**seen, locked_out=False),
+        **_webhooks(people["other"]),
     }
+
+
+def _webhooks(user) -> dict:
+    from webhooks.models import Delivery, Endpoint
+
+    endpoint = Endpoint.objects.create(user=user, url="https://example.com/hook", base_url="http://testserver/")
+    return {"webhooks_endpoint": endpoint,
+            "webhooks_delivery": Delivery.objects.create(endpoint=endpoint, event="webhook.test", payload={})}
 
 
 def url_kwargs(name: str, params: tuple[str, ...], objects: dict) -> dict:
