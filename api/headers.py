@@ -124,7 +124,8 @@ def conditional(request: HttpRequest, response: HttpResponse) -> HttpResponse:
         return response  # an empty body: nothing to compare
     answer = get_conditional_response(request, etag=response["ETag"], response=response)
     if answer.status_code == 412:  # If-Match on a GET that does not match
-        return problem(412, "The image is not the version named in If-Match.", code="precondition_failed")
+        return problem(412, "The image is not the version named in If-Match.", request=request,
+                       code="precondition_failed")
     return answer
 
 

@@ -30,7 +30,7 @@ from django.utils import timezone
 from rest_framework import exceptions
 from rest_framework.request import Request
 
-from petsite.problems import problem
+from petsite.problems import error_item, problem
 
 from .models import IdempotentRequest
 
@@ -106,13 +106,14 @@ def begin(request: Request) -> IdempotentRequest | None:
         if record.fingerprint != fingerprint:
             raise Answered(problem(
                 422, f"This {HEADER} was sent before with other files. Use a new key for a new upload.",
-                code="idempotency_key_reused",
+                request=request, code="idempotency_key_reused",
+                errors=[error_item("Used before with other files.", "reused", header=HEADER)],
             ))
         if record.status is None:
             if record.created_at > now - RUNNING_AT_MOST:
                 raise Answered(problem(
                     409, f"The first request with this {HEADER} is still being answered. Send it again in a moment.",
-                    code="idempotency_key_in_use", headers={"Retry-After": "1"},
+                    request=request, code="idempotency_key_in_use", headers={"Retry-After": "1"},
                 ))
             record.created_at = now  # its request died: this one takes the key over
             record.save(update_fields=["created_at"])
@@ -132,7 +133,8 @@ def request_key(request: Request) -> str | None:
     if not key or len(key) > MAX_KEY_LENGTH or not key.isascii() or not key.isprintable():
         raise Answered(problem(
             400, f"{HEADER} must be 1 to {MAX_KEY_LENGTH} printable ASCII characters, such as a UUID.",
-            code="invalid_idempotency_key",
+            request=request, code="invalid_idempotency_key",
+            errors=[error_item("Not a key this API accepts.", "invalid", header=HEADER)],
         ))
     return key
 

@@ -32,7 +32,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from drf_spectacular.utils import OpenApiParameter
 
 from classifier.models import PetImage
-from petsite.problems import problem
+from petsite.problems import error_item, problem
 
 log = logging.getLogger(__name__)
 
@@ -217,15 +217,15 @@ def wait_for(request: HttpRequest, pet: PetImage) -> PetImage | HttpResponse:
     try:
         seconds = wait_seconds(request)
     except ValueError:
-        return problem(400, f"`wait` is a whole number of seconds from 0 to {MAX_WAIT}.", code="invalid",
-                       errors=[{"pointer": "#/wait", "code": "invalid", "detail": "0 to 30 seconds"}])
+        return problem(400, f"`wait` is a whole number of seconds from 0 to {MAX_WAIT}.", request=request,
+                       code="invalid", errors=[error_item(f"0 to {MAX_WAIT} seconds", "invalid", parameter="wait")])
     if not seconds or pet.is_finished:
         return pet
     try:
         with waiter_slot(request.user.pk):
             return wait_until_finished(pet, seconds)
     except WaitRefused as refused:
-        return problem(refused.status, refused.detail, code=refused.code, headers={"Retry-After": "1"})
+        return problem(refused.status, refused.detail, request=request, code=refused.code, headers={"Retry-After": "1"})
 
 
 WAIT_PARAMETER = OpenApiParameter(

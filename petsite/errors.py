@@ -52,7 +52,7 @@ def unavailable(request: HttpRequest, service: str, error: BaseException) -> Htt
         detail = "The service is briefly unavailable. Try again in a moment."
         if sent:
             detail += " The request may not have been carried out: send it again (a photo sent twice is kept once)."
-        response = problem(503, detail, code=f"{service}_unavailable", headers={"Retry-After": str(RETRY_AFTER)})
+        response = problem(503, detail, request=request, code=f"{service}_unavailable", headers={"Retry-After": str(RETRY_AFTER)})
     else:
         # Without the request: no context processor may look up the user or the messages.
         page = loader.render_to_string("503.html", {"sent": sent, "retry_after": RETRY_AFTER})
@@ -98,10 +98,11 @@ def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
     if wants_problem(request):
         if isinstance(exception, TooManyFilesSent):
             return problem(400, "The request carries too many files. Send fewer photos at a time.",
-                           code="too_many_files")
+                           request=request, code="too_many_files")
         if isinstance(exception, MultiPartParserError):
-            return problem(400, "The request's body could not be read as multipart/form-data.", code="unreadable_body")
-        return problem(400, "The request could not be read.", code="bad_request")
+            return problem(400, "The request's body could not be read as multipart/form-data.",
+                           request=request, code="unreadable_body")
+        return problem(400, "The request could not be read.", request=request, code="bad_request")
     # Without the request, as Django's own handler: its body may be what could not be read.
     return HttpResponse(loader.render_to_string("400.html"), status=400)
 
@@ -109,7 +110,8 @@ def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
 @requires_csrf_token
 def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
     if wants_problem(request):
-        response = problem(403, "You do not have permission to do this.", code="permission_denied")
+        response = problem(403, "You do not have permission to do this.", request=request,
+                           code="permission_denied")
     else:
         response = defaults.permission_denied(request, exception)
     _log_refusal(request, response, "permission denied")
@@ -121,7 +123,7 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     """CSRF_FAILURE_VIEW: most often a form from a page left open past its session."""
     if wants_problem(request):
         return problem(403, "The request's CSRF token is missing or out of date: reload the page and try again.",
-                       code="csrf_failed")
+                       request=request, code="csrf_failed")
     # Django logs the refusal in one line itself (with the reason) after this view.
     return HttpResponse(loader.render_to_string("403_csrf.html", request=request), status=403)
 
@@ -135,7 +137,7 @@ def _log_refusal(request: HttpRequest, response: HttpResponse, why: str) -> None
 @requires_csrf_token
 def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     if wants_problem(request):
-        return problem(404, "There is nothing at this address.", code="not_found")
+        return problem(404, "There is nothing at this address.", request=request, code="not_found")
     return defaults.page_not_found(request, exception)
 
 
@@ -181,5 +183,6 @@ def server_error(request: HttpRequest) -> HttpResponse:
     if service:
         return unavailable(request, service, error)
     if wants_problem(request):
-        return problem(500, "Something went wrong on our side. Try again in a moment.", code="server_error")
+        return problem(500, "Something went wrong on our side. Try again in a moment.",
+                       request=request, code="server_error")
     return HttpResponse(loader.render_to_string("500.html"), status=500)

@@ -34,7 +34,8 @@ class RequestSizeLimitMiddleware:
             log.info("Refused a %d-byte request body to %s (limit %d)", size, request.path, limit)
             if wants_problem(request):  # programs get problem details, as from the rest of the API
                 return problem(413, f"The request is {size} bytes; at most {limit} bytes are accepted, and "
-                                    f"{settings.PETSITE_MAX_UPLOAD_BYTES} bytes per photo.", code="too_large")
+                                    f"{settings.PETSITE_MAX_UPLOAD_BYTES} bytes per photo.",
+                           request=request, code="too_large")
             context = {"size": size, "max_upload": settings.PETSITE_MAX_UPLOAD_BYTES}
             return render(request, "413.html", context, status=413)
         return self.get_response(request)

@@ -1,10 +1,25 @@
 """RFC 9457 problem details (``application/problem+json``): how the JSON API, and any
 client that asked for JSON, is told that a request failed.
 
-One body for every error: ``type``, ``title`` (the status's phrase), ``status``,
-``detail`` (in words for people) and, where programs need to act on it, a ``code``.
-The site's error handlers (``petsite.errors``) answer with it under ``/api/``; the API's
-views can raise through DRF and convert here too.
+One body for every error, documented once (``api.schema``, docs/api.md)::
+
+    {"type": "about:blank", "title": "Bad Request", "status": 400,
+     "detail": "Check the fields below.", "instance": "/api/v1/images/7/feedback/",
+     "code": "invalid", "request_id": "3f2a…",
+     "errors": [{"pointer": "#/label", "code": "required", "detail": "Choose the right breed."}]}
+
+- ``type`` is ``about:blank``: the status and ``code`` say what happened; there is no
+  page per problem type to point at (RFC 9457 section 4.2.1).
+- ``title`` is the status's phrase, ``detail`` says it in words for people, ``code`` for
+  programs (snake_case, stable), ``instance`` is the path that was asked for, and
+  ``request_id`` the id in the site's logs (django-guid), to quote when asking for help.
+- ``errors`` (with 400s) names each thing that was wrong, where it was: ``pointer`` is a
+  JSON Pointer into the request body in its URI-fragment form (``#/label``; ``#/image/2``
+  for the third file of an upload; ``#`` for the body as a whole), ``parameter`` a query
+  parameter, ``header`` a request header (as JSON:API's ``source`` names them).
+
+The site's error handlers (``petsite.errors``) answer with it under ``/api/``, the API's
+views through DRF's exception handler (``api.exceptions``).
 """
 from __future__ import annotations
 
@@ -12,24 +27,44 @@ from http import HTTPStatus
 
 from django.http import HttpRequest, JsonResponse
 from django.urls import Resolver404, resolve
+from django_guid import get_guid
 
 CONTENT_TYPE = "application/problem+json"
 API_PREFIX = "/api/"
 # Pages for people that live under /api/: their errors are pages too.
 PAGES_UNDER_API = {"api:token", "api:docs"}
+WHERE = ("pointer", "parameter", "header")  # where an item of ``errors`` was found
 
 
-def problem(status: int, detail: str = "", *, code: str | None = None, headers: dict | None = None,
-            **members) -> JsonResponse:
-    """A problem-details response: ``type`` is ``about:blank`` (the status says it all),
-    ``title`` the status's phrase; ``code`` and ``members`` are extension members."""
-    body = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status}
-    if detail:
-        body["detail"] = detail
-    if code:
-        body["code"] = code
+def problem(status: int, detail: str, *, request: HttpRequest | None, code: str, errors: list[dict] | None = None,
+            headers: dict | None = None, **members) -> JsonResponse:
+    """A problem-details response; ``members`` are further extension members (an upload's
+    ``files`` and ``summary``). ``request`` gives ``instance`` and ``request_id``; it is
+    None only where there is no request to name."""
+    body = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "detail": detail}
+    if request is not None:
+        body["instance"] = request.path
+    body["code"] = code
+    if get_guid():
+        body["request_id"] = get_guid()
+    if errors:
+        body["errors"] = errors
     body.update(members)
     return JsonResponse(body, status=status, content_type=CONTENT_TYPE, headers=headers)
+
+
+def error_item(detail: str, code: str, **where: str) -> dict:
+    """One item of ``errors``: ``where`` is one of ``pointer=``, ``parameter=``, ``header=``."""
+    (kind, value), = where.items()
+    assert kind in WHERE, kind
+    return {kind: value, "code": code, "detail": detail}
+
+
+def body_pointer(*path: str | int) -> str:
+    """A JSON Pointer into the request body, URI-fragment form: ``body_pointer("image", 2)``
+    is ``#/image/2``; no path is the body as a whole, ``#``."""
+    escaped = (str(part).replace("~", "~0").replace("/", "~1") for part in path)
+    return "#" + "".join(f"/{part}" for part in escaped)
 
 
 def wants_problem(request: HttpRequest) -> bool:
