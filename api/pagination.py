@@ -36,7 +36,14 @@ class LinkedPageNumberPagination(PageNumberPagination):
         number = request.query_params.get(self.page_query_param)
         if number is not None and number not in self.last_page_strings and not _positive_integer(number):
             raise exceptions.ValidationError({self.page_query_param: ["Give a page number from 1 (or `last`)."]})
-        return super().paginate_queryset(queryset, request, view)
+        try:
+            return super().paginate_queryset(queryset, request, view)
+        except exceptions.NotFound:  # past the last page: say which is the last
+            last = self.django_paginator_class(queryset, self.get_page_size(request)).num_pages
+            raise exceptions.NotFound(
+                {self.page_query_param: [exceptions.ErrorDetail(f"There is no page {number}: the last is {last}.",
+                                                                "not_found")]}
+            ) from None
 
     def get_page_size(self, request: Request) -> int:
         size = request.query_params.get(self.page_size_query_param)

@@ -105,8 +105,9 @@ class ModelVersionSerializer(serializers.ModelSerializer):
         model = ModelVersion
         fields = ["name", "url", "page_url", "is_active", "created_at", "image_size", "accuracy", "notes"]
 
+    @extend_schema_field(serializers.URLField())
     def get_page_url(self, version: ModelVersion) -> str:
-        return reverse("registry:model_detail", args=[version.name])
+        return self.context["request"].build_absolute_uri(reverse("registry:model_detail", args=[version.name]))
 
 
 class ModelVersionDetailSerializer(ModelVersionSerializer):
@@ -117,5 +118,8 @@ class ModelVersionDetailSerializer(ModelVersionSerializer):
     class Meta(ModelVersionSerializer.Meta):
         fields = ModelVersionSerializer.Meta.fields + ["classes", "metrics", "training_args", "history", "figures"]
 
+    @extend_schema_field({"type": "object", "additionalProperties": {"type": "string", "format": "uri"}})
     def get_figures(self, version: ModelVersion) -> dict[str, str]:
-        return {name: reverse("registry:model_figure", args=[version.name, name]) for name in version.figures}
+        request = self.context["request"]
+        return {name: request.build_absolute_uri(reverse("registry:model_figure", args=[version.name, name]))
+                for name in version.figures}

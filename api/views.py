@@ -24,14 +24,16 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from classifier import serving, tasks, uploads
-from classifier.filters import GalleryFilter
+from classifier.filters import ApiImageFilter
 from classifier.forms import FeedbackForm, UploadForm
 from classifier.limits import store_uploads_within_rate
 from classifier.models import PetImage
 from ml.breeds import BREED_KEYS
+from petsite.problems import body_pointer, error_item, problem
 from registry.models import ModelVersion
 
 from . import tokens, waiting
+from .exceptions import form_errors
 from .headers import upload_headers
 from .idempotency import IdempotentUploads
 from .permissions import CanViewModelVersions
@@ -58,16 +60,11 @@ def own_images(user) -> QuerySet[PetImage]:
     return PetImage.objects.filter(owner_id=user.pk).select_related("model_version")
 
 
-def form_errors(form) -> dict:
-    """A form's errors in DRF's shape: form-wide ones under ``non_field_errors``."""
-    return {("non_field_errors" if field == "__all__" else field): errors for field, errors in form.errors.items()}
-
-
 @extend_schema_view(
     get=extend_schema(
         summary="Your images",
-        description="Newest first, filtered and sorted as the gallery is (`min_confidence`, `max_confidence` in "
-        "percent), a page at a time.",
+        description="Newest first, filtered and sorted as the gallery is (`min_confidence` and `max_confidence` "
+        "from 0 to 1, as `confidence`), a page at a time.",
         # The filter's choices are grouped (cats, dogs), which the schema generator cannot read.
         parameters=[OpenApiParameter("breed", str, enum=BREED_KEYS, description="Breed key (the best label known)")],
     ),
@@ -75,7 +72,7 @@ def form_errors(form) -> dict:
 class ImageList(IdempotentUploads, generics.ListAPIView):  # Idempotency-Key on uploads
     serializer_class = ImageSerializer
     filter_backends = [DjangoFilterBackend]
-    filterset_class = GalleryFilter
+    filterset_class = ApiImageFilter
     parser_classes = [MultiPartParser]
     throttle_classes = [UploadRateThrottle]
 
@@ -101,13 +98,13 @@ class ImageList(IdempotentUploads, generics.ListAPIView):  # Idempotency-Key on 
             raise exceptions.ValidationError(form_errors(form))
         outcomes = store_uploads_within_rate(request, form.cleaned_data["image"])
         tasks.send_new_uploads(outcomes)
-        result = {"files": outcomes, "summary": uploads.upload_summary(outcomes)}
-        stored = any(outcome.saved for outcome in outcomes)
-        return Response(
-            UploadResultSerializer(result, context=self.get_serializer_context()).data,
-            status=status.HTTP_202_ACCEPTED if stored else status.HTTP_400_BAD_REQUEST,
-            headers=upload_headers(request, outcomes),  # Location, Retry-After (api/headers.py)
-        )
+        result = UploadResultSerializer(
+            {"files": outcomes, "summary": uploads.upload_summary(outcomes)}, context=self.get_serializer_context()
+        ).data
+        headers = upload_headers(request, outcomes)  # Location, Retry-After (api/headers.py)
+        if any(outcome.saved for outcome in outcomes):
+            return Response(result, status=status.HTTP_202_ACCEPTED, headers=headers)
+        return nothing_stored(request, outcomes, result, headers)
 
     def throttled(self, request: Request, wait: float) -> None:
         # DRF adds "Expected available in N seconds." and the Retry-After header.
@@ -133,6 +130,25 @@ class ImageDetail(generics.RetrieveDestroyAPIView):
         uploads.delete_pet_image(instance)
 
 
+def nothing_stored(request: Request, outcomes: list, result: dict, headers: dict) -> HttpResponse:
+    """The problem when no file was stored: 429 when the rate refused them all, else 400;
+    each file's reason in ``errors`` (``#/image/2`` is the third file), and the upload's
+    own ``files`` and ``summary`` as in a 202."""
+    errors = [error_item(outcome.reason, outcome.code or "invalid", pointer=body_pointer("image", index))
+              for index, outcome in enumerate(outcomes)]
+    if all(outcome.code == "rate_limited" for outcome in outcomes):
+        return problem(429, result["summary"], request=request, code="rate_limited", errors=errors, headers=headers,
+                       **result)
+    return problem(400, result["summary"], request=request, code="no_photo_stored", errors=errors, headers=headers,
+                   **result)
+
+
+class NoPrediction(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "There is no prediction to confirm yet: answer \"wrong\" with a label, or wait for the result."
+    default_code = "no_prediction"
+
+
 class ImageFeedback(APIView):
     parser_classes = [JSONParser, FormParser, MultiPartParser]
 
@@ -146,9 +162,13 @@ class ImageFeedback(APIView):
     def post(self, request: Request, pk: int) -> Response:
         pet = get_object_or_404(own_images(request.user), pk=pk)
         if not isinstance(request.data, Mapping):
-            raise exceptions.ValidationError({"non_field_errors": ["Send an object with `answer` (and `label`)."]})
+            raise exceptions.ValidationError(
+                {"non_field_errors": [exceptions.ErrorDetail("Send an object with `answer` (and `label`).", "invalid")]}
+            )
         form = FeedbackForm(request.data, pet=pet)
         if not form.is_valid():
+            if form.has_error("__all__", "no_prediction"):
+                raise NoPrediction()
             raise exceptions.ValidationError(form_errors(form))
         form.save()
         return Response(ImageSerializer(pet, context={"request": request}).data)

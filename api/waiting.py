@@ -46,10 +46,10 @@ POLL_FIRST, POLL_MAX = 0.05, 0.5  # the fallback's back-off, in seconds
 
 
 def redis_url() -> str | None:
-    """The Redis to publish and subscribe on: ``PETSITE_WAIT_REDIS_URL``, else the broker's
-    (``redis+socket://path``, the embedded broker's form, in redis-py's ``unix://path``);
+    """The Redis to publish and subscribe on: the broker's (``redis+socket://path``, the
+    embedded broker's form, in redis-py's ``unix://path``);
     None for a broker that is not Redis (then waits read the database)."""
-    url = getattr(settings, "PETSITE_WAIT_REDIS_URL", "") or settings.CELERY_BROKER_URL
+    url = settings.CELERY_BROKER_URL
     if url.startswith("redis+socket://"):
         return "unix://" + url.removeprefix("redis+socket://")
     return url if url.startswith(("redis://", "rediss://", "unix://")) else None

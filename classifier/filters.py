@@ -76,6 +76,8 @@ class GalleryFilter(django_filters.FilterSet):
         choices=[(key, label) for key, (label, _) in SORTS.items()], method="sort_by", empty_label=None, label="Sort"
     )
 
+    CONFIDENCE_SCALE = 100  # the form's confidences are in percent
+
     class Meta:
         model = PetImage
         fields: list[str] = []
@@ -94,16 +96,44 @@ class GalleryFilter(django_filters.FilterSet):
 
     def filter_min_confidence(self, queryset, name, value):
         return queryset.alias(**{CONFIDENCE: verdicts.BREED_CONFIDENCE}).filter(
-            **{f"{CONFIDENCE}__gte": float(value) / 100}
+            **{f"{CONFIDENCE}__gte": float(value) / self.CONFIDENCE_SCALE}
         )
 
     def filter_max_confidence(self, queryset, name, value):
         return queryset.alias(**{CONFIDENCE: verdicts.BREED_CONFIDENCE}).filter(
-            **{f"{CONFIDENCE}__lte": float(value) / 100}
+            **{f"{CONFIDENCE}__lte": float(value) / self.CONFIDENCE_SCALE}
         )
 
     def sort_by(self, queryset, name, value):
         return queryset.alias(**{CONFIDENCE: verdicts.BREED_CONFIDENCE}).order_by(*SORTS[value][1])
+
+
+class StrictFilterForm(forms.Form):
+    """A filter form that refuses a parameter given empty (``?status=``): a program that
+    sends one meant something, and the API's enums do not include "" (the gallery's form
+    sends empty fields for "any", and keeps the lenient form)."""
+
+    def clean(self):
+        for name in self.fields:
+            if name in self.data and self.data.get(name) == "":
+                self.add_error(name, forms.ValidationError("Leave the parameter out rather than empty.", "blank"))
+        return super().clean()
+
+
+class ApiImageFilter(GalleryFilter):
+    """The API's filters: the gallery's, with confidences as fractions from 0 to 1 like the
+    API's ``confidence`` field, bounds checked (anything else is a 400), and no empty values."""
+
+    CONFIDENCE_SCALE = 1
+    min_confidence = django_filters.NumberFilter(
+        method="filter_min_confidence", min_value=0, max_value=1, help_text="lowest confidence, 0 to 1"
+    )
+    max_confidence = django_filters.NumberFilter(
+        method="filter_max_confidence", min_value=0, max_value=1, help_text="highest confidence, 0 to 1"
+    )
+
+    class Meta(GalleryFilter.Meta):
+        form = StrictFilterForm
 
 
 def filter_fields_html(params: QueryDict) -> str:

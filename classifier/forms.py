@@ -76,9 +76,10 @@ class FeedbackForm(forms.Form):
     def clean(self):
         data = super().clean()
         if data.get("answer") == "correct" and self.pet is not None and not verdicts.model_answer(self.pet):
-            raise forms.ValidationError("There is no prediction to confirm yet.")
-        if data.get("answer") == "wrong" and not data.get("label"):
-            self.add_error("label", "Choose the right breed (or “Not a cat or dog”).")
+            raise forms.ValidationError("There is no prediction to confirm yet.", code="no_prediction")
+        if data.get("answer") == "wrong" and not data.get("label") and "label" not in self.errors:
+            refusal = forms.ValidationError("Choose the right breed (or “Not a cat or dog”).", code="required")
+            self.add_error("label", refusal)
         return data
 
     @property

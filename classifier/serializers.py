@@ -15,12 +15,25 @@ from . import explanations
 from .models import BREED_CHOICES, PetImage
 
 
+class ProbabilityField(serializers.FloatField):
+    """A probability from 0 to 1, to 4 places (0.01 %): the same precision for an image's
+    ``confidence`` and each of its ``top_k``, finer than any page shows."""
+
+    PLACES = 4
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(min_value=0, max_value=1, **kwargs)
+
+    def to_representation(self, value) -> float:
+        return round(float(value), self.PLACES)
+
+
 class TopKSerializer(serializers.Serializer):
     """One of the likeliest breeds (``PetImage.top_k_display``)."""
 
     breed = serializers.ChoiceField(choices=BREED_CHOICES, help_text="breed key, as in ml/breeds.py")
     name = serializers.CharField(help_text="the breed's display name")
-    probability = serializers.FloatField()
+    probability = ProbabilityField()
 
 
 class DisplaySerializer(serializers.Serializer):
@@ -64,7 +77,7 @@ class ImageStatusSerializer(serializers.Serializer):
         help_text='the answer in words: "Pug", "Not sure. Closest breed: Pug", "Does not look like a cat or dog"'
     )
     confident = serializers.BooleanField(source="is_confident", help_text="a result worth its percentage")
-    confidence = serializers.FloatField(
+    confidence = ProbabilityField(
         allow_null=True, help_text="the first breed's probability among the 37 breeds, 0 to 1 (it says nothing "
         "about a `not_a_pet` photo: the probabilities of the breeds always add up to 1)"
     )
@@ -77,15 +90,24 @@ class ImageStatusSerializer(serializers.Serializer):
     thumbnail_url = serializers.SerializerMethodField(help_text="the thumbnail (JPEG), for a logged-in browser")
     heatmap_url = serializers.SerializerMethodField(help_text="the Grad-CAM heatmap, once a worker has made it")
 
+    @extend_schema_field(serializers.URLField())
     def get_detail_url(self, pet: PetImage) -> str:
-        return reverse("classifier:detail", args=[pet.pk])
+        return self._url("classifier:detail", pet)
 
+    @extend_schema_field(serializers.URLField())
     def get_thumbnail_url(self, pet: PetImage) -> str:
-        return reverse("classifier:thumbnail", args=[pet.pk])
+        return self._url("classifier:thumbnail", pet)
 
-    @extend_schema_field(serializers.CharField(allow_null=True))
+    @extend_schema_field(serializers.URLField(allow_null=True))
     def get_heatmap_url(self, pet: PetImage) -> str | None:
-        return reverse("classifier:heatmap", args=[pet.pk]) if explanations.heatmap_is_current(pet) else None
+        return self._url("classifier:heatmap", pet) if explanations.heatmap_is_current(pet) else None
+
+    def _url(self, name: str, pet: PetImage) -> str:
+        """A page or file of the site: absolute for the API (which passes the request, as
+        for its own ``url`` and ``files``), a path for the site's scripts."""
+        path = reverse(name, args=[pet.pk])
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request is not None else path
 
 
 def image_status(pet: PetImage) -> dict:

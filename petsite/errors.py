@@ -35,7 +35,7 @@ from django.views import defaults
 from django.views.decorators.csrf import requires_csrf_token
 
 from .outages import outages, unreachable_service, watch_database
-from .problems import problem, wants_problem
+from .problems import NOT_FOUND, problem, wants_problem
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,8 @@ def unavailable(request: HttpRequest, service: str, error: BaseException) -> Htt
         detail = "The service is briefly unavailable. Try again in a moment."
         if sent:
             detail += " The request may not have been carried out: send it again (a photo sent twice is kept once)."
-        response = problem(503, detail, request=request, code=f"{service}_unavailable", headers={"Retry-After": str(RETRY_AFTER)})
+        response = problem(503, detail, request=request, code=f"{service}_unavailable",
+                           headers={"Retry-After": str(RETRY_AFTER)})
     else:
         # Without the request: no context processor may look up the user or the messages.
         page = loader.render_to_string("503.html", {"sent": sent, "retry_after": RETRY_AFTER})
@@ -137,7 +138,7 @@ def _log_refusal(request: HttpRequest, response: HttpResponse, why: str) -> None
 @requires_csrf_token
 def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     if wants_problem(request):
-        return problem(404, "There is nothing at this address.", request=request, code="not_found")
+        return problem(404, NOT_FOUND, request=request, code="not_found")
     return defaults.page_not_found(request, exception)
 
 

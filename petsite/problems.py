@@ -33,7 +33,7 @@ CONTENT_TYPE = "application/problem+json"
 API_PREFIX = "/api/"
 # Pages for people that live under /api/: their errors are pages too.
 PAGES_UNDER_API = {"api:token", "api:docs"}
-WHERE = ("pointer", "parameter", "header")  # where an item of ``errors`` was found
+NOT_FOUND = "There is nothing at this address."  # a 404's detail, from the site and DRF alike
 
 
 def problem(status: int, detail: str, *, request: HttpRequest | None, code: str, errors: list[dict] | None = None,
@@ -53,11 +53,11 @@ def problem(status: int, detail: str, *, request: HttpRequest | None, code: str,
     return JsonResponse(body, status=status, content_type=CONTENT_TYPE, headers=headers)
 
 
-def error_item(detail: str, code: str, **where: str) -> dict:
-    """One item of ``errors``: ``where`` is one of ``pointer=``, ``parameter=``, ``header=``."""
-    (kind, value), = where.items()
-    assert kind in WHERE, kind
-    return {kind: value, "code": code, "detail": detail}
+def error_item(detail: str, code: str, *, pointer: str = "", parameter: str = "", header: str = "") -> dict:
+    """One item of ``errors``, with where it was: a body ``pointer``, a query ``parameter``
+    or a request ``header`` (one of them)."""
+    where = {"pointer": pointer} if pointer else {"parameter": parameter} if parameter else {"header": header}
+    return {**where, "code": code, "detail": detail}
 
 
 def body_pointer(*path: str | int) -> str:

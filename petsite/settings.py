@@ -168,29 +168,23 @@ if CACHES["default"]["BACKEND"] in (
     "django.core.cache.backends.filebased.FileBasedCache",
     "django.core.cache.backends.db.DatabaseCache",
 ):
-    # django-ratelimit refuses these: they increment by a read and a write, so two uploads
-    # by one user at the same instant may count once. On one machine that only lets a user
-    # exceed the limit by the number of uploads they send at the same time; use Redis when
-    # that matters.
+    # django-ratelimit refuses these (a read and a write per count: two uploads at the same
+    # instant may count once, a user's simultaneous uploads past the limit); Redis is exact.
     SILENCED_SYSTEM_CHECKS += ["django_ratelimit.E003", "django_ratelimit.W001"]
 elif CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
-    # django-ratelimit knows only django-redis; Django's own Redis cache increments with
-    # Redis INCR, which is atomic, so the limit holds exactly.
+    # django-ratelimit knows only django-redis; Django's Redis cache counts with INCR, atomic.
     SILENCED_SYSTEM_CHECKS.append("django_ratelimit.W001")
-    # A Redis that does not answer costs a request seconds, not minutes (the rate limit
-    # then lets uploads through, classifier/limits.py).
+    # A Redis that does not answer costs a request seconds, not minutes (classifier/limits.py).
     CACHES["default"].setdefault("OPTIONS", {}).update({"socket_connect_timeout": 2, "socket_timeout": 5})
 # A cache that answers nothing lets uploads through rather than refusing them all
 # (classifier.limits also catches a Redis that cannot be reached, and logs it once).
 RATELIMIT_FAIL_OPEN = True
 
 # --- Abuse limits -----------------------------------------------------------------------
-# Logins (django-axes): after AXES_FAILURE_LIMIT wrong passwords for one username from one
-# address, that pair is refused for AXES_COOLOFF_MINUTES, counted from the failure that
-# locked it: tries refused during the lock-out do not restart the wait (axes' default
-# would, so that someone who keeps trying, or anyone guessing for them, could keep the
-# owner out for ever). The same user from elsewhere, and other users, are not affected;
-# a password reset lifts the lock-out (classifier.views.PasswordResetConfirmView).
+# Logins (django-axes): AXES_FAILURE_LIMIT wrong passwords for one username from one address
+# lock that pair out for AXES_COOLOFF_MINUTES from the failure that locked it (tries during
+# the lock-out do not restart it, or a guesser could keep the owner out for ever); a
+# password reset lifts it (docs/security.md).
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.float("AXES_COOLOFF_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
@@ -228,11 +222,8 @@ WHITENOISE_ROOT = BASE_DIR / "static" / "root"
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env("MEDIA_ROOT", default=str(VAR_DIR / "media")))
 
-# Media (uploads, thumbnails, model checkpoints and figures) go through the "default"
-# storage; pointing it at S3 is configuration only.
-# Credentials come from boto3's own chain: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY,
-# or the machine's role on AWS. Photos are private: the image views redirect to signed
-# URLs that expire after PETSITE_SIGNED_URL_SECONDS (petsite/storage.py).
+# Media go through the "default" storage; S3 is configuration only (credentials from
+# boto3's chain; photos private, served by signed URLs: petsite/storage.py).
 AWS_STORAGE_BUCKET_NAME = env("AWS_STORAGE_BUCKET_NAME", default="")
 PETSITE_SIGNED_URL_SECONDS = env.int("PETSITE_SIGNED_URL_SECONDS", default=300)
 if AWS_STORAGE_BUCKET_NAME:
@@ -263,11 +254,8 @@ STORAGES = {
 }
 
 # --- Content-Security-Policy (django-csp 4) ---------------------------------------------
-# Scripts, styles, fonts and requests from the site itself only: no inline script, style
-# or style attribute anywhere (templates load static/js and static/css), so an injected
-# <script> or onclick does nothing. Photos may come from the S3 endpoint browsers use
-# (signed URLs); previews of files being uploaded are blob: URLs; small images may be
-# data: URLs.
+# Everything from the site itself, no inline script or style anywhere (an injected <script>
+# does nothing); photos also from S3's signed URLs, blob: previews and data: images.
 _image_sources = ["'self'", "data:", "blob:"]
 if AWS_STORAGE_BUCKET_NAME:
     _s3_options = DEFAULT_STORAGE["OPTIONS"]
@@ -329,9 +317,7 @@ PETSITE_MAX_REQUEST_BYTES = env.int(
 )
 
 # --- JSON API (api/) --------------------------------------------------------------------
-# Programs authenticate with a token (Authorization: Token ...); the site's own JavaScript
-# with its session (and CSRF token). Everything else goes through the same services,
-# validators and permission rules as the site.
+# Programs authenticate with a token, the site's scripts with their session (docs/api.md).
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
@@ -340,6 +326,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "api.pagination.LinkedPageNumberPagination",  # page_size, Link
+    "EXCEPTION_HANDLER": "api.exceptions.exception_handler",  # every error is problem+json (RFC 9457)
     "PAGE_SIZE": PETSITE_GALLERY_PAGE_SIZE,
 }
 SPECTACULAR_SETTINGS = {

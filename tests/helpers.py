@@ -5,11 +5,14 @@ import io
 import itertools
 import time
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 
 from tests.load import slowness
+
+PROBLEM = "application/problem+json"  # RFC 9457: every error of the API (petsite/problems.py)
 
 
 def image_bytes(
@@ -77,13 +80,40 @@ def stored_files(media_root) -> list:
     return sorted(p for p in root.rglob("*") if p.is_file() and "models" not in p.parts) if root.exists() else []
 
 
-def store_photo(owner, file: SimpleUploadedFile | None = None):
+def store_photo(owner, file: SimpleUploadedFile | None = None, send: bool = True):
     """A photo of ``owner`` stored and sent to the workers the way an upload is (the upload
     view's and the API's path: ``uploads.store_uploads``, then ``tasks.send_new_uploads``,
-    which sends once the test's transaction commits, if it does)."""
+    which sends once the test's transaction commits, if it does). ``send=False`` for a
+    test that finishes the image itself: the session's worker, if one runs, must not."""
     from classifier import tasks, uploads
 
     outcomes = uploads.store_uploads(owner, [file or upload()])
-    tasks.send_new_uploads(outcomes)
+    if send:
+        tasks.send_new_uploads(outcomes)
     assert outcomes[0].saved, outcomes[0].reason
     return outcomes[0].image
+
+
+def assert_problem(response, status: int, code: str | None = None) -> dict:
+    """The answer is a problem of ``status`` (and ``code``) with every member the format
+    promises; returns its body."""
+    assert response.status_code == status, response.content[:500]
+    assert response["Content-Type"] == PROBLEM
+    body = response.json()
+    assert body["type"] == "about:blank"
+    assert body["status"] == status
+    assert body["title"]
+    assert body["detail"]
+    assert body["code"]
+    asked = getattr(response, "request", None)
+    if asked and asked.get("PATH_INFO"):  # Django's test client: the path asked for
+        assert body["instance"] == asked["PATH_INFO"]
+    else:
+        assert urlsplit(body["instance"]).path == body["instance"]
+    if code:
+        assert body["code"] == code, body
+    for item in body.get("errors", []):
+        assert item["code"]
+        assert item["detail"]
+        assert len({"pointer", "parameter", "header"} & set(item)) == 1, item
+    return body

@@ -25,9 +25,7 @@ from api import tokens
 from classifier.models import PetImage
 from petsite import errors
 from petsite.outages import CACHE, DATABASE, unreachable_service
-from tests.helpers import store_photo, stored_files, upload
-
-PROBLEM = "application/problem+json"
+from tests.helpers import PROBLEM, assert_problem, store_photo, stored_files, upload
 
 
 def _closed_port() -> int:
@@ -70,18 +68,6 @@ def assert_unavailable_page(response, sent: bool = False) -> str:
     assert "safe" not in page
     assert "is lost" not in page
     return page
-
-
-def assert_problem(response, status: int, code: str | None = None) -> dict:
-    assert response.status_code == status, response.content[:500]
-    assert response["Content-Type"] == PROBLEM
-    body = response.json()
-    assert body["status"] == status
-    assert body["title"]
-    assert body["type"] == "about:blank"
-    if code:
-        assert body["code"] == code, body
-    return body
 
 
 # --- The database unreachable ---------------------------------------------------------------

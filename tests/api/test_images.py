@@ -7,7 +7,7 @@ from rest_framework.settings import api_settings
 from classifier.models import PetImage
 from classifier.serializers import image_status
 from tests.classifier.test_upload_corpus import CORPUS, PILLOW_WORDS
-from tests.helpers import stored_files, upload
+from tests.helpers import assert_problem, stored_files, upload
 
 IMAGES = reverse("api:image-list")
 NOT_AN_IMAGE = b"shopping list: milk, eggs\n" * 10
@@ -98,18 +98,12 @@ def test_bad_files_are_refused_with_their_reason_never_a_500(owner, settings, ki
     assert stored_files(settings.MEDIA_ROOT) == before
 
 
-@pytest.mark.parametrize(
-    ("body", "expected"),
-    [
-        ({}, {"image": ["This field is required."]}),
-        ({"image": ""}, {"image": ["This field is required."]}),
-        ({"photo": "not a file"}, {"image": ["This field is required."]}),
-    ],
-)
-def test_a_request_without_files_is_a_400_that_says_so(owner, body, expected):
+@pytest.mark.parametrize("body", [{}, {"image": ""}, {"photo": "not a file"}])
+def test_a_request_without_files_is_a_400_that_says_so(owner, body):
     response = owner.post(IMAGES, body, format="multipart")
-    assert response.status_code == 400
-    assert response.json() == expected
+    problem = assert_problem(response, 400, "invalid")
+    assert problem["errors"] == [{"pointer": "#/image", "code": "required", "detail": "This field is required."}]
+    assert problem["detail"] == "This field is required."
 
 
 def test_files_past_the_limit_are_named_as_not_sent(owner, settings):
@@ -215,17 +209,39 @@ def test_the_list_takes_the_gallerys_filters(owner, make_image):
     assert ids(breed="pug") == [pug.pk]
     assert ids(species="cat") == [unsure_cat.pk]
     assert ids(status="pending") == [waiting.pk]
-    assert ids(min_confidence=50) == [pug.pk]
-    assert ids(max_confidence=50) == [unsure_cat.pk]
+    assert ids(min_confidence=0.5) == [pug.pk]  # fractions, as `confidence` is
+    assert ids(max_confidence=0.5) == [unsure_cat.pk]
+    assert ids(min_confidence=0, max_confidence=1) == [unsure_cat.pk, pug.pk]  # newest first
     assert ids(sort="confident") == [pug.pk, unsure_cat.pk, waiting.pk]
     assert ids(sort="oldest") == [pug.pk, unsure_cat.pk, waiting.pk]
 
 
 def test_a_bad_filter_value_is_a_400_that_names_it(owner, make_image):
     make_image("pug")
-    response = owner.get(IMAGES, {"breed": "dragon", "min_confidence": "lots"})
-    assert response.status_code == 400
-    assert set(response.json()) == {"breed", "min_confidence"}
+    problem = assert_problem(owner.get(IMAGES, {"breed": "dragon", "min_confidence": "lots"}), 400, "invalid")
+    assert {(item["parameter"], item["code"]) for item in problem["errors"]} == {
+        ("breed", "invalid_choice"), ("min_confidence", "invalid")
+    }
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter", "code"),
+    [
+        ({"min_confidence": "1.5"}, "min_confidence", "max_value"),  # a fraction, as `confidence`: not percent
+        ({"max_confidence": "-0.1"}, "max_confidence", "min_value"),
+        ({"min_confidence": "1e51"}, "min_confidence", "max_value"),
+        ({"min_confidence": "nan"}, "min_confidence", "invalid"),
+        ({"status": ""}, "status", "blank"),  # the enums have no empty value
+        ({"feedback": ""}, "feedback", "blank"),
+        ({"sort": ""}, "sort", "blank"),
+        ({"status": "AAA"}, "status", "invalid_choice"),
+        ({"verdict": "maybe"}, "verdict", "invalid_choice"),
+    ],
+)
+def test_filters_are_strict(owner, make_image, query, parameter, code):
+    make_image("pug", 0.9)
+    problem = assert_problem(owner.get(IMAGES, query), 400, "invalid")
+    assert {(item["parameter"], item["code"]) for item in problem["errors"]} == {(parameter, code)}
 
 
 def test_the_list_is_paginated(owner, make_image, settings):
@@ -258,7 +274,11 @@ def test_anonymous_callers_get_401(anonymous, make_image):
 def test_an_image_is_the_sites_status_plus_the_apis_fields(owner, make_image):
     pet = make_image("pug", 0.9)
     body = owner.get(detail(pet)).json()
-    assert {key: body[key] for key in image_status(pet)} == image_status(pet)  # one serialisation, not two
+    site = image_status(pet)  # one serialisation, not two; the API's URLs are absolute, the site's paths
+    urls = {key for key in site if key.endswith("_url") and site[key]}
+    assert urls == {"detail_url", "thumbnail_url"}
+    assert {key: body[key] for key in site if key not in urls} == {key: site[key] for key in site if key not in urls}
+    assert all(body[key] == f"http://testserver{site[key]}" for key in urls)
     assert body["url"].endswith(detail(pet))
     assert body["original_name"] == "rex.jpg"
     assert (body["headline"], body["confidence"], body["finished"]) == ("Pug", 0.9, True)
@@ -333,34 +353,35 @@ def test_wrong_with_the_predicted_breed_means_correct(owner, make_image):
 
 
 @pytest.mark.parametrize(
-    ("body", "field", "words"),
+    ("body", "pointer", "code", "words"),
     [
-        ({}, "answer", "This field is required."),
-        ({"answer": "maybe"}, "answer", "Select a valid choice."),
-        ({"answer": "wrong"}, "label", "Choose the right breed"),
-        ({"answer": "wrong", "label": "dragon"}, "label", "Select a valid choice."),
-        ([1, 2], "non_field_errors", "Send an object"),
-        ("correct", "non_field_errors", "Send an object"),
+        ({}, "#/answer", "required", "This field is required."),
+        ({"answer": "maybe"}, "#/answer", "invalid_choice", "Select a valid choice."),
+        ({"answer": "wrong"}, "#/label", "required", "Choose the right breed"),
+        ({"answer": "wrong", "label": "dragon"}, "#/label", "invalid_choice", "Select a valid choice."),
+        ([1, 2], "#", "invalid", "Send an object"),
+        ("correct", "#", "invalid", "Send an object"),
     ],
 )
-def test_a_bad_answer_is_a_400_with_the_forms_reason(owner, make_image, body, field, words):
+def test_a_bad_answer_is_a_400_with_the_forms_reason(owner, make_image, body, pointer, code, words):
     pet = make_image("pug", 0.9)
-    response = owner.post(feedback(pet), body, format="json")
-    assert response.status_code == 400
-    assert words in response.json()[field][0]
+    problem = assert_problem(owner.post(feedback(pet), body, format="json"), 400, "invalid")
+    [error] = problem["errors"]
+    assert (error["pointer"], error["code"]) == (pointer, code)
+    assert words in error["detail"]
     pet.refresh_from_db()
     assert pet.is_correct is None
 
 
-def test_nothing_to_confirm_before_a_result(owner, make_image):
+def test_nothing_to_confirm_before_a_result_is_a_conflict(owner, make_image):
     pet = make_image("", None, status="pending", predicted_breed="", top_k=[])
-    response = owner.post(feedback(pet), {"answer": "correct"}, format="json")
-    assert response.status_code == 400
-    assert response.json() == {"non_field_errors": ["There is no prediction to confirm yet."]}
+    problem = assert_problem(owner.post(feedback(pet), {"answer": "correct"}, format="json"), 409, "no_prediction")
+    assert "no prediction to confirm yet" in problem["detail"]
+    # "wrong" with a label needs no prediction: the owner knows the breed.
+    assert owner.post(feedback(pet), {"answer": "wrong", "label": "pug"}, format="json").status_code == 200
 
 
 def test_invalid_json_is_a_400(owner, make_image):
     pet = make_image("pug")
     response = owner.generic("POST", feedback(pet), b'{"answer": ', content_type="application/json")
-    assert response.status_code == 400
-    assert "JSON parse error" in response.json()["detail"]
+    assert "JSON parse error" in assert_problem(response, 400, "unreadable_body")["detail"]

@@ -31,7 +31,7 @@ def test_reviewers_see_every_version_and_which_is_active(request, versions, call
     assert (listed["random-v1"]["is_active"], listed["random-v2"]["is_active"]) == (True, False)
     assert listed["random-v2"]["accuracy"] == 0.5
     assert listed["random-v2"]["url"] == f"http://testserver{detail(versions['other'])}"
-    assert listed["random-v2"]["page_url"] == reverse("registry:model_detail", args=["random-v2"])
+    assert listed["random-v2"]["page_url"] == f"http://testserver{reverse('registry:model_detail', args=['random-v2'])}"
 
 
 def test_a_version_in_full(reviewer, versions):
@@ -43,7 +43,8 @@ def test_a_version_in_full(reviewer, versions):
     assert body["training_args"] == {"epochs": 3}
     assert len(body["classes"]) == 37
     assert body["image_size"] == 64
-    assert body["figures"] == {"loss": reverse("registry:model_figure", args=["random-v2", "loss"])}
+    figure = reverse("registry:model_figure", args=["random-v2", "loss"])
+    assert body["figures"] == {"loss": f"http://testserver{figure}"}
     assert reviewer.get(reverse("api:model-detail", args=["no-such-model"])).status_code == 404
 
 

@@ -73,7 +73,7 @@ def test_an_unfinished_image_answers_after_the_wait_with_its_state(owner, user, 
 
 @pytest.mark.django_db(transaction=True)
 def test_the_answer_comes_when_the_image_finishes(owner, user, model_version, no_recheck):
-    pet = store_photo(user)
+    pet = store_photo(user, send=False)  # finished here, by no worker
     thread = finish_soon(pet, model_version)
     started = time.monotonic()
     response = owner.get(wait_url(pet, LONG))
@@ -86,11 +86,11 @@ def test_the_answer_comes_when_the_image_finishes(owner, user, model_version, no
 
 @pytest.mark.django_db(transaction=True)
 def test_without_redis_the_wait_reads_the_database_with_a_back_off(owner, user, model_version, settings, monkeypatch):
-    settings.PETSITE_WAIT_REDIS_URL = "redis://127.0.0.1:9/0"  # the discard port: nothing answers
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:9/0"  # the discard port: nothing answers
     reads = []
     real_read = waiting._read
     monkeypatch.setattr(waiting, "_read", lambda pk: reads.append(time.monotonic()) or real_read(pk))
-    pet = store_photo(user)
+    pet = store_photo(user, send=False)  # finished here, by no worker
     thread = finish_soon(pet, model_version, after=1.0)
     response = owner.get(wait_url(pet, LONG))
     thread.join()
@@ -105,7 +105,7 @@ def test_without_redis_the_wait_reads_the_database_with_a_back_off(owner, user, 
 def test_a_finish_just_before_subscribing_is_not_lost(owner, user, model_version, no_recheck, monkeypatch):
     """The image finishes (and its wake-up is published to nobody) between the first read
     and the subscription: the read after subscribing must see it."""
-    pet = store_photo(user)
+    pet = store_photo(user, send=False)  # finished here, by no worker
     real_channel = waiting.channel
     finished = []
 
