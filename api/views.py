@@ -136,11 +136,11 @@ def nothing_stored(request: Request, outcomes: list, result: dict, headers: dict
     own ``files`` and ``summary`` as in a 202."""
     errors = [error_item(outcome.reason, outcome.code or "invalid", pointer=body_pointer("image", index))
               for index, outcome in enumerate(outcomes)]
+    detail = outcomes[0].reason if len(outcomes) == 1 else \
+        f"None of the {len(outcomes)} files was stored: `errors` gives each one's reason."
     if all(outcome.code == "rate_limited" for outcome in outcomes):
-        return problem(429, result["summary"], request=request, code="rate_limited", errors=errors, headers=headers,
-                       **result)
-    return problem(400, result["summary"], request=request, code="no_photo_stored", errors=errors, headers=headers,
-                   **result)
+        return problem(429, detail, request=request, code="rate_limited", errors=errors, headers=headers, **result)
+    return problem(400, detail, request=request, code="no_photo_stored", errors=errors, headers=headers, **result)
 
 
 class NoPrediction(exceptions.APIException):

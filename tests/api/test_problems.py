@@ -89,7 +89,8 @@ def test_an_upload_that_stores_nothing_is_a_400_problem_naming_each_file(owner, 
                                                                                ("#/image/1", "empty")]
     # The upload's own members, as in its 202: a client reads one shape either way.
     assert [file["name"] for file in problem["files"]] == ["notes.jpg", "empty.jpg"]
-    assert problem["summary"] == problem["detail"]
+    assert problem["detail"] == "None of the 2 files was stored: `errors` gives each one's reason."
+    assert problem["summary"].startswith("2 refused: notes.jpg")
 
 
 def test_an_upload_refused_wholly_for_the_rate_is_a_429_problem_with_retry_after(owner, settings):
