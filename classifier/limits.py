@@ -73,6 +73,8 @@ def upload_usage(request: HttpRequest, increment: bool = False) -> dict | None:
     """The user's upload count in the shared cache (django-ratelimit), counting one more
     photo with ``increment``; None when rate limiting is switched off, or while the cache
     cannot be reached (uploads then go through uncounted)."""
+    if not settings.PETSITE_UPLOAD_RATE:  # empty: no rate limit
+        return None
     try:
         usage = get_usage(
             request, group="classifier.upload", key="user", rate=settings.PETSITE_UPLOAD_RATE, method="POST",

@@ -122,3 +122,12 @@ def test_answers_are_private_and_vary_by_credentials(owner, user, client):
     page = client.get(reverse("api:token"))  # a page for people: none of the API's headers
     assert page.status_code == 200
     assert "RateLimit-Policy" not in page
+
+
+def test_an_empty_upload_rate_turns_the_limit_and_its_headers_off(owner, settings):
+    settings.PETSITE_UPLOAD_RATE = ""
+    for _ in range(3):
+        response = owner.post(reverse("api:image-list"), {"image": upload()}, format="multipart")
+        assert response.status_code == 202
+        assert "RateLimit" not in response
+        assert "RateLimit-Policy" not in response
