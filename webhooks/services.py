@@ -13,6 +13,12 @@ still uses one up; the claim lasts ``LEASE``, after which the beat task tries ag
 2xx is delivered; anything else (another status, a redirect, which is never followed, a
 timeout, an address that became private) is tried again after ``RETRY_DELAYS`` (with
 jitter) and ends failed after the last. This module sends no task: ``tasks.py`` does.
+
+The address is checked before each try (``addresses.check_url``, whose words the token
+page shows) and again as the connection is made: requests-hardened (Saleor's) resolves
+the name once, refuses a private or loopback address and connects to the address it
+checked, so a name that resolves to a public address for the check and to a private one
+for the connection (DNS rebinding) reaches nothing. The answer's body is never read.
 """
 from __future__ import annotations
 
@@ -24,9 +30,11 @@ from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 import requests
+from django.conf import settings
 from django.db.models import F, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
+from requests_hardened import Config, Manager
 from standardwebhooks.webhooks import Webhook
 
 from api.serializers import ImageSerializer
@@ -171,8 +179,8 @@ def post(delivery: Delivery, at: datetime) -> Outcome:
         return Outcome(None, f"Not sent: {unsafe}")
     text = body(delivery)
     try:
-        response = requests.post(url, data=text.encode(), headers=signed_headers(delivery, text, at),
-                                 timeout=TIMEOUT, allow_redirects=False)
+        response = http().send_request("POST", url, data=text.encode(), headers=signed_headers(delivery, text, at),
+                                       stream=True)
     except requests.Timeout:
         return Outcome(None, f"No answer within {TIMEOUT:.0f} s.")
     except requests.RequestException as error:
@@ -180,6 +188,14 @@ def post(delivery: Delivery, at: datetime) -> Outcome:
     response.close()
     error = "" if 200 <= response.status_code < 300 else f"Answered {response.status_code} {response.reason}"
     return Outcome(response.status_code, error[:500])
+
+
+def http() -> Manager:
+    """The client of every try: no redirects, ``TIMEOUT``, and (unless
+    ``PETSITE_WEBHOOKS_ALLOW_PRIVATE``) public addresses only, checked as it connects."""
+    allow_private = settings.PETSITE_WEBHOOKS_ALLOW_PRIVATE
+    return Manager(Config(ip_filter_enable=not allow_private, ip_filter_allow_loopback_ips=allow_private,
+                          never_redirect=True, default_timeout=(TIMEOUT, TIMEOUT), user_agent_override=USER_AGENT))
 
 
 def retry_delay(attempts: int) -> float | None:

@@ -4,6 +4,7 @@ retried with the recorded back-off, never following redirects, failed after the 
 Tasks run here with ``apply()`` (in this process); the messages they would send are
 recorded instead (``sent``), so a test sees what would be scheduled and when.
 """
+import ipaddress
 from datetime import timedelta
 
 import pytest
@@ -178,6 +179,19 @@ def test_an_address_that_became_private_is_not_posted_to(user, model_version, en
     delivery.refresh_from_db()
     assert (delivery.state, delivery.attempts, delivery.last_status_code) == ("pending", 1, None)
     assert delivery.last_error.startswith("Not sent: 127.0.0.1 is a private, loopback")
+
+
+def test_a_name_that_resolves_elsewhere_at_connection_time_reaches_nothing(
+        user, model_version, endpoint, receiver, sent, settings, monkeypatch, django_capture_on_commit_callbacks):
+    """DNS rebinding: the check sees a public address, the connection would go to loopback."""
+    delivery = finished_delivery(user, model_version, django_capture_on_commit_callbacks)
+    settings.PETSITE_WEBHOOKS_ALLOW_PRIVATE = False
+    monkeypatch.setattr(services, "check_url", lambda url: [ipaddress.ip_address("93.184.216.34")])
+    tasks.deliver.apply((delivery.pk,))
+    assert receiver.requests == []
+    delivery.refresh_from_db()
+    assert (delivery.state, delivery.attempts, delivery.last_status_code) == ("pending", 1, None)
+    assert delivery.last_error.startswith("InvalidIPAddress")
 
 
 def test_a_lost_message_is_sent_again_by_the_beat(user, model_version, endpoint, receiver, sent,
