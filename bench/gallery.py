@@ -131,7 +131,7 @@ def main() -> None:
             f"gallery, page {middle}": [f"/?page={middle}"],
             "gallery, filtered (cats, confidence >= 0.3, most confident first)":
                 ["/?species=cat&min_confidence=0.3&sort=confident"],
-            "thumbnails": [f"/images/{pk}/thumbnail" for pk in pks[:100]],
+            "thumbnails": [f"/images/{pk}/thumbnail/" for pk in pks[:100]],
         }
         anonymous = [Site(stack.base) for _ in range(args.clients)]
         logged_in = [stack.site("user0", maxsize=2) for _ in range(args.clients)]

@@ -13,8 +13,8 @@ urlpatterns = [
     path("images/<int:pk>/delete", views.delete, name="delete"),
     path("review/", views.review_dashboard, name="review_dashboard"),
     path("images/<int:pk>/status.json", views.status, name="status"),
-    path("images/<int:pk>/file", views.image_file, {"kind": "image"}, name="image_file"),
-    path("images/<int:pk>/thumbnail", views.image_file, {"kind": "thumbnail"}, name="thumbnail"),
-    path("images/<int:pk>/heatmap", views.image_file, {"kind": "heatmap"}, name="heatmap"),
+    path("images/<int:pk>/file/", views.image_file, {"kind": "image"}, name="image_file"),
+    path("images/<int:pk>/thumbnail/", views.image_file, {"kind": "thumbnail"}, name="thumbnail"),
+    path("images/<int:pk>/heatmap/", views.image_file, {"kind": "heatmap"}, name="heatmap"),
     path("images/<int:pk>/explain", views.explain, name="explain"),  # POST: ask for the heatmap
 ]

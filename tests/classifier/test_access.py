@@ -82,6 +82,15 @@ def test_admin_lists_images_and_models_for_staff_only(client, user, alice_image,
     assert (alice_image.original_name if "petimage" in url else model_version.name) in response.content.decode()
 
 
+@pytest.mark.parametrize("kind", ["file", "thumbnail", "heatmap"])
+def test_file_addresses_of_before_the_trailing_slash_redirect_to_it(client, user, alice_image, kind):
+    """Pages and bookmarks from before the files' URLs ended in a slash still find them."""
+    client.force_login(user)
+    response = client.get(f"/images/{alice_image.pk}/{kind}")
+    assert response.status_code == 301
+    assert response["Location"] == f"/images/{alice_image.pk}/{kind}/"
+
+
 @pytest.mark.parametrize("view", ["classifier:image_file", "classifier:thumbnail"])
 def test_reviewers_may_fetch_any_photo_staff_alone_may_not(client, other_user, alice_image, view):
     url = reverse(view, args=[alice_image.pk])
