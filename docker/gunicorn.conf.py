@@ -1,5 +1,5 @@
 """Gunicorn for the web service. Environment: PORT (8000), WEB_CONCURRENCY (processes,
-2), WEB_THREADS (threads per process, 4), LOG_FORMAT and LOG_LEVEL (as the site)."""
+2), WEB_THREADS (threads per process, 8: half may wait for results, ``?wait``), LOG_FORMAT and LOG_LEVEL (as the site)."""
 import os
 import sys
 
@@ -8,7 +8,7 @@ from petsite.logs import logging_config  # noqa: E402
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("WEB_THREADS", "4"))
+threads = int(os.environ.get("WEB_THREADS", "8"))
 worker_class = "gthread"
 timeout = 60  # an upload of 20 photos is checked and stored within the request
 graceful_timeout = 30

@@ -339,7 +339,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "api.schema_headers.document_headers"],
 }
 
-PETSITE_WAIT_MAX_WAITERS = env.int("PETSITE_WAIT_MAX_WAITERS", default=env.int("WEB_THREADS", default=4) // 2 or 1)
+PETSITE_WAIT_MAX_WAITERS = env.int("PETSITE_WAIT_MAX_WAITERS", default=env.int("WEB_THREADS", default=8) // 2 or 1)
 PETSITE_WAIT_MAX_PER_USER = env.int("PETSITE_WAIT_MAX_PER_USER", default=2)  # ?wait=N bounds: api/waiting.py
 PETSITE_WEBHOOKS_ALLOW_PRIVATE = env.bool("PETSITE_WEBHOOKS_ALLOW_PRIVATE", default=False)  # webhooks/addresses.py
 # --- Celery ---------------------------------------------------------------------------

@@ -8,11 +8,13 @@ Only `requests` is needed. tests/api/test_client_example.py runs it against a li
 """
 import os
 import sys
+import time
 import uuid
 
 import requests
 
 WAIT = 30  # seconds the server may hold one request open before answering (?wait=, at most 30)
+BUSY = (429, 503)  # "ask again later": Retry-After says when
 
 
 class PetsiteError(Exception):
@@ -53,15 +55,17 @@ def upload(session: requests.Session, site: str, path: str) -> str:
 def wait_for_result(session: requests.Session, url: str, patience: float = 300) -> dict:
     """The image once it is finished: each request waits on the server up to WAIT seconds,
     so the answer comes as soon as the worker is done, without polling."""
-    waited = 0.0
+    deadline = time.monotonic() + patience
     while True:
         response = session.get(url, params={"wait": WAIT}, timeout=WAIT + 10)
+        if response.status_code in BUSY:  # too many waits running: ask again when told
+            time.sleep(float(response.headers.get("Retry-After", 1)))
+            continue
         if response.status_code != 200:
             raise PetsiteError(response)
         image = response.json()
-        if image["finished"] or waited >= patience:
+        if image["finished"] or time.monotonic() >= deadline:
             return image
-        waited += WAIT
 
 
 def answer(session: requests.Session, image: dict, label: str | None = None) -> dict:

@@ -2,6 +2,7 @@
 it uploads a photo, waits for a real worker's result with ``?wait``, and answers."""
 import importlib.util
 import io
+import threading
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,30 @@ def test_the_client_reports_a_refusal_in_the_problems_words(live_server, user, t
     assert refused.value.status == 400
     assert refused.value.problem["status"] == 400
     assert "not an image" in str(refused.value)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_client_waits_out_a_busy_server_as_retry_after_says(live_server, user, model_version, settings):
+    """While the server holds as many waits as it allows, ?wait answers 503 with Retry-After:
+    the client asks again when told, and gets the image once it is finished."""
+    from django.db import connection
+
+    from tests.helpers import store_photo
+    from tests.webhooks.conftest import finish
+
+    settings.PETSITE_WAIT_MAX_WAITERS = 0  # no room at all
+    pet = store_photo(user, send=False)  # finished below, by no worker
+    client = load_example()
+    session = client.session_for(tokens.issue_token(user).key)
+    url = f"{live_server.url}/api/v1/images/{pet.pk}/"
+    refused = session.get(url, params={"wait": 5})
+    assert (refused.status_code, refused.headers["Retry-After"]) == (503, "1")
+
+    def room_and_result():
+        settings.PETSITE_WAIT_MAX_WAITERS = 2
+        finish(pet, model_version)
+        connection.close()
+
+    threading.Timer(1.5, room_and_result).start()
+    image = client.wait_for_result(session, url, patience=20)
+    assert (image["id"], image["finished"]) == (pet.pk, True)
