@@ -165,6 +165,10 @@ class ImageFeedback(APIView):
             raise exceptions.ValidationError(
                 {"non_field_errors": [exceptions.ErrorDetail("Send an object with `answer` (and `label`).", "invalid")]}
             )
+        not_text = [name for name in ("answer", "label") if not isinstance(request.data.get(name, ""), str)]
+        if not_text:  # a form reads null, {} or [] as left out: the API says so instead
+            raise exceptions.ValidationError({name: [exceptions.ErrorDetail("Send a string.", "invalid")]
+                                              for name in not_text})
         form = FeedbackForm(request.data, pet=pet)
         if not form.is_valid():
             if form.has_error("__all__", "no_prediction"):

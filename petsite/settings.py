@@ -336,7 +336,9 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,  # the schema's own address is no endpoint of the API
     # Each endpoint once, under /api/v1/; the headers the API adds around its views (api/schema_headers.py).
     "PREPROCESSING_HOOKS": ["api.schema_headers.only_v1"],
-    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "api.schema_headers.document_headers"],
+    # Errors, examples and request rules (api/schema.py), then the headers around them, last.
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "api.schema.document_answers",
+                             "api.schema_headers.document_headers"],
 }
 
 PETSITE_WAIT_MAX_WAITERS = env.int("PETSITE_WAIT_MAX_WAITERS", default=env.int("WEB_THREADS", default=8) // 2 or 1)

@@ -1,0 +1,118 @@
+"""schemathesis (pinned in requirements.txt) holds the live API to its OpenAPI schema:
+every check (server errors, statuses, content types, response schemas and headers,
+positive and negative data, authorization, use after delete, unsupported methods) in
+every phase (the schema's examples, coverage, fuzzing, and the stateful phase that
+follows the schema's links), as an owner with photos in every state and as a reviewer.
+Configured in tests/api/schemathesis.toml (seed 18); the counts of each run go to the
+test's report (``record_property``) and to stdout."""
+import collections
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.urls import reverse
+
+from api import tokens, waiting
+from classifier.models import PetImage
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+CONFIG = Path(__file__).with_name("schemathesis.toml")
+ST = Path(sys.executable).with_name("st")
+MIN_CASES = 500  # each caller's run; the two together are the issue's 1,000 at least
+CHECKS = {
+    "not_a_server_error", "status_code_conformance", "content_type_conformance", "response_schema_conformance",
+    "response_headers_conformance", "positive_data_acceptance", "negative_data_rejection", "missing_required_header",
+    "ignored_auth", "object_level_authorization", "use_after_free", "ensure_resource_availability",
+    "unsupported_method", "allow_header_conformance",
+}
+
+
+def run_schemathesis(base_url: str, token: str, reports: Path) -> tuple[subprocess.CompletedProcess, dict, dict]:
+    """One schemathesis run as the holder of ``token``: its process, its JSON report, and
+    how many times each check ran (from the NDJSON events)."""
+    events = reports / "events.ndjson"
+    process = subprocess.run(
+        [str(ST), "--config-file", str(CONFIG), "run", f"{base_url}{reverse('api:schema')}?format=json",
+         "--url", base_url, "--header", f"Authorization: Token {token}",
+         "--checks", "all", "--exclude-checks", "max_response_time", "--no-color",
+         "--report", "json,ndjson", "--report-json-path", str(reports / "run.json"), "--report-ndjson-path", str(events)],
+        capture_output=True, text=True, timeout=600,
+    )
+    report = json.loads((reports / "run.json").read_text())
+    return process, report, checks_run(events)
+
+
+def checks_run(events: Path) -> dict[str, int]:
+    """How many responses each check judged, from schemathesis's NDJSON events."""
+    counts = collections.Counter()
+    for line in events.read_text().splitlines():
+        for check in _find_checks(json.loads(line)):
+            counts[check] += 1
+    return dict(sorted(counts.items()))
+
+
+def _find_checks(event) -> list[str]:
+    """The names of the check results anywhere in one event (their shape is schemathesis's)."""
+    if isinstance(event, dict):
+        if "name" in event and "status" in event and event.get("status") in ("success", "failure", "skip"):
+            return [event["name"]]
+        return [name for value in event.values() for name in _find_checks(value)]
+    if isinstance(event, list):
+        return [name for value in event for name in _find_checks(value)]
+    return []
+
+
+@pytest.fixture
+def photos(user, make_image, model_version):
+    """Alice's photos in every state an API client meets."""
+    make_image("pug", 0.91)
+    make_image("Persian", 0.3, verdict="unsure", is_correct=False, true_breed="Bengal")
+    make_image("", None, status=PetImage.Status.PENDING, predicted_breed="", top_k=[])
+    make_image("", None, status=PetImage.Status.FAILED, predicted_breed="", top_k=[], error_code="unreadable")
+
+
+@pytest.fixture(autouse=True)
+def short_waits(monkeypatch):
+    """``?wait=N`` waits a second at most here: no worker runs, so photos stay pending and
+    every wait would last its N seconds (test_wait.py tests waiting itself)."""
+    real = waiting.wait_until_finished
+    monkeypatch.setattr(waiting, "wait_until_finished", lambda pet, seconds: real(pet, min(seconds, 1)))
+
+
+@pytest.fixture
+def reviewer_user(django_user_model):
+    """Staff with the permission to view model versions (the Reviewers group's, which a
+    transactional test's flush removes with the rest of the data migrations' rows)."""
+    user = django_user_model.objects.create_user("rita", password="pw", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_modelversion"))
+    return user
+
+
+def assert_passed(process, report, checks, record_property, caller: str) -> None:
+    summary = f"{caller}: {report['test_cases']['generated']} cases in {report['running_time']:.0f} s; checks {checks}"
+    print(summary)
+    record_property(f"schemathesis_{caller}", summary)
+    assert process.returncode == 0, process.stdout[-8000:] + process.stderr[-2000:]
+    assert report["complete"]
+    assert (report["failures"], report["errors"]) == ([], [])
+    assert report["test_cases"]["generated"] >= MIN_CASES
+    assert set(checks) == CHECKS  # every check judged answers
+    assert min(checks.values()) >= MIN_CASES
+    assert {phase for phase, result in report["phases"].items() if result["status"] == "success"} == {
+        "examples", "coverage", "fuzzing", "stateful"}
+
+
+def test_the_api_keeps_its_schema_for_an_owner(live_server, user, photos, settings, tmp_path, record_property):
+    settings.PETSITE_UPLOAD_RATE = "100000/m"  # uploads reach the view, not only the rate limit
+    process, report, checks = run_schemathesis(live_server.url, tokens.issue_token(user).key, tmp_path)
+    assert_passed(process, report, checks, record_property, "owner")
+
+
+def test_the_api_keeps_its_schema_for_a_reviewer(live_server, reviewer_user, photos, other_version, tmp_path,
+                                                record_property):
+    process, report, checks = run_schemathesis(live_server.url, tokens.issue_token(reviewer_user).key, tmp_path)
+    assert_passed(process, report, checks, record_property, "reviewer")
