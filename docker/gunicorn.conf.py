@@ -1,5 +1,6 @@
 """Gunicorn for the web service. Environment: PORT (8000), WEB_CONCURRENCY (processes,
-2), WEB_THREADS (threads per process, 8: half may wait for results, ``?wait``), LOG_FORMAT and LOG_LEVEL (as the site)."""
+2), WEB_THREADS (threads per process, 8: half may wait for results, ``?wait``),
+LOG_FORMAT and LOG_LEVEL (as the site)."""
 import os
 import sys
 

@@ -39,7 +39,8 @@ def run_schemathesis(base_url: str, token: str, reports: Path) -> tuple[subproce
         [str(ST), "--config-file", str(CONFIG), "run", f"{base_url}{reverse('api:schema')}?format=json",
          "--url", base_url, "--header", f"Authorization: Token {token}",
          "--checks", "all", "--exclude-checks", "max_response_time", "--no-color",
-         "--report", "json,ndjson", "--report-json-path", str(reports / "run.json"), "--report-ndjson-path", str(events)],
+         "--report", "json,ndjson", "--report-json-path", str(reports / "run.json"),
+         "--report-ndjson-path", str(events)],
         capture_output=True, text=True, timeout=600,
     )
     report = json.loads((reports / "run.json").read_text())
