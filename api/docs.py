@@ -167,6 +167,7 @@ class SchemaDoc:
 
 def _fields(schema: dict, prefix: str = "") -> list[Field]:
     """An object schema's fields; an inline object's own fields follow it as ``name.field``."""
+    schema = one_object(schema)
     required = set(schema.get("required", []))
     fields = []
     for name, spec in schema.get("properties", {}).items():
@@ -179,6 +180,24 @@ def _fields(schema: dict, prefix: str = "") -> list[Field]:
         if inline_object:
             fields += _fields(spec, prefix=f"{prefix}{name}.")
     return fields
+
+
+def one_object(schema: dict) -> dict:
+    """A ``oneOf`` of objects as one: every branch's fields (the first's spec of each), required
+    where every branch requires it (``FeedbackRequest``: ``label`` is required with "wrong" only)."""
+    branches = schema.get("oneOf")
+    if not branches or not all("properties" in branch for branch in branches):
+        return schema
+    properties = {}
+    for branch in branches:
+        for name, spec in branch["properties"].items():
+            known = properties.get(name)
+            if known is None:
+                properties[name] = spec
+            elif "enum" in known and "enum" in spec:  # every branch's values, in order
+                properties[name] = {**known, "enum": list(dict.fromkeys(known["enum"] + spec["enum"]))}
+    required = set.intersection(*(set(branch.get("required", [])) for branch in branches))
+    return {**schema, "properties": properties, "required": [name for name in properties if name in required]}
 
 
 def _example_value(spec: dict, components: dict):
@@ -205,7 +224,8 @@ def curl_example(base_url: str, method: str, path: str, operation: dict, compone
 
     def body_schema(media: str) -> dict:
         spec = content[media]["schema"]
-        return components.get(schema_name(spec["$ref"]), {}) if "$ref" in spec else spec
+        spec = components.get(schema_name(spec["$ref"]), {}) if "$ref" in spec else spec
+        return spec["oneOf"][0] if "oneOf" in spec else spec  # the first way of asking, as the example
 
     if "application/json" in content:  # the simplest for a program, where the endpoint takes it
         body = body_schema("application/json")

@@ -33,8 +33,9 @@ HEADERS = {
                  {"type": "string", "format": "uri"}),
     "Link": (f"RFC 8288 links to the `first`, `prev`, `next` and `last` pages (`page_size` up to {MAX_PAGE_SIZE}).",
              {"type": "string", "example": '<https://example.org/api/v1/images/?page=2>; rel="next"'}),
-    "Retry-After": ("Seconds until more photos are accepted: with a 429, and with an answer that refused any file "
-                    "for the rate (code `rate_limited`).", SECONDS),
+    "Retry-After": ("Seconds until asking again makes sense: with a 429 or 503, and with an upload's answer that "
+                    "refused any file for the rate (code `rate_limited`).", SECONDS),
+    "WWW-Authenticate": ("How to authenticate: with a token.", {"type": "string", "enum": ["Token"]}),
     REPLAYED: (f"`true` on an answer replayed for a repeated `{IDEMPOTENCY_KEY}`.",
                {"type": "string", "enum": ["true"]}),
 }
@@ -88,6 +89,8 @@ def _document_operation(path: str, method: str, operation: dict) -> None:
         _headers(responses, ["202"], ["Location"])
         _headers(responses, ["202", "400", "429"], ["Retry-After"])
         _headers(responses, [code for code in responses if code not in {"409", "422", "429"}], [REPLAYED])
+    _headers(responses, ["429", "503"], ["Retry-After"])
+    _headers(responses, ["401"], ["WWW-Authenticate"])
     _headers(responses, list(responses), ["RateLimit-Policy", "RateLimit"])
 
 

@@ -47,11 +47,7 @@ from .serializers import (
 )
 from .throttles import UploadRateThrottle
 
-ERRORS = OpenApiResponse(description="The request was refused: each field with its reasons, in words for people.")
-NOT_FOUND = OpenApiResponse(description="No such image among yours.")
-RATE_LIMITED = OpenApiResponse(
-    description="Too many photos for now (`PETSITE_UPLOAD_RATE`); `Retry-After` says how many seconds to wait."
-)
+# The views declare their successes; every error status, as a problem, is api/schema.py's.
 
 
 def own_images(user) -> QuerySet[PetImage]:
@@ -87,10 +83,11 @@ class ImageList(IdempotentUploads, generics.ListAPIView):  # Idempotency-Key on 
         summary="Upload photos",
         description="One or several files, each a multipart part named `image` (at most "
         "`PETSITE_MAX_FILES_PER_UPLOAD`). Each file is checked and stored on its own: 202 when at least one was "
-        "stored, with each file's outcome (poll a stored image's `url` until `finished`); 400 when none was, "
-        "with each file's reason. A file past the upload rate is refused with code `rate_limited`.",
+        "stored, with each file's outcome and the first one's address in `Location` (ask it with `?wait=30`); "
+        "a 400 problem when none was, with each file's reason in `errors` and the same `files`. A file past the "
+        "upload rate is refused with code `rate_limited` (a 429 when all were).",
         request={"multipart/form-data": UploadRequestSerializer},
-        responses={202: UploadResultSerializer, 400: UploadResultSerializer, 429: RATE_LIMITED},
+        responses={202: UploadResultSerializer},
     )
     def post(self, request: Request) -> Response:
         form = UploadForm(request.POST, request.FILES)
@@ -157,7 +154,7 @@ class ImageFeedback(APIView):
         description='"correct", or "wrong" with the right `label` (a breed key, or `not_a_pet`). Answering again '
         "replaces the answer. Wrong answers lead the review queue.",
         request=FeedbackRequestSerializer,
-        responses={200: ImageSerializer, 400: ERRORS, 404: NOT_FOUND},
+        responses={200: ImageSerializer},
     )
     def post(self, request: Request, pk: int) -> Response:
         pet = get_object_or_404(own_images(request.user), pk=pk)
@@ -185,8 +182,7 @@ class ImageFile(APIView):
         summary="One of your image's files",
         description="The stored photo (`file`), its thumbnail or its Grad-CAM heatmap (JPEG). On S3 storage, a "
                     "redirect to a signed URL that expires (`PETSITE_SIGNED_URL_SECONDS`).",
-        responses={(200, "image/jpeg"): OpenApiTypes.BINARY, 302: OpenApiResponse(description="to a signed URL"),
-                   404: NOT_FOUND},
+        responses={(200, "image/jpeg"): OpenApiTypes.BINARY, 302: OpenApiResponse(description="to a signed URL")},
     )
     def get(self, request: Request, pk: int, kind: str) -> HttpResponse:
         return serving.serve_image_file(request, pk, kind)
@@ -207,8 +203,7 @@ class ImageExplain(APIView):
         "`files.heatmap` is set. 200 when it is there already, 202 when asked for, 409 before the image has a "
         "result. Reading an image never asks for its heatmap.",
         request=None,
-        responses={200: ImageSerializer, 202: ImageSerializer, 404: NOT_FOUND,
-                   409: OpenApiResponse(description="The image has no result to explain yet.")},
+        responses={200: ImageSerializer, 202: ImageSerializer},
     )
     def post(self, request: Request, pk: int) -> Response:
         pet = get_object_or_404(own_images(request.user), pk=pk)

@@ -56,13 +56,54 @@ def test_every_endpoint_and_method_is_in_the_schema(schema):
 
 def test_the_schema_describes_uploads_and_the_gallerys_filters(schema):
     images = schema["paths"]["/api/v1/images/"]
-    assert set(images["post"]["responses"]) == {"202", "400", "409", "422", "429"}  # 409, 422: Idempotency-Key
+    assert set(images["post"]["responses"]) == {"202", "400", "401", "403", "406", "409", "413", "415", "422", "429",
+                                                "500", "503"}  # 409, 422: Idempotency-Key
+    upload = images["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"].split("/")[-1]
+    assert schema["components"]["schemas"][upload]["properties"]["image"]["minItems"] == 1
     assert "multipart/form-data" in images["post"]["requestBody"]["content"]
     parameters = {parameter["name"]: parameter for parameter in images["get"]["parameters"]}
     assert {"breed", "species", "status", "feedback", "min_confidence", "max_confidence", "sort", "page"} <= set(
         parameters
     )
     assert "pug" in parameters["breed"]["schema"]["enum"]
+    assert parameters["min_confidence"]["schema"] == {"type": "number", "minimum": 0, "maximum": 1}  # as `confidence`
+
+
+def operations(schema) -> list[tuple[str, dict]]:
+    return [(f"{method.upper()} {path}", operation) for path, methods in schema["paths"].items()
+            for method, operation in methods.items()]
+
+
+def test_every_operation_documents_its_errors_as_problems_with_examples(schema):
+    for name, operation in operations(schema):
+        responses = operation["responses"]
+        assert {"401", "406", "500", "503"} <= set(responses), name
+        errors = {status: response for status, response in responses.items() if int(status) >= 400}
+        for status, response in errors.items():
+            content = response["content"]["application/problem+json"]
+            assert content["schema"] == {"$ref": "#/components/schemas/Problem"}, (name, status)
+            assert content["example"]["status"] == int(status)
+        assert "WWW-Authenticate" in responses["401"]["headers"]
+        assert "Retry-After" in responses["503"]["headers"]
+
+
+def test_every_answer_with_a_json_body_has_an_example(schema):
+    for name, operation in operations(schema):
+        for status, response in operation["responses"].items():
+            for media, content in response.get("content", {}).items():
+                if "json" in media:
+                    assert "example" in content, (name, status, media)
+
+
+def test_the_rules_a_serializer_cannot_say_are_in_the_schema(schema):
+    schemas = schema["components"]["schemas"]
+    correct, wrong = schemas["FeedbackRequest"]["oneOf"]
+    assert (correct["properties"]["answer"]["enum"], correct["required"]) == (["correct"], ["answer"])
+    assert (wrong["properties"]["answer"]["enum"], wrong["required"]) == (["wrong"], ["answer", "label"])
+    assert schemas["ModelVersionDetail"]["properties"]["metrics"]["properties"]["accuracy"]["maximum"] == 1
+    file = schema["paths"]["/api/v1/images/{id}/file/"]["get"]["responses"]["200"]["content"]
+    assert set(file) == {"image/jpeg", "image/png", "image/webp"}  # as stored (classifier/formats.py)
+    assert set(schemas["Problem"]["required"]) == {"type", "title", "status", "detail", "instance", "code"}
 
 
 def test_the_schema_is_served(anonymous, db):
