@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 ST = Path(sys.executable).with_name("st")
-MIN_CASES = 500  # each caller's run; the two together are the issue's 1,000 at least
+MIN_CASES = 1000  # generated cases in each caller's run, at least
 CHECKS = {
     "not_a_server_error", "status_code_conformance", "content_type_conformance", "response_schema_conformance",
     "response_headers_conformance", "positive_data_acceptance", "negative_data_rejection", "missing_required_header",
@@ -38,21 +38,25 @@ def run_schemathesis(base_url: str, token: str, reports: Path) -> tuple[subproce
     process = subprocess.run(
         [str(ST), "--config-file", str(CONFIG), "run", f"{base_url}{reverse('api:schema')}?format=json",
          "--url", base_url, "--header", f"Authorization: Token {token}",
-         "--checks", "all", "--exclude-checks", "max_response_time", "--no-color",
+         "--checks", "all", "--no-color",
          "--report", "json,ndjson", "--report-json-path", str(reports / "run.json"),
          "--report-ndjson-path", str(events)],
         capture_output=True, text=True, timeout=600,
     )
+    if not (reports / "run.json").exists():
+        pytest.fail(f"schemathesis did not run:\n{process.stdout[-4000:]}\n{process.stderr[-4000:]}")
     report = json.loads((reports / "run.json").read_text())
     return process, report, checks_run(events)
 
 
 def checks_run(events: Path) -> dict[str, int]:
-    """How many responses each check judged, from schemathesis's NDJSON events."""
+    """How many responses each check judged, from schemathesis's NDJSON events
+    (``max_response_time`` left out: without a limit, which this run does not set, it judges nothing)."""
     counts = collections.Counter()
     for line in events.read_text().splitlines():
         for check in _find_checks(json.loads(line)):
             counts[check] += 1
+    counts.pop("max_response_time", None)
     return dict(sorted(counts.items()))
 
 
