@@ -44,7 +44,8 @@ MODEL_DETAIL = {
     **MODEL, "classes": ["Abyssinian", "…", "yorkshire_terrier"],
     "metrics": {"accuracy": 0.9312, "top5_accuracy": 0.9951, "per_class": [
         {"class": "pug", "name": "Pug", "precision": 0.96, "recall": 0.94, "f1": 0.95, "support": 100}]},
-    "training_args": {"recipe": "full", "epochs": 12}, "history": [{"epoch": 1, "train_loss": 1.12}],
+    "training_args": {"recipe": "full", "epochs": 12}, "history": {
+        "precision": "bf16", "epochs": [{"epoch": 1, "stage": "head", "train_loss": 1.12, "accuracy": 0.88}]},
     "figures": {"confusion_matrix": f"{SITE}/models/resnet34-v3/figures/confusion_matrix.png"},
 }
 

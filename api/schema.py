@@ -15,6 +15,8 @@ from __future__ import annotations
 import copy
 from http import HTTPStatus
 
+from django.conf import settings
+
 from classifier.filters import ApiImageFilter
 
 from . import examples
@@ -122,28 +124,43 @@ def problem_schemas() -> dict:
                            "`#/image/2` for the third file, `#` for the whole body), a query `parameter` or a "
                            "request `header`.",
             "required": ["code", "detail"],
-            "properties": {"pointer": text, "parameter": text, "header": text, "code": text, "detail": text},
+            "properties": {"pointer": {"type": "string", "pattern": "^#(/.*)?$"}, "parameter": text, "header": text,
+                           "code": text, "detail": text},
+            # Exactly one place (petsite.problems.error_item).
+            "oneOf": [{"required": ["pointer"]}, {"required": ["parameter"]}, {"required": ["header"]}],
         },
     }
 
 
 def _request_rules(schemas: dict) -> None:
     """The rules the request serializers cannot state."""
-    schemas["UploadRequest"]["properties"]["image"]["minItems"] = 1
-    schemas["ModelVersionDetail"]["properties"]["metrics"] = metrics_schema()
+    image = schemas["UploadRequest"]["properties"]["image"]
+    image.update(minItems=1, maxItems=settings.PETSITE_MAX_FILES_PER_UPLOAD)
+    image["description"] += (f" (at most {settings.PETSITE_MAX_FILES_PER_UPLOAD} a request, "
+                             "`PETSITE_MAX_FILES_PER_UPLOAD`: any further file is not read, and is refused in "
+                             "`files` with code `too_many_files`)")
+    detail = schemas["ModelVersionDetail"]["properties"]
+    detail.update(metrics=metrics_schema(), **version_schemas())
     feedback = schemas["FeedbackRequest"]
     answer, label = feedback["properties"]["answer"], feedback["properties"]["label"]
+    # With "correct" the label is not needed (an empty one, as a form's "choose…" sends it, is none).
+    optional_label = {"description": label.get("description", ""),
+                      "anyOf": [*label.get("allOf", [{"$ref": label.get("$ref")}]), {"type": "string", "enum": [""]}]}
     schemas["FeedbackRequest"] = {
         "description": feedback.get("description", ""),
         "oneOf": [
             {"type": "object", "title": "correct", "required": ["answer"],
-             "properties": {"answer": {**copy.deepcopy(answer), "enum": ["correct"]}, "label": label}},
+             "properties": {"answer": _one_answer(answer, "correct"), "label": optional_label}},
             {"type": "object", "title": "wrong, with the right label", "required": ["answer", "label"],
-             "properties": {"answer": {**copy.deepcopy(answer), "enum": ["wrong"]}, "label": label}},
+             "properties": {"answer": _one_answer(answer, "wrong"), "label": label}},
         ],
     }
-    schemas["FeedbackRequest"]["oneOf"][0]["properties"]["answer"].pop("$ref", None)
-    schemas["FeedbackRequest"]["oneOf"][1]["properties"]["answer"].pop("$ref", None)
+
+
+def _one_answer(answer: dict, value: str) -> dict:
+    """``answer``'s schema (its description) allowing ``value`` only."""
+    return {**{key: item for key, item in copy.deepcopy(answer).items() if key != "$ref"}, "type": "string",
+            "enum": [value]}
 
 
 def metrics_schema() -> dict:
@@ -151,6 +168,8 @@ def metrics_schema() -> dict:
     ``ml.outputs``); every member optional: an imported model may carry fewer."""
     number, count = {"type": "number"}, {"type": "integer", "minimum": 0}
     fraction = {"type": "number", "minimum": 0, "maximum": 1}
+    headline = {"type": "object", "properties": {"num_images": count, "loss": number, "accuracy": fraction,
+                                                 "error_rate": fraction, "top5_accuracy": fraction}}
     return {
         "type": "object",
         "description": "How the version did on its test split, as training wrote it.",
@@ -166,8 +185,29 @@ def metrics_schema() -> dict:
             "confusion_matrix": {"type": "array", "items": {"type": "array", "items": count}},
             "verdicts": {"type": "object", "additionalProperties": count,
                          "description": "how many test images get each verdict"},
-            "calibration": {"type": "object", "description": "the verdicts' thresholds and how validation fared"},
+            "calibration": {"type": "object", "description": "the verdicts' thresholds and how validation fared",
+                            "properties": {"ood_score": {"type": "string"}, "ood_threshold": number,
+                                           "ood_thresholds": {"type": "object", "additionalProperties": number},
+                                           "probability_threshold": fraction,
+                                           "accuracy_by_verdict": {"type": "object", "additionalProperties":
+                                                                   {**fraction, "nullable": True}}}},
+            "valid": {**headline, "description": "the same headline numbers on the validation split"},
+            "evaluations": {"type": "object", "description": "later evaluations by split (`evaluate`): each as "
+                            "these metrics", "additionalProperties": {"type": "object"}},
         },
+    }
+
+
+def version_schemas() -> dict:
+    """The other JSON members of a model version (``registry.models.ModelVersion``), as
+    training writes them (``ml.training.History``, ``ml.recipes``)."""
+    return {
+        "classes": {"type": "array", "items": {"type": "string"}, "description": "the breed keys it predicts, in "
+                    "the order of its outputs"},
+        "training_args": {"type": "object", "description": "the recipe and its settings"},
+        "history": {"type": "object", "description": "the training run, epoch by epoch", "properties": {
+            "precision": {"type": "string"}, "epochs": {"type": "array", "items": {"type": "object"}},
+            "steps": {"type": "array", "items": {"type": "object"}}}},
     }
 
 

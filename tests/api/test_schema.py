@@ -1,6 +1,8 @@
 """The OpenAPI schema is valid and names every endpoint of the API (its docs page: test_docs_page.py)."""
+import copy
 import re
 
+import jsonschema
 import pytest
 import yaml
 from django.core.management import call_command
@@ -104,6 +106,53 @@ def test_the_rules_a_serializer_cannot_say_are_in_the_schema(schema):
     file = schema["paths"]["/api/v1/images/{id}/file/"]["get"]["responses"]["200"]["content"]
     assert set(file) == {"image/jpeg", "image/png", "image/webp"}  # as stored (classifier/formats.py)
     assert set(schemas["Problem"]["required"]) == {"type", "title", "status", "detail", "instance", "code"}
+
+
+def openapi_to_json_schema(node):
+    """OpenAPI 3.0's ``nullable`` as JSON Schema says it (a type, or null), everywhere in ``node``."""
+    if isinstance(node, list):
+        return [openapi_to_json_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = {key: openapi_to_json_schema(value) for key, value in node.items()}
+    if node.pop("nullable", False):
+        node = {"anyOf": [node, {"type": "null"}]}
+    return node
+
+
+def validator(schema: dict, subschema: dict) -> jsonschema.Draft7Validator:
+    """A validator of ``subschema`` whose ``$ref``s resolve in the whole schema."""
+    root = openapi_to_json_schema({"components": copy.deepcopy(schema["components"]), "allOf": [subschema]})
+    return jsonschema.Draft7Validator(root)
+
+
+def test_every_example_is_valid_by_its_own_schema(schema):
+    checked = 0
+    for name, operation in operations(schema):
+        for status, response in operation["responses"].items():
+            for media, content in response.get("content", {}).items():
+                if "example" in content:
+                    errors = list(validator(schema, content["schema"]).iter_errors(content["example"]))
+                    assert not errors, (name, status, media, [error.message for error in errors[:3]])
+                    checked += 1
+    assert checked >= 60  # every problem and success of the 11 operations
+
+
+def test_the_requests_rules_are_the_servers(schema, settings):
+    schemas = schema["components"]["schemas"]
+    image = schemas["UploadRequest"]["properties"]["image"]
+    assert (image["minItems"], image["maxItems"]) == (1, settings.PETSITE_MAX_FILES_PER_UPLOAD)
+    feedback = validator(schema, {"$ref": "#/components/schemas/FeedbackRequest"})
+    assert feedback.is_valid({"answer": "correct"})
+    assert feedback.is_valid({"answer": "correct", "label": ""})  # a form's "choose…": no label (FeedbackForm)
+    assert feedback.is_valid({"answer": "wrong", "label": "not_a_pet"})
+    for refused in [{"answer": "wrong"}, {"answer": "wrong", "label": ""}, {"answer": "correct", "label": "cat"},
+                    {"answer": "maybe"}, {"answer": "wrong", "label": None}, {}]:
+        assert not feedback.is_valid(refused), refused
+    where = validator(schema, {"$ref": "#/components/schemas/ProblemError"})
+    assert where.is_valid({"pointer": "#/image/2", "code": "empty", "detail": "The file is empty."})
+    assert not where.is_valid({"code": "invalid", "detail": "Nowhere."})  # each error says where
+    assert not where.is_valid({"pointer": "#/label", "parameter": "status", "code": "invalid", "detail": "Both."})
 
 
 def test_the_schema_is_served(anonymous, db):
