@@ -42,7 +42,7 @@ ERRORS = {
     "412": ("`If-Match` names another version of this answer.", "precondition_failed",
             "The image is not the version named in If-Match."),
     "413": ("The body is over `PETSITE_MAX_REQUEST_BYTES`.", "too_large",
-            "The request is 220200960 bytes; at most 220200960 bytes are accepted, and 10485760 bytes per photo."),
+            "The request is 231000000 bytes; at most 220200960 bytes are accepted, and 10485760 bytes per photo."),
     "415": ("A body type this does not read.", "unsupported_media_type",
             'Unsupported media type "text/plain" in request.'),
     "422": ("This `Idempotency-Key` was used before with other files.", "idempotency_key_reused",
@@ -54,6 +54,19 @@ ERRORS = {
     "503": ("A service is briefly down, or the server holds as many `?wait` requests as it allows; "
             "`Retry-After` says when to ask again.", "database_unavailable",
             "The service is briefly unavailable. Try again in a moment."),
+}
+# Where an operation's usual problem is another than the status's first: (code, detail) of its example.
+EXAMPLE_OF = {
+    ("images_create", "400"): ("no_photo_stored", "The file is empty."),
+    ("images_create", "409"): ("idempotency_key_in_use", "The first request with this Idempotency-Key is still being "
+                               "answered. Send it again in a moment."),
+    ("images_feedback_create", "409"): ("no_prediction", "There is no prediction to confirm yet: answer \"wrong\" "
+                                        "with a label, or wait for the result."),
+    ("images_retrieve", "429"): ("too_many_waits", "You have 2 requests waiting already: wait for one of them at a "
+                                 "time, or ask without `wait`."),
+    **{(name, "403"): ("csrf_failed", "The request's CSRF token is missing or out of date: reload the page and try "
+                       "again.") for name in ("images_create", "images_destroy", "images_feedback_create",
+                                              "images_explain_create")},
 }
 EVERY = ["401", "406", "500", "503"]  # any operation, whatever it is
 SENT = ["403", "413"]  # any request that sends something: CSRF for sessions, the body's size
@@ -216,6 +229,7 @@ def _document_operation(operation: dict) -> None:
     responses = operation.setdefault("responses", {})
     for status in [*EVERY, *ERRORS_OF.get(name, [])]:
         words, code, detail = ERRORS[status]
+        code, detail = EXAMPLE_OF.get((name, status), (code, detail))
         example = {"type": "about:blank", "title": HTTPStatus(int(status)).phrase, "status": int(status),
                    "detail": detail, "instance": examples.INSTANCE, "code": code}
         responses[status] = {"description": words, "content": {PROBLEM: {

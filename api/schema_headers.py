@@ -33,8 +33,9 @@ HEADERS = {
                  {"type": "string", "format": "uri"}),
     "Link": (f"RFC 8288 links to the `first`, `prev`, `next` and `last` pages (`page_size` up to {MAX_PAGE_SIZE}).",
              {"type": "string", "example": '<https://example.org/api/v1/images/?page=2>; rel="next"'}),
-    "Retry-After": ("Seconds until asking again makes sense: with a 429 or 503, and with an upload's answer that "
-                    "refused any file for the rate (code `rate_limited`).", SECONDS),
+    "Retry-After": ("Seconds until asking again makes sense: with a 429 or 503, with an upload's answer that "
+                    "refused any file for the rate (code `rate_limited`), and with its 409 while the first request "
+                    "with the same `Idempotency-Key` runs.", SECONDS),
     "WWW-Authenticate": ("How to authenticate: with a token.", {"type": "string", "enum": ["Token"]}),
     REPLAYED: (f"`true` on an answer replayed for a repeated `{IDEMPOTENCY_KEY}`.",
                {"type": "string", "enum": ["true"]}),
@@ -87,7 +88,7 @@ def _document_operation(path: str, method: str, operation: dict) -> None:
         responses.setdefault("422", {"description": f"This `{IDEMPOTENCY_KEY}` was sent before with other files "
                                                     "(problem `idempotency_key_reused`)."})
         _headers(responses, ["202"], ["Location"])
-        _headers(responses, ["202", "400", "429"], ["Retry-After"])
+        _headers(responses, ["202", "400", "409", "429"], ["Retry-After"])
         _headers(responses, [code for code in responses if code not in {"409", "422", "429"}], [REPLAYED])
     _headers(responses, ["429", "503"], ["Retry-After"])
     _headers(responses, ["401"], ["WWW-Authenticate"])

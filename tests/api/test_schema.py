@@ -155,6 +155,19 @@ def test_the_requests_rules_are_the_servers(schema, settings):
     assert not where.is_valid({"pointer": "#/label", "parameter": "status", "code": "invalid", "detail": "Both."})
 
 
+def test_each_problems_example_is_the_one_that_operation_gives(schema):
+    def example(path, method, status):
+        response = schema["paths"][path][method]["responses"][status]
+        return response["content"]["application/problem+json"]["example"]["code"]
+
+    assert example("/api/v1/images/", "post", "409") == "idempotency_key_in_use"
+    assert "Retry-After" in schema["paths"]["/api/v1/images/"]["post"]["responses"]["409"]["headers"]
+    assert example("/api/v1/images/{id}/feedback/", "post", "409") == "no_prediction"
+    assert example("/api/v1/images/{id}/explain/", "post", "409") == "no_result"
+    assert example("/api/v1/images/{id}/", "get", "429") == "too_many_waits"
+    assert example("/api/v1/models/", "get", "403") == "permission_denied"
+
+
 def test_the_schema_is_served(anonymous, db):
     response = anonymous.get(reverse("api:schema"), HTTP_ACCEPT="application/vnd.oai.openapi+json")
     assert response.status_code == 200
