@@ -148,8 +148,10 @@ def problem_schemas() -> dict:
 def _request_rules(schemas: dict) -> None:
     """The rules the request serializers cannot state."""
     image = schemas["UploadRequest"]["properties"]["image"]
-    image.update(minItems=1, maxItems=settings.PETSITE_MAX_FILES_PER_UPLOAD)
-    image["description"] += (f" (at most {settings.PETSITE_MAX_FILES_PER_UPLOAD} a request, "
+    # No maxItems: a request with more files is not refused; the files past the limit are, each
+    # in `files` (the ones before it are stored), so more files are not an invalid request.
+    image["minItems"] = 1
+    image["description"] += (f" (send at most {settings.PETSITE_MAX_FILES_PER_UPLOAD} a request, "
                              "`PETSITE_MAX_FILES_PER_UPLOAD`: any further file is not read, and is refused in "
                              "`files` with code `too_many_files`)")
     detail = schemas["ModelVersionDetail"]["properties"]

@@ -9,6 +9,7 @@ The pages for people (the docs, the schema, the token page) are not versioned: t
 stay at ``/api/docs/``, ``/api/schema/`` and ``/api/token/``.
 """
 from django.urls import include, path, re_path
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView
 
 from petsite import errors
@@ -46,6 +47,7 @@ urlpatterns = [
     # The unversioned alias: the same views, answering with v1 URLs.
     path("", include((endpoints(), "unversioned"))),
     # Last: any other address under /api/ is a problem+json 404, with DEBUG too (whose own
-    # 404 page, the one handler404 replaces without it, is HTML).
-    re_path(r"", errors.page_not_found, {"exception": None}, name="not-found"),
+    # 404 page, the one handler404 replaces without it, is HTML); CSRF-exempt, or a token
+    # client's POST to a wrong address would be told about CSRF instead.
+    re_path(r"", csrf_exempt(errors.page_not_found), {"exception": None}, name="not-found"),
 ]

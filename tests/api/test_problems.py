@@ -4,7 +4,7 @@ title, status, detail, instance, code, and where each error was)."""
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from api import views
+from api import tokens, views
 from tests.api.test_schema import api_endpoints
 from tests.helpers import assert_problem, upload
 
@@ -53,8 +53,15 @@ def test_unknown_addresses_under_the_api_are_404_problems(owner):
     for path in ("/api/v1/nothing/", "/api/nothing/", "/api/v2/images/", "/api/v1/images/not-a-number/"):
         problem = assert_problem(owner.get(path), 404, "not_found")
         assert problem["detail"] == "There is nothing at this address."
-    assert_problem(owner.post("/api/v1/nothing/", {}), 404, "not_found")  # no CSRF refusal first
     assert_problem(APIClient().get("/api/v1/nothing/"), 404, "not_found")
+
+
+def test_a_send_to_an_unknown_address_is_a_404_not_a_csrf_refusal(user):
+    client = APIClient(enforce_csrf_checks=True)  # as a real server checks it
+    client.credentials(HTTP_AUTHORIZATION=f"Token {tokens.issue_token(user).key}")
+    for method, path in (("post", "/api/v1/nothing/"), ("post", "/api/v1/images/AAA/feedback/"),
+                         ("delete", "/api/v1/images/AAA/")):
+        assert_problem(getattr(client, method)(path), 404, "not_found")
 
 
 def test_models_are_a_403_problem_without_the_permission(owner, model_version):

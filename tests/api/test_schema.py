@@ -141,7 +141,7 @@ def test_every_example_is_valid_by_its_own_schema(schema):
 def test_the_requests_rules_are_the_servers(schema, settings):
     schemas = schema["components"]["schemas"]
     image = schemas["UploadRequest"]["properties"]["image"]
-    assert (image["minItems"], image["maxItems"]) == (1, settings.PETSITE_MAX_FILES_PER_UPLOAD)
+    assert (image["minItems"], "maxItems" in image) == (1, False)  # past the limit, files are refused one by one
     feedback = validator(schema, {"$ref": "#/components/schemas/FeedbackRequest"})
     assert feedback.is_valid({"answer": "correct"})
     assert feedback.is_valid({"answer": "correct", "label": ""})  # a form's "choose…": no label (FeedbackForm)
