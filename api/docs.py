@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import threading
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
@@ -22,6 +23,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
+from drf_spectacular.views import SpectacularAPIView
 
 METHODS = ("get", "post", "put", "patch", "delete")
 LONG_LIST = 8  # a description's list longer than this is folded (<details>)
@@ -30,14 +32,29 @@ SCHEME_WORDS = {"cookie": "The browser's session on the site, after logging in (
 REF_PREFIX = "#/components/schemas/"
 
 
+# drf-spectacular loads its extensions during the first generation, not thread-safely: two
+# first requests at once in one gunicorn process met a half-loaded extension and answered
+# 500 (found by schemathesis's runs side by side). One generation at a time per process.
+GENERATING = threading.Lock()
+
+
+class SchemaView(SpectacularAPIView):
+    """``/api/schema/``: drf-spectacular's view, generating under :data:`GENERATING`."""
+
+    def get(self, request, *args, **kwargs):
+        with GENERATING:
+            return super().get(request, *args, **kwargs)
+
+
 @functools.cache
 def openapi_schema() -> dict:
     """The schema as ``/api/schema/`` serves it (drf-spectacular's generator, public), made
     once per process: it depends on the code only, and takes a quarter of a second."""
     from drf_spectacular.settings import spectacular_settings
 
-    generator = spectacular_settings.DEFAULT_GENERATOR_CLASS()
-    return generator.get_schema(request=None, public=True)
+    with GENERATING:
+        generator = spectacular_settings.DEFAULT_GENERATOR_CLASS()
+        return generator.get_schema(request=None, public=True)
 
 
 # --- words and types ---------------------------------------------------------------------

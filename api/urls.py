@@ -10,7 +10,6 @@ stay at ``/api/docs/``, ``/api/schema/`` and ``/api/token/``.
 """
 from django.urls import include, path, re_path
 from django.views.decorators.csrf import csrf_exempt
-from drf_spectacular.views import SpectacularAPIView
 
 from petsite import errors
 
@@ -40,7 +39,7 @@ app_name = "api"
 urlpatterns = [
     *endpoints(f"{VERSION}/"),
     # The OpenAPI 3 schema, and the documentation page made from it on the server (api/docs.py).
-    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("schema/", docs.SchemaView.as_view(), name="schema"),
     path("docs/", docs.docs_page, name="docs"),
     # The user's token, on a page of the site.
     path("token/", views.token_settings, name="token"),

@@ -1,11 +1,14 @@
 """The OpenAPI schema is valid and names every endpoint of the API (its docs page: test_docs_page.py)."""
 import copy
 import re
+import threading
+import time
 
 import jsonschema
 import pytest
 import yaml
 from django.core.management import call_command
+from django.test import Client
 from django.urls import URLPattern, get_resolver, reverse
 
 # The API's URLs that are not endpoints: the schema, its docs page, the token page of the
@@ -172,3 +175,31 @@ def test_the_schema_is_served(anonymous, db):
     response = anonymous.get(reverse("api:schema"), HTTP_ACCEPT="application/vnd.oai.openapi+json")
     assert response.status_code == 200
     assert "/api/v1/images/" in response.json()["paths"]
+
+
+def test_the_schema_is_generated_one_request_at_a_time(db, monkeypatch):
+    """drf-spectacular's first generation is not thread-safe (two at once answered 500)."""
+    from drf_spectacular.generators import SchemaGenerator
+
+    inside, most = [], []
+    real = SchemaGenerator.get_schema
+
+    def counted(self, *args, **kwargs):
+        inside.append(1)
+        most.append(len(inside))
+        time.sleep(0.05)
+        try:
+            return real(self, *args, **kwargs)
+        finally:
+            inside.pop()
+
+    monkeypatch.setattr(SchemaGenerator, "get_schema", counted)
+    answers = []
+    threads = [threading.Thread(target=lambda: answers.append(Client().get(reverse("api:schema")).status_code))
+               for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers == [200] * 4
+    assert max(most) == 1
