@@ -24,6 +24,7 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import remove_query_param, replace_query_param
 
 MAX_PAGE_SIZE = 100
+MAX_PAGE_NUMBER = 999_999_999  # nine digits: no page number past this is read
 
 
 class LinkedPageNumberPagination(PageNumberPagination):
@@ -105,4 +106,4 @@ def canonical_url(request: Request) -> str:
 
 
 def _positive_integer(value: str) -> bool:
-    return value.isascii() and value.isdigit() and len(value) <= 9 and int(value) >= 1
+    return value.isascii() and value.isdigit() and len(value) <= 9 and 1 <= int(value) <= MAX_PAGE_NUMBER

@@ -18,8 +18,10 @@ from http import HTTPStatus
 from django.conf import settings
 
 from classifier.filters import ApiImageFilter
+from petsite.problems import NOT_FOUND
 
 from . import examples
+from .pagination import MAX_PAGE_NUMBER
 
 PROBLEM = "application/problem+json"
 BINARY = {"type": "string", "format": "binary"}
@@ -32,8 +34,7 @@ ERRORS = {
             "Authentication credentials were not provided."),
     "403": ("Not allowed: model versions without the permission; a session request without its CSRF token.",
             "permission_denied", "You do not have permission to perform this action."),
-    "404": ("No such image among yours, no such model version, page or address.", "not_found",
-            "There is nothing at this address."),
+    "404": ("No such image among yours, no such model version, page or address.", "not_found", NOT_FOUND),
     "406": ("`Accept` names no type this answers.", "not_acceptable",
             "Could not satisfy the request Accept header."),
     "409": ("Not now: no result to explain or confirm yet, or the first request with this `Idempotency-Key` is "
@@ -86,7 +87,6 @@ ERRORS_OF = {
 # What a stored photo is (classifier/formats.py: GIF and BMP become PNG, HEIC and AVIF JPEG);
 # thumbnails and heatmaps are JPEG.
 FILE_TYPES = {"images_file_retrieve": ["image/jpeg", "image/png", "image/webp"]}
-LAST_PAGE = 999_999_999  # api.pagination: page numbers have at most 9 digits
 # OpenAPI links: where an answer's ids lead (clients, and schemathesis's stateful phase, follow them).
 ONE_IMAGE = ["images_retrieve", "images_feedback_create", "images_explain_create", "images_file_retrieve",
              "images_thumbnail_retrieve", "images_heatmap_retrieve", "images_destroy"]
@@ -189,8 +189,7 @@ def metrics_schema() -> dict:
         "type": "object",
         "description": "How the version did on its test split, as training wrote it.",
         "properties": {
-            "split": {"type": "string"}, "num_images": count, "loss": number, "accuracy": fraction,
-            "error_rate": fraction, "top5_accuracy": fraction,
+            "split": {"type": "string"}, **headline["properties"],
             "classes": {"type": "array", "items": {"type": "string"}},
             "per_class": {"type": "array", "items": {"type": "object", "properties": {
                 "class": {"type": "string"}, "name": {"type": "string"}, "precision": fraction, "recall": fraction,
@@ -259,7 +258,7 @@ def _parameter_rules(operation: str, parameter: dict) -> None:
     if parameter.get("in") != "query":
         return
     if parameter["name"] == "page":
-        parameter["schema"] = {"anyOf": [{"type": "integer", "minimum": 1, "maximum": LAST_PAGE},
+        parameter["schema"] = {"anyOf": [{"type": "integer", "minimum": 1, "maximum": MAX_PAGE_NUMBER},
                                          {"type": "string", "enum": ["last"]}]}
     field = ApiImageFilter.base_filters.get(parameter["name"]) if operation == "images_list" else None
     if field is not None and "min_value" in field.extra:

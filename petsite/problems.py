@@ -36,15 +36,12 @@ PAGES_UNDER_API = {"api:token", "api:docs"}
 NOT_FOUND = "There is nothing at this address."  # a 404's detail, from the site and DRF alike
 
 
-def problem(status: int, detail: str, *, request: HttpRequest | None, code: str, errors: list[dict] | None = None,
+def problem(status: int, detail: str, *, request: HttpRequest, code: str, errors: list[dict] | None = None,
             headers: dict | None = None, **members) -> JsonResponse:
-    """A problem-details response; ``members`` are further extension members (an upload's
-    ``files`` and ``summary``). ``request`` gives ``instance`` and ``request_id``; it is
-    None only where there is no request to name."""
-    body = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "detail": detail}
-    if request is not None:
-        body["instance"] = request.path
-    body["code"] = code
+    """A problem-details response for ``request`` (its path is ``instance``); ``members``
+    are further extension members (an upload's ``files`` and ``summary``)."""
+    body = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "detail": detail,
+            "instance": request.path, "code": code}
     if get_guid():
         body["request_id"] = get_guid()
     if errors:
